@@ -1,0 +1,115 @@
+//! Builds the plugins under `plugins/` for `wasm32-wasip2` so the binary embeds the
+//! default policy built from the current sources (never a stale copy), and reads the
+//! contract version from `wit/`.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PLUGINS: &[(&str, &str)] = &[
+    ("podlight-priority", "PODLIGHT_PRIORITY_WASM"),
+    ("podlight-testkit", "PODLIGHT_TESTKIT_WASM"),
+];
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let root = manifest_dir
+        .parent()
+        .ok_or("host/ has no parent directory")?
+        .to_path_buf();
+    for watched in ["wit", "plugins", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+
+    let wit = std::fs::read_to_string(root.join("wit/policy.wit"))
+        .map_err(|e| format!("cannot read wit/policy.wit: {e}"))?;
+    println!(
+        "cargo:rustc-env=PODLIGHT_CONTRACT_VERSION={}",
+        contract_version(&wit)?
+    );
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    // <target>/<profile>/build/<pkg>/out → <target>/<profile>/podlight-plugins
+    let target_dir = out_dir
+        .ancestors()
+        .nth(3)
+        .ok_or("unexpected OUT_DIR layout")?
+        .join("podlight-plugins");
+    build_plugins(&root, &target_dir)?;
+    for (package, var) in PLUGINS {
+        let wasm = target_dir
+            .join("wasm32-wasip2/plugin")
+            .join(format!("{}.wasm", package.replace('-', "_")));
+        if !wasm.is_file() {
+            return Err(format!(
+                "the plugin build did not produce {}",
+                wasm.display()
+            ));
+        }
+        println!("cargo:rustc-env={var}={}", wasm.display());
+    }
+    Ok(())
+}
+
+/// `package podlight:policy@0.1.0;` → `0.1.0`
+fn contract_version(wit: &str) -> Result<String, String> {
+    wit.lines()
+        .find_map(|line| line.trim().strip_prefix("package podlight:policy@"))
+        .map(|rest| rest.trim_end_matches(';').trim().to_string())
+        .ok_or_else(|| {
+            "wit/policy.wit has no `package podlight:policy@<version>;` line".to_string()
+        })
+}
+
+fn build_plugins(root: &Path, target_dir: &Path) -> Result<(), String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root)
+        .args([
+            "build",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    for (package, _) in PLUGINS {
+        command.args(["-p", package]);
+    }
+    // The outer build's flags and target are for the host, not for the plugins.
+    for (key, _) in env::vars() {
+        if key.starts_with("CARGO_BUILD_")
+            || key.starts_with("CARGO_ENCODED_RUSTFLAGS")
+            || key == "RUSTFLAGS"
+            || key == "CARGO_TARGET_DIR"
+            || key.starts_with("CARGO_PROFILE_")
+        {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo to build the plugins: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let hint = if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed")
+    {
+        "\nhint: install the plugin target with `rustup target add wasm32-wasip2` (scripts/setup does this)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "building the plugins for wasm32-wasip2 failed:\n{stderr}{hint}"
+    ))
+}

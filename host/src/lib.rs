@@ -1,0 +1,8 @@
+//! podlight: a node-status light for Kubernetes.
+//!
+//! The data path runs one way: cluster watch → node [`state`] → snapshot →
+//! [`policy`] (a sandboxed Wasm component) → [`frame`] (RGB per LED) → device.
+
+pub mod frame;
+pub mod policy;
+pub mod state;

@@ -1,0 +1,461 @@
+//! Compiling, instantiating and evaluating policies.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use super::bindings::{self, exports::podlight::policy::evaluator};
+use super::cache::CompileCache;
+use super::inspect::{self, PluginInfo, WasmKind};
+use super::output::PluginOutput;
+use super::sandbox::{PluginState, SnapshotView};
+use super::{MAX_FRAME_LEDS, PolicyError};
+use crate::frame::{Frame, Rgb};
+use crate::state::Snapshot;
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Which code generator runs plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Native code from Cranelift (x86_64, aarch64, riscv64, s390x).
+    Cranelift,
+    /// wasmtime's portable interpreter, for targets Cranelift cannot generate code
+    /// for (32-bit ARM) or when forced.
+    Pulley,
+}
+
+impl Backend {
+    /// The backend for the machine podlight was built for.
+    pub fn native() -> Backend {
+        if cfg!(any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "s390x"
+        )) {
+            Backend::Cranelift
+        } else {
+            Backend::Pulley
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cranelift => "cranelift",
+            Backend::Pulley => "pulley",
+        }
+    }
+}
+
+/// Limits and locations, set once per engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Wall-clock budget of one `evaluate` (or `configure`) call.
+    pub deadline: Duration,
+    /// Linear memory a plugin may use, in bytes.
+    pub memory_limit: usize,
+    /// Largest plugin accepted, in bytes, before and after decompression.
+    pub max_plugin_size: usize,
+    /// Where compiled plugins are kept; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub backend: Backend,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            deadline: Duration::from_millis(50),
+            memory_limit: 32 << 20,
+            max_plugin_size: 16 << 20,
+            cache_dir: None,
+            backend: Backend::native(),
+        }
+    }
+}
+
+/// One per process: the compiler and its settings, the linker with everything a plugin
+/// may import, the epoch ticker that enforces deadlines, and the compile cache.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Arc<Linker<PluginState>>,
+    options: EngineOptions,
+    cache: Option<CompileCache>,
+}
+
+impl PolicyEngine {
+    pub fn new(options: EngineOptions) -> Result<Self, PolicyError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        if options.backend == Backend::Pulley {
+            let target = if cfg!(target_pointer_width = "64") {
+                "pulley64"
+            } else {
+                "pulley32"
+            };
+            config
+                .target(target)
+                .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        }
+        let engine = Engine::new(&config).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine);
+        let cache = options.cache_dir.as_ref().map(CompileCache::new);
+        Ok(PolicyEngine {
+            engine,
+            linker: Arc::new(linker),
+            options,
+            cache,
+        })
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// The default policy compiled into the binary.
+    pub fn builtin(&self) -> Result<Policy, PolicyError> {
+        self.load_bytes(super::BUILTIN_NAME, super::BUILTIN_PRIORITY)
+    }
+
+    /// Loads a `.wasm` or `.wasm.gz` file; the plugin is named after the file.
+    pub fn load_file(&self, path: &Path) -> Result<Policy, PolicyError> {
+        let name = plugin_name(path);
+        let size = std::fs::metadata(path)
+            .map_err(|source| PolicyError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        if size > self.options.max_plugin_size as u64 {
+            return Err(PolicyError::TooLarge {
+                name,
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: self.options.max_plugin_size,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(&name, &bytes)
+    }
+
+    /// Checks, compiles (or fetches from the cache) and links a plugin.
+    pub fn load_bytes(&self, name: &str, file: &[u8]) -> Result<Policy, PolicyError> {
+        let limit = self.options.max_plugin_size;
+        if file.len() > limit {
+            return Err(PolicyError::TooLarge {
+                name: name.to_string(),
+                size: file.len(),
+                limit,
+            });
+        }
+        let gzip = inspect::is_gzip(file);
+        let unpacked;
+        let bytes = if gzip {
+            unpacked = inspect::gunzip_capped(name, file, limit)?;
+            &unpacked[..]
+        } else {
+            file
+        };
+        match inspect::sniff(bytes) {
+            WasmKind::Component => {}
+            WasmKind::CoreModule => {
+                return Err(PolicyError::CoreModule {
+                    name: name.to_string(),
+                });
+            }
+            WasmKind::NotWasm => {
+                return Err(PolicyError::NotWasm {
+                    name: name.to_string(),
+                });
+            }
+        }
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, &sha256));
+        let cache_hit = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                let component =
+                    Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
+                        name: name.to_string(),
+                        reason: format!("{e:#}"),
+                    })?;
+                if let Some(cache) = &self.cache {
+                    cache.store(&self.engine, &sha256, &component);
+                }
+                component
+            }
+        };
+        let ty = component.component_type();
+        let contract_version =
+            inspect::check_exports(name, ty.exports(&self.engine).map(|(n, _)| n))?;
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        inspect::check_imports(name, imports.iter().map(String::as_str))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(bindings::PolicyPre::new)
+            .map_err(|e| PolicyError::Invalid {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        let info = PluginInfo {
+            name: name.to_string(),
+            contract_version,
+            file_bytes: file.len(),
+            component_bytes: bytes.len(),
+            gzip,
+            sha256,
+            imports,
+            cache_hit,
+        };
+        Ok(Policy {
+            engine: self.engine.clone(),
+            pre,
+            info,
+            output: Arc::new(PluginOutput::pair(name)),
+            deadline_ticks: deadline_ticks(self.options.deadline),
+            deadline_ms: u64::try_from(self.options.deadline.as_millis()).unwrap_or(u64::MAX),
+            memory_limit: self.options.memory_limit,
+        })
+    }
+}
+
+fn plugin_name(path: &Path) -> String {
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.trim_end_matches(".gz")
+        .trim_end_matches(".wasm")
+        .to_string()
+}
+
+fn deadline_ticks(deadline: Duration) -> u64 {
+    let ticks = deadline.as_micros().div_ceil(EPOCH_TICK.as_micros());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// Advances the engine's epoch every tick, for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = thread::Builder::new()
+        .name("policy-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without the ticker deadlines never fire; say so loudly rather than fail.
+        tracing::error!(error = %e, "cannot start the policy deadline thread; plugin deadlines are not enforced");
+    }
+}
+
+/// A compiled, linked plugin. Cheap to instantiate; shareable across threads.
+pub struct Policy {
+    engine: Engine,
+    pre: bindings::PolicyPre<PluginState>,
+    info: PluginInfo,
+    output: Arc<(PluginOutput, PluginOutput)>,
+    deadline_ticks: u64,
+    deadline_ms: u64,
+    memory_limit: usize,
+}
+
+impl Policy {
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Starts a sandbox running this plugin with these settings.
+    pub fn instantiate(
+        self: &Arc<Self>,
+        settings: Option<String>,
+    ) -> Result<PolicyInstance, PolicyError> {
+        let (store, bindings, settings_problem) = self.start(settings.as_deref())?;
+        if let Some(problem) = settings_problem {
+            tracing::warn!(plugin = %self.info.name, "{problem}");
+        }
+        Ok(PolicyInstance {
+            policy: Arc::clone(self),
+            settings,
+            live: Some((store, bindings)),
+        })
+    }
+
+    fn start(
+        &self,
+        settings: Option<&str>,
+    ) -> Result<(Store<PluginState>, bindings::Policy, Option<String>), PolicyError> {
+        let mut store = Store::new(
+            &self.engine,
+            PluginState::new(&self.output, self.memory_limit),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.call_error(e, "instantiate"))?;
+        store.set_epoch_deadline(self.deadline_ticks);
+        let configured = bindings
+            .podlight_policy_evaluator()
+            .call_configure(&mut store, settings)
+            .map_err(|e| self.call_error(e, "configure"))?;
+        Ok((store, bindings, configured.err()))
+    }
+
+    /// Turns a failed call into the error that says what happened.
+    fn call_error(&self, error: wasmtime::Error, during: &str) -> PolicyError {
+        let name = self.info.name.clone();
+        if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+            return PolicyError::Timeout {
+                name,
+                deadline_ms: self.deadline_ms,
+            };
+        }
+        let text = format!("{error:#}");
+        if text.contains("forcing trap when growing memory")
+            || text.contains("forcing a memory growth failure")
+        {
+            return PolicyError::MemoryLimit {
+                name,
+                limit_mib: self.memory_limit >> 20,
+            };
+        }
+        if during == "instantiate" {
+            return PolicyError::Instantiate { name, reason: text };
+        }
+        PolicyError::Trap {
+            name,
+            reason: format!("during {during}: {text}"),
+        }
+    }
+}
+
+/// A running sandbox. Reused across evaluations while they succeed (instantiation
+/// costs more than an evaluation); after any failure the next call starts a fresh one.
+pub struct PolicyInstance {
+    policy: Arc<Policy>,
+    settings: Option<String>,
+    live: Option<(Store<PluginState>, bindings::Policy)>,
+}
+
+impl PolicyInstance {
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Applies new settings without recompiling; returns the policy's complaint about
+    /// them, if it had one (it then runs on its documented defaults).
+    pub fn configure(&mut self, settings: Option<String>) -> Result<Option<String>, PolicyError> {
+        self.settings = settings;
+        let (store, bindings, problem) = self.policy.start(self.settings.as_deref())?;
+        self.live = Some((store, bindings));
+        Ok(problem)
+    }
+
+    /// Evaluates one snapshot for a device of `led_count` LEDs. The frame is padded
+    /// with off LEDs or truncated to exactly `led_count`.
+    pub fn evaluate(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        led_count: u32,
+    ) -> Result<Frame, PolicyError> {
+        let (mut store, bindings) = match self.live.take() {
+            Some(live) => live,
+            None => {
+                let (store, bindings, _) = self.policy.start(self.settings.as_deref())?;
+                (store, bindings)
+            }
+        };
+        let result = evaluate_in(&self.policy, &mut store, &bindings, snapshot, led_count);
+        if result.is_ok() {
+            self.live = Some((store, bindings));
+        }
+        result
+    }
+}
+
+fn evaluate_in(
+    policy: &Policy,
+    store: &mut Store<PluginState>,
+    bindings: &bindings::Policy,
+    snapshot: &Arc<Snapshot>,
+    led_count: u32,
+) -> Result<Frame, PolicyError> {
+    let view = SnapshotView {
+        snapshot: Arc::clone(snapshot),
+        led_count,
+    };
+    let handle: Resource<SnapshotView> =
+        store
+            .data_mut()
+            .table
+            .push(view)
+            .map_err(|e| PolicyError::Trap {
+                name: policy.info.name.clone(),
+                reason: e.to_string(),
+            })?;
+    let borrowed = Resource::new_borrow(handle.rep());
+    store.set_epoch_deadline(policy.deadline_ticks);
+    let outcome = bindings
+        .podlight_policy_evaluator()
+        .call_evaluate(&mut *store, borrowed);
+    // The handle is the host's; remove it whatever the call did.
+    let _ = store.data_mut().table.delete(handle);
+    let frame = outcome
+        .map_err(|e| policy.call_error(e, "evaluate"))?
+        .map_err(|message| PolicyError::Reported {
+            name: policy.info.name.clone(),
+            message,
+        })?;
+    fit_frame(&policy.info.name, frame, led_count)
+}
+
+/// Applies the contract's frame rule: over [`MAX_FRAME_LEDS`] is invalid; otherwise
+/// pad with off or truncate to the device.
+fn fit_frame(name: &str, frame: evaluator::Frame, led_count: u32) -> Result<Frame, PolicyError> {
+    if frame.leds.len() > MAX_FRAME_LEDS {
+        return Err(PolicyError::InvalidFrame {
+            name: name.to_string(),
+            reason: format!(
+                "{} LEDs, more than the {MAX_FRAME_LEDS} any device can have",
+                frame.leds.len()
+            ),
+        });
+    }
+    let mut leds: Vec<Rgb> = frame.leds.iter().map(|c| Rgb::new(c.r, c.g, c.b)).collect();
+    leds.resize(led_count as usize, Rgb::OFF);
+    Ok(Frame {
+        leds,
+        again_after_ms: frame.again_after_ms,
+    })
+}

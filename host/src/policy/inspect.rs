@@ -1,0 +1,247 @@
+//! Checks on a plugin's bytes and on the names it imports and exports, before and
+//! after compiling. Pure: no engine, no I/O.
+
+use std::io::Read;
+
+use serde::Serialize;
+
+use super::PolicyError;
+
+/// The contract version this podlight speaks, read from `wit/` at build time.
+pub const CONTRACT_VERSION: &str = env!("PODLIGHT_CONTRACT_VERSION");
+
+const EVALUATOR: &str = "podlight:policy/evaluator";
+const TYPES: &str = "podlight:policy/types";
+/// WASI packages linked into the sandbox (all with a context that grants nothing).
+const GRANTED_WASI: &[&str] = &["cli", "io", "clocks", "random", "filesystem", "sockets"];
+
+/// What `podlight plugin check` reports about a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    pub name: String,
+    /// The contract version the plugin was built against.
+    pub contract_version: String,
+    /// Size of the file as given (compressed, if it was).
+    pub file_bytes: usize,
+    /// Size of the component after decompression.
+    pub component_bytes: usize,
+    pub gzip: bool,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    pub imports: Vec<String>,
+    /// Whether the compiled form came from the compile cache.
+    pub cache_hit: bool,
+}
+
+/// What a byte string is, judged by its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WasmKind {
+    Component,
+    CoreModule,
+    NotWasm,
+}
+
+/// Tells a component from a core module from anything else by the 8-byte header:
+/// `\0asm` then version 1 (core) or 0x0d with layer 1 (component).
+pub fn sniff(bytes: &[u8]) -> WasmKind {
+    match bytes {
+        [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => WasmKind::CoreModule,
+        [0, b'a', b's', b'm', _, _, 1, 0, ..] => WasmKind::Component,
+        _ => WasmKind::NotWasm,
+    }
+}
+
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompresses a `.wasm.gz` without ever holding more than `limit` bytes, so a
+/// small file cannot expand into a huge allocation.
+pub fn gunzip_capped(name: &str, bytes: &[u8], limit: usize) -> Result<Vec<u8>, PolicyError> {
+    let mut out = Vec::new();
+    let mut decoder = flate2::read::GzDecoder::new(bytes).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| PolicyError::BadGzip {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    if out.len() > limit {
+        return Err(PolicyError::TooLarge {
+            name: name.to_string(),
+            size: out.len(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits `ns:pkg/iface@1.2.3` into (`ns:pkg/iface`, `Some("1.2.3")`).
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((base, version)) => (base, Some(version)),
+        None => (name, None),
+    }
+}
+
+/// Semver compatibility as wasmtime's linker applies it: same major, and for 0.x the
+/// same minor.
+pub fn compatible(plugin: &str, host: &str) -> bool {
+    let parts = |v: &str| -> Option<(u64, u64)> {
+        let mut it = v.split(['.', '-', '+']);
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    match (parts(plugin), parts(host)) {
+        (Some((0, a)), Some((0, b))) => a == b,
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
+    }
+}
+
+/// Finds the evaluator export and checks its version; returns the plugin's version.
+pub fn check_exports<'a>(
+    name: &str,
+    exports: impl IntoIterator<Item = &'a str>,
+) -> Result<String, PolicyError> {
+    let exports: Vec<&str> = exports.into_iter().collect();
+    let evaluator = exports
+        .iter()
+        .find_map(|export| match split_version(export) {
+            (EVALUATOR, version) => Some(version.unwrap_or("")),
+            _ => None,
+        });
+    match evaluator {
+        Some(version) if compatible(version, CONTRACT_VERSION) => Ok(version.to_string()),
+        Some(version) => Err(PolicyError::ContractVersion {
+            name: name.to_string(),
+            plugin: if version.is_empty() {
+                "(unversioned)".to_string()
+            } else {
+                version.to_string()
+            },
+            host: CONTRACT_VERSION.to_string(),
+        }),
+        None => Err(PolicyError::MissingExport {
+            name: name.to_string(),
+            host: CONTRACT_VERSION.to_string(),
+            exports: if exports.is_empty() {
+                "nothing".to_string()
+            } else {
+                exports.join(", ")
+            },
+        }),
+    }
+}
+
+/// Refuses any import outside the granted WASI packages and podlight's own types.
+pub fn check_imports<'a>(
+    name: &str,
+    imports: impl IntoIterator<Item = &'a str>,
+) -> Result<(), PolicyError> {
+    for import in imports {
+        let (base, version) = split_version(import);
+        let granted = if base == TYPES {
+            version.is_some_and(|v| compatible(v, CONTRACT_VERSION))
+        } else if let Some(rest) = base.strip_prefix("wasi:") {
+            let package = rest.split('/').next().unwrap_or("");
+            GRANTED_WASI.contains(&package) && version.is_some_and(|v| v.starts_with("0.2."))
+        } else {
+            false
+        };
+        if !granted {
+            return Err(PolicyError::UngrantedImport {
+                name: name.to_string(),
+                import: import.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_headers() {
+        assert_eq!(sniff(b"\0asm\x01\0\0\0rest"), WasmKind::CoreModule);
+        assert_eq!(sniff(b"\0asm\x0d\0\x01\0rest"), WasmKind::Component);
+        assert_eq!(sniff(b"(component)"), WasmKind::NotWasm);
+        assert_eq!(sniff(b"\0as"), WasmKind::NotWasm);
+    }
+
+    #[test]
+    fn semver_compatibility_follows_the_zero_minor_rule() {
+        assert!(compatible("0.1.0", "0.1.0"));
+        assert!(compatible("0.1.7", "0.1.0"));
+        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(compatible("1.4.0", "1.0.0"));
+        assert!(!compatible("2.0.0", "1.0.0"));
+        assert!(!compatible("", "0.1.0"));
+    }
+
+    #[test]
+    fn exports_must_hold_a_compatible_evaluator() {
+        let host = format!("{EVALUATOR}@{CONTRACT_VERSION}");
+        assert_eq!(
+            check_exports("p", [host.as_str()]).ok().as_deref(),
+            Some(CONTRACT_VERSION)
+        );
+        let other =
+            check_exports("p", ["podlight:policy/evaluator@9.0.0"]).expect_err("other major");
+        let text = other.to_string();
+        assert!(
+            text.contains("9.0.0") && text.contains(CONTRACT_VERSION),
+            "{text}"
+        );
+        let missing = check_exports("p", ["wasi:cli/run@0.2.0"]).expect_err("missing");
+        assert!(missing.to_string().contains("wasi:cli/run@0.2.0"));
+    }
+
+    #[test]
+    fn only_granted_imports_pass() {
+        let types = format!("{TYPES}@{CONTRACT_VERSION}");
+        assert!(
+            check_imports(
+                "p",
+                [
+                    types.as_str(),
+                    "wasi:io/streams@0.2.6",
+                    "wasi:cli/stdout@0.2.0"
+                ]
+            )
+            .is_ok()
+        );
+        for bad in [
+            "wasi:http/outgoing-handler@0.2.0",
+            "acme:secrets/vault",
+            "wasi:io/streams@0.3.0",
+            "podlight:policy/types@0.9.0",
+        ] {
+            let err = check_imports("p", [bad]).expect_err(bad);
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn gzip_is_capped() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![0u8; 10_000]).expect("in memory");
+        let gz = enc.finish().expect("in memory");
+        assert!(is_gzip(&gz));
+        assert_eq!(
+            gunzip_capped("p", &gz, 10_000).map(|v| v.len()).ok(),
+            Some(10_000)
+        );
+        assert!(matches!(
+            gunzip_capped("p", &gz, 9_999),
+            Err(PolicyError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            gunzip_capped("p", &gz[..20], 10_000),
+            Err(PolicyError::BadGzip { .. })
+        ));
+    }
+}

@@ -1,0 +1,29 @@
+//! The policy engine: loads a colour policy (a WebAssembly component built against
+//! `wit/`), sandboxes it and evaluates snapshots into frames.
+//!
+//! Long-lived and per-evaluation state are kept apart, as in wasmtime itself:
+//! [`PolicyEngine`] (one per process: compiler, linker, epoch ticker, compile cache) →
+//! [`Policy`] (one per plugin file: the compiled, linked component) →
+//! [`PolicyInstance`] (a running sandbox: store, memory, settings), which evaluates.
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+pub mod inspect;
+mod output;
+mod sandbox;
+
+pub use engine::{Backend, EngineOptions, Policy, PolicyEngine, PolicyInstance};
+pub use error::PolicyError;
+pub use inspect::{CONTRACT_VERSION, PluginInfo};
+
+/// The default policy ("priority"), built from `plugins/priority` by the build script.
+pub const BUILTIN_PRIORITY: &[u8] = include_bytes!(env!("PODLIGHT_PRIORITY_WASM"));
+
+/// The name `podlight eval builtin` and the agent use for [`BUILTIN_PRIORITY`].
+pub const BUILTIN_NAME: &str = "builtin";
+
+/// Frames longer than this are refused outright; the largest BlinkStick setup
+/// (a Pro with three 64-LED channels) has 192.
+pub const MAX_FRAME_LEDS: usize = 4096;

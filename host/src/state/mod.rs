@@ -1,0 +1,13 @@
+//! Node state: what podlight knows about the node and its pods, classified and frozen
+//! into a [`Snapshot`] for the policy.
+//!
+//! The snapshot's JSON form (see [`Snapshot`]) is what `podlight snapshot` prints and
+//! `podlight eval` reads.
+
+mod classify;
+mod snapshot;
+
+pub use classify::{PodState, classify};
+pub use snapshot::{
+    ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot, SnapshotError, StateCounts,
+};

@@ -1,0 +1,276 @@
+//! The snapshot a policy sees, and its JSON form.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{PodState, classify};
+
+/// The node object's conditions and scheduling flag.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ready: bool,
+    pub memory_pressure: bool,
+    pub disk_pressure: bool,
+    pub pid_pressure: bool,
+    pub unschedulable: bool,
+}
+
+/// A container's current state, shaped like the Kubernetes API's
+/// (`{"waiting": {"reason": "…"}}`, `{"running": {}}`, `{"terminated": {…}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerState {
+    Waiting {
+        #[serde(default)]
+        reason: String,
+    },
+    Running {},
+    #[serde(rename_all = "camelCase")]
+    Terminated {
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        exit_code: i32,
+    },
+}
+
+impl Default for ContainerState {
+    fn default() -> Self {
+        ContainerState::Waiting {
+            reason: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub init: bool,
+    pub ready: bool,
+    pub restart_count: u32,
+    pub state: ContainerState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_termination_reason: Option<String>,
+}
+
+/// One pod as the policy sees it. `state` and `reason` are derived by [`classify`]
+/// whenever a [`Snapshot`] is built; in JSON they are written for people and ignored
+/// on reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodInfo {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub phase: String,
+    #[serde(skip_deserializing)]
+    pub state: PodState,
+    #[serde(skip_deserializing)]
+    pub reason: String,
+    pub deleting: bool,
+    pub ready: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub status_reason: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub owner_kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_time_ms: Option<u64>,
+    pub created_ms: u64,
+    /// Init containers first, then the regular ones.
+    pub containers: Vec<ContainerInfo>,
+}
+
+impl PodInfo {
+    /// Sum of every container's restart count.
+    pub fn restarts(&self) -> u32 {
+        self.containers
+            .iter()
+            .map(|c| c.restart_count)
+            .fold(0, u32::saturating_add)
+    }
+}
+
+/// Pods per state on the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StateCounts {
+    pub deleting: u32,
+    pub failed: u32,
+    pub succeeded: u32,
+    pub pending: u32,
+    pub unready: u32,
+    pub running: u32,
+    pub unknown: u32,
+    pub total: u32,
+}
+
+impl StateCounts {
+    fn add(&mut self, state: PodState) {
+        let slot = match state {
+            PodState::Deleting => &mut self.deleting,
+            PodState::Failed => &mut self.failed,
+            PodState::Succeeded => &mut self.succeeded,
+            PodState::Pending => &mut self.pending,
+            PodState::Unready => &mut self.unready,
+            PodState::Running => &mut self.running,
+            PodState::Unknown => &mut self.unknown,
+        };
+        *slot += 1;
+        self.total += 1;
+    }
+
+    pub fn of(&self, state: PodState) -> u32 {
+        match state {
+            PodState::Deleting => self.deleting,
+            PodState::Failed => self.failed,
+            PodState::Succeeded => self.succeeded,
+            PodState::Pending => self.pending,
+            PodState::Unready => self.unready,
+            PodState::Running => self.running,
+            PodState::Unknown => self.unknown,
+        }
+    }
+}
+
+/// The node's state at one moment: the node, its pods (sorted by namespace and name,
+/// each classified) and the counts per state.
+///
+/// JSON form:
+/// ```json
+/// {"nowMs": 1764000000000,
+///  "node": {"name": "node-1", "ready": true},
+///  "pods": [{"namespace": "default", "name": "web", "phase": "Running", "ready": true,
+///            "containers": [{"name": "web", "ready": true, "state": {"running": {}}}]}]}
+/// ```
+/// Every field but a pod's `name` may be left out; `state`, `reason` and `counts` are
+/// derived and ignored on reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "SnapshotFile")]
+pub struct Snapshot {
+    pub now_ms: u64,
+    pub node: NodeInfo,
+    pub pods: Vec<PodInfo>,
+    pub counts: StateCounts,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SnapshotFile {
+    #[serde(default)]
+    now_ms: u64,
+    #[serde(default)]
+    node: NodeInfo,
+    #[serde(default)]
+    pods: Vec<PodInfo>,
+    #[serde(default, rename = "counts")]
+    _counts: serde::de::IgnoredAny,
+}
+
+impl From<SnapshotFile> for Snapshot {
+    fn from(file: SnapshotFile) -> Self {
+        Snapshot::new(file.node, file.pods, file.now_ms)
+    }
+}
+
+/// A snapshot file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(
+        "the snapshot is not podlight's snapshot JSON: {message}. \
+         Write it like the files in examples/snapshots/, or capture one with `podlight snapshot`"
+    )]
+    Json { message: String },
+}
+
+impl Snapshot {
+    /// Builds a snapshot: classifies every pod, sorts them and counts the states.
+    pub fn new(node: NodeInfo, mut pods: Vec<PodInfo>, now_ms: u64) -> Self {
+        let mut counts = StateCounts::default();
+        for pod in &mut pods {
+            let (state, reason) = classify(pod);
+            pod.state = state;
+            pod.reason = reason;
+            counts.add(state);
+        }
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Snapshot {
+            now_ms,
+            node,
+            pods,
+            counts,
+        }
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, SnapshotError> {
+        serde_json::from_str(text).map_err(|e| SnapshotError::Json {
+            message: e.to_string(),
+        })
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_classifies_sorts_and_counts() {
+        let snapshot = Snapshot::from_json(
+            r#"{"nowMs": 5, "node": {"name": "n1", "ready": true},
+                "pods": [
+                  {"namespace": "b", "name": "crash", "phase": "Running",
+                   "containers": [{"name": "c", "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]},
+                  {"namespace": "a", "name": "web", "phase": "Running", "ready": true, "state": "failed"}
+                ]}"#,
+        )
+        .expect("valid snapshot");
+        assert_eq!(snapshot.pods[0].name, "web");
+        assert_eq!(
+            snapshot.pods[0].state,
+            PodState::Running,
+            "state is derived, not read"
+        );
+        assert_eq!(snapshot.pods[1].state, PodState::Failed);
+        assert_eq!(snapshot.pods[1].reason, "CrashLoopBackOff");
+        assert_eq!(snapshot.pods[1].restarts(), 4);
+        assert_eq!(
+            snapshot.counts,
+            StateCounts {
+                failed: 1,
+                running: 1,
+                total: 2,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let text = r#"{"node": {"name": "n"}, "pods": [{"name": "x", "phase": "Pending",
+            "labels": {"app": "x"}, "containers": [{"name": "c", "state": {"terminated": {"reason": "Error", "exitCode": 1}}}]}]}"#;
+        let snapshot = Snapshot::from_json(text).expect("valid");
+        let again = Snapshot::from_json(&snapshot.to_json_pretty()).expect("own output reads back");
+        assert_eq!(snapshot, again);
+    }
+
+    #[test]
+    fn malformed_json_says_where_and_what_to_do() {
+        let err = Snapshot::from_json("{\"pods\": [{\"name\": 3}]}").expect_err("wrong type");
+        let text = err.to_string();
+        assert!(text.contains("line 1"), "{text}");
+        assert!(text.contains("examples/snapshots"), "{text}");
+        assert!(
+            Snapshot::from_json(r#"{"podz": []}"#).is_err(),
+            "unknown top-level fields are refused"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! A policy that misbehaves on purpose, for the engine's tests. The settings text names
+//! the behaviour of `evaluate`:
+//! - `loop`: never returns (the deadline must fire);
+//! - `alloc`: allocates 1 GiB (the memory limit must fire);
+//! - `trap`: hits `unreachable`;
+//! - `read-file`: tries to read `/etc/hostname` through WASI and returns what happened;
+//! - `huge-frame`: returns 10 000 LEDs;
+//! - `print`: writes to stdout and stderr, then returns one white LED;
+//! - `pods`: one LED per pod from `pods()`, checked against `pod(i)`: r = restarts,
+//!   g = state index, b = containers;
+//! - anything else: one LED per state count (r = failed, g = running, b = deleting).
+#![cfg(target_family = "wasm")]
+
+use std::cell::RefCell;
+
+use exports::podlight::policy::evaluator::{Frame, Guest};
+use podlight::policy::types::{Rgb, Snapshot};
+
+wit_bindgen::generate!({
+    world: "policy",
+    path: "../../wit",
+});
+
+thread_local! {
+    static MODE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+struct Testkit;
+
+fn frame(leds: Vec<Rgb>) -> Result<Frame, String> {
+    Ok(Frame {
+        leds,
+        again_after_ms: None,
+    })
+}
+
+fn clamp(n: u32) -> u8 {
+    n.min(255) as u8
+}
+
+impl Guest for Testkit {
+    fn configure(settings: Option<String>) -> Result<(), String> {
+        MODE.with(|m| *m.borrow_mut() = settings.unwrap_or_default().trim().to_string());
+        Ok(())
+    }
+
+    fn evaluate(snapshot: &Snapshot) -> Result<Frame, String> {
+        let mode = MODE.with(|m| m.borrow().clone());
+        match mode.as_str() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let big = vec![1u8; 1 << 30];
+                frame(vec![Rgb {
+                    r: big[big.len() - 1],
+                    g: 0,
+                    b: 0,
+                }])
+            }
+            "trap" => core::arch::wasm32::unreachable(),
+            "read-file" => match std::fs::read_to_string("/etc/hostname") {
+                Ok(text) => Err(format!("read succeeded: {text}")),
+                Err(e) => Err(format!("read denied: {e}")),
+            },
+            "huge-frame" => frame(vec![Rgb { r: 1, g: 2, b: 3 }; 10_000]),
+            "print" => {
+                println!("hello from stdout");
+                eprintln!("hello from stderr");
+                frame(vec![Rgb {
+                    r: 255,
+                    g: 255,
+                    b: 255,
+                }])
+            }
+            "pods" => {
+                let pods = snapshot.pods();
+                let mut leds = Vec::with_capacity(pods.len());
+                for (i, pod) in pods.iter().enumerate() {
+                    let one = snapshot
+                        .pod(i as u32)
+                        .ok_or("pod(i) is none inside pod-count")?;
+                    if one.uid != pod.uid || one.containers.len() != pod.containers.len() {
+                        return Err(format!("pod({i}) differs from pods()[{i}]"));
+                    }
+                    leds.push(Rgb {
+                        r: clamp(pod.restarts),
+                        g: pod.state as u8,
+                        b: clamp(pod.containers.len() as u32),
+                    });
+                }
+                if snapshot.pod(pods.len() as u32).is_some() {
+                    return Err("pod(pod-count) is not none".into());
+                }
+                frame(leds)
+            }
+            _ => {
+                let c = snapshot.counts();
+                frame(vec![Rgb {
+                    r: clamp(c.failed),
+                    g: clamp(c.running),
+                    b: clamp(c.deleting),
+                }])
+            }
+        }
+    }
+}
+
+export!(Testkit);
