@@ -54,7 +54,8 @@ impl Guest for Testkit {
                 }
             }
             "alloc" => {
-                let big = vec![1u8; 1 << 30];
+                // black_box: the optimiser may otherwise drop the allocation altogether.
+                let big = std::hint::black_box(vec![1u8; 1 << 30]);
                 frame(vec![Rgb {
                     r: big[big.len() - 1],
                     g: 0,

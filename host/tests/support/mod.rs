@@ -1,0 +1,64 @@
+//! The shared test harness: plugins built by the real toolchain, sample snapshots,
+//! engines on both backends.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use podlight::policy::{Backend, EngineOptions, PolicyEngine};
+use podlight::state::Snapshot;
+
+/// The misbehaving test plugin (plugins/testkit), built by host/build.rs.
+pub const TESTKIT_WASM: &str = env!("PODLIGHT_TESTKIT_WASM");
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every sample under examples/snapshots, by file stem, sorted.
+pub fn sample_snapshots() -> Vec<(String, Arc<Snapshot>)> {
+    let dir = repo_root().join("examples/snapshots");
+    let mut samples: Vec<(String, Arc<Snapshot>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let snapshot =
+                Snapshot::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (stem, Arc::new(snapshot))
+        })
+        .collect();
+    samples.sort_by(|a, b| a.0.cmp(&b.0));
+    samples
+}
+
+pub fn sample(name: &str) -> Arc<Snapshot> {
+    sample_snapshots()
+        .into_iter()
+        .find(|(stem, _)| stem == name)
+        .map(|(_, s)| s)
+        .unwrap_or_else(|| panic!("no sample snapshot {name}"))
+}
+
+pub fn engine(backend: Backend) -> PolicyEngine {
+    PolicyEngine::new(EngineOptions {
+        backend,
+        ..EngineOptions::default()
+    })
+    .expect("engine")
+}
+
+/// Both backends: the policy tests run on each.
+pub const BACKENDS: [Backend; 2] = [Backend::Cranelift, Backend::Pulley];
+
+/// Compiles WebAssembly text to binary, for hand-made malformed plugins.
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("valid WAT")
+}
