@@ -1,0 +1,196 @@
+//! The real `podlight` binary: output for people and machines, and clear failures.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use support::repo_root;
+
+fn podlight(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args(args)
+        .current_dir(repo_root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podlight runs");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("podlight exits")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn eval_prints_the_frame_as_json() {
+    let out = podlight(
+        &[
+            "eval",
+            "builtin",
+            "examples/snapshots/crash-loop.json",
+            "--leds",
+            "2",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let frame: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON frame");
+    assert_eq!(
+        frame,
+        serde_json::json!({"leds": [{"r": 50, "g": 0, "b": 0}, {"r": 50, "g": 0, "b": 0}]})
+    );
+}
+
+#[test]
+fn eval_reads_stdin_and_draws_colour_blocks() {
+    let text = std::fs::read_to_string(repo_root().join("examples/snapshots/deleting.json"))
+        .expect("sample");
+    let out = podlight(&["eval", "builtin", "-", "--leds", "3"], Some(&text));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert_eq!(shown.matches("\x1b[38;2;0;0;50m██").count(), 3, "{shown:?}");
+    assert!(
+        shown.trim_end().ends_with("#000032 #000032 #000032"),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn eval_on_pulley_gives_the_same_frame() {
+    let args = [
+        "eval",
+        "builtin",
+        "examples/snapshots/one-pending.json",
+        "--json",
+    ];
+    let cranelift = podlight(&args, None);
+    let pulley = podlight(&[&args[..], &["--pulley"]].concat(), None);
+    assert!(
+        cranelift.status.success() && pulley.status.success(),
+        "{}",
+        stderr(&pulley)
+    );
+    assert_eq!(stdout(&cranelift), stdout(&pulley));
+    assert!(stdout(&pulley).contains(r#"{"r":50,"g":50,"b":0}"#));
+}
+
+#[test]
+fn eval_with_a_settings_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings = dir.path().join("priority.json");
+    std::fs::write(
+        &settings,
+        r##"{"rules": [{"states": ["running"], "color": "#0000ff"}]}"##,
+    )
+    .expect("write");
+    let out = podlight(
+        &[
+            "eval",
+            "builtin",
+            "examples/snapshots/all-running.json",
+            "--leds",
+            "1",
+            "--json",
+            "--settings",
+        ],
+        None,
+    );
+    assert!(!out.status.success(), "--settings needs a value");
+    let settings = settings.to_string_lossy().into_owned();
+    let out = podlight(
+        &[
+            "eval",
+            "builtin",
+            "examples/snapshots/all-running.json",
+            "--leds",
+            "1",
+            "--json",
+            "--settings",
+            &settings,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(r#"{"r":0,"g":0,"b":255}"#),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn malformed_snapshot_fails_with_a_clear_message() {
+    let out = podlight(&["eval", "builtin", "-"], Some("{\"pods\": 3}"));
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("snapshot -") && message.contains("examples/snapshots"),
+        "{message}"
+    );
+    assert!(stdout(&out).is_empty());
+
+    let out = podlight(&["eval", "builtin", "no/such/snapshot.json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read the snapshot file no/such/snapshot.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_plugin_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = dir.path().join("policy.wasm");
+    std::fs::write(&plugin, "not a plugin").expect("write");
+    let plugin = plugin.to_string_lossy().into_owned();
+    let out = podlight(
+        &["eval", &plugin, "examples/snapshots/empty-node.json"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("plugin policy is not WebAssembly"),
+        "{}",
+        stderr(&out)
+    );
+    let out = podlight(&["plugin", "check", &plugin], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not WebAssembly"), "{}", stderr(&out));
+}
+
+#[test]
+fn plugin_check_describes_a_plugin() {
+    let out = podlight(&["plugin", "check", support::TESTKIT_WASM, "--json"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(info["name"], "podlight_testkit");
+    assert_eq!(info["contractVersion"], podlight::policy::CONTRACT_VERSION);
+    let imports = info["imports"].as_array().expect("imports");
+    assert!(imports.iter().any(|i| {
+        i.as_str()
+            .is_some_and(|s| s.starts_with("podlight:policy/types@"))
+    }));
+
+    let out = podlight(&["plugin", "check", "builtin"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("contract:   podlight:policy@0.1.0"), "{text}");
+    assert!(text.contains("ok: loads, starts and evaluates"), "{text}");
+}
