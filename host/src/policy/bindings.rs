@@ -13,7 +13,7 @@ wasmtime::component::bindgen!({
     with: { "podlight:policy/types.snapshot": crate::policy::sandbox::SnapshotView },
 });
 
-use podlight::policy::types;
+use self::podlight::policy::types;
 
 impl types::Host for PluginState {}
 
