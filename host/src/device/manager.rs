@@ -1,0 +1,375 @@
+//! The sticks podlight drives: opened by serial (or the first found), joined into
+//! one strip or mirroring one frame, reconnected with backoff when they go away.
+//! Blocking: runs on the frame writer's own thread, never on the async runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::protocol::{self, Layout, Model};
+use super::transport::{Bus, DeviceInfo, Transport, set_feature_with_retry};
+use super::DeviceError;
+use crate::frame::Rgb;
+
+/// First retry after a stick is missing, doubling up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// Short enough that a replugged stick is back within a second.
+const MAX_BACKOFF: Duration = Duration::from_millis(400);
+
+/// How several sticks share a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Joining {
+    /// One long strip: the first stick's LEDs, then the next stick's…
+    #[default]
+    Strip,
+    /// Every stick shows the same frame.
+    Mirror,
+}
+
+/// Which stick, and what it is when it cannot tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StickSpec {
+    /// None: the first stick found that no other spec claimed.
+    pub serial: Option<String>,
+    pub model: Option<Model>,
+    pub led_count: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceOptions {
+    pub sticks: Vec<StickSpec>,
+    pub joining: Joining,
+}
+
+/// Counters for readiness and metrics, shared with whoever reports them.
+#[derive(Debug, Default)]
+pub struct DeviceStatus {
+    pub connected: AtomicUsize,
+    pub expected: AtomicUsize,
+    pub writes: AtomicU64,
+    pub errors: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// LEDs over all sticks (strip) or of the largest (mirror).
+    pub led_count: AtomicUsize,
+}
+
+impl DeviceStatus {
+    /// Every stick asked for is connected.
+    pub fn all_connected(&self) -> bool {
+        let expected = self.expected.load(Ordering::Relaxed);
+        expected > 0 && self.connected.load(Ordering::Relaxed) >= expected
+    }
+}
+
+struct OpenStick {
+    transport: Box<dyn Transport>,
+    info: DeviceInfo,
+    /// The bytes last written per report slot: unchanged reports are not re-sent.
+    written: Vec<Vec<u8>>,
+}
+
+struct Stick {
+    spec: StickSpec,
+    layout: Option<Layout>,
+    open: Option<OpenStick>,
+    next_attempt: Instant,
+    backoff: Duration,
+    /// Said once that it is missing; said again when it is back.
+    reported_missing: bool,
+    ever_connected: bool,
+}
+
+pub struct DeviceManager {
+    bus: Arc<dyn Bus>,
+    sticks: Vec<Stick>,
+    joining: Joining,
+    status: Arc<DeviceStatus>,
+}
+
+impl DeviceManager {
+    pub fn new(bus: Arc<dyn Bus>, options: DeviceOptions) -> DeviceManager {
+        let specs = if options.sticks.is_empty() { vec![StickSpec::default()] } else { options.sticks };
+        let now = Instant::now();
+        let sticks = specs
+            .into_iter()
+            .map(|spec| Stick {
+                layout: spec.model.map(|m| Layout::new(m, spec.led_count)),
+                spec,
+                open: None,
+                next_attempt: now,
+                backoff: FIRST_BACKOFF,
+                reported_missing: false,
+                ever_connected: false,
+            })
+            .collect::<Vec<_>>();
+        let status = Arc::new(DeviceStatus::default());
+        status.expected.store(sticks.len(), Ordering::Relaxed);
+        let mut manager = DeviceManager { bus, sticks, joining: options.joining, status };
+        manager.update_led_count();
+        manager
+    }
+
+    pub fn status(&self) -> Arc<DeviceStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// LEDs the frame should have: the sum over sticks for a strip, the largest for a
+    /// mirror. A stick not seen yet counts with its override, or 1.
+    pub fn led_count(&self) -> usize {
+        let counts = self.sticks.iter().map(|s| s.layout.map_or(s.spec.led_count.unwrap_or(1), |l| l.led_count));
+        match self.joining {
+            Joining::Strip => counts.sum(),
+            Joining::Mirror => counts.max().unwrap_or(1),
+        }
+    }
+
+    fn update_led_count(&mut self) {
+        self.status.led_count.store(self.led_count(), Ordering::Relaxed);
+    }
+
+    /// When the next reconnect attempt is due, if any stick is missing.
+    pub fn next_attempt(&self) -> Option<Instant> {
+        self.sticks.iter().filter(|s| s.open.is_none()).map(|s| s.next_attempt).min()
+    }
+
+    /// Tries to open missing sticks that are due. True if any came (back): the
+    /// caller then re-sends the current frame.
+    pub fn reconnect_due(&mut self) -> bool {
+        let now = Instant::now();
+        if !self.sticks.iter().any(|s| s.open.is_none() && s.next_attempt <= now) {
+            return false;
+        }
+        let present = match self.bus.list() {
+            Ok(list) => list,
+            Err(e) => {
+                self.fail_all_due(now, &e);
+                return false;
+            }
+        };
+        let mut any = false;
+        for i in 0..self.sticks.len() {
+            if self.sticks[i].open.is_some() || self.sticks[i].next_attempt > now {
+                continue;
+            }
+            let claimed: Vec<String> =
+                self.sticks.iter().filter_map(|s| s.open.as_ref().map(|o| o.info.serial.clone())).collect();
+            let candidate = present.iter().find(|d| match &self.sticks[i].spec.serial {
+                Some(serial) => &d.serial == serial,
+                None => !claimed.contains(&d.serial)
+                    && !self.sticks.iter().any(|s| s.spec.serial.as_deref() == Some(d.serial.as_str())),
+            });
+            let result = match candidate {
+                Some(info) => self.open(i, info.clone()),
+                None => Err(DeviceError::NotFound { serial: self.sticks[i].spec.serial.clone() }),
+            };
+            match result {
+                Ok(()) => any = true,
+                Err(e) => self.missing(i, now, &e),
+            }
+        }
+        self.update_led_count();
+        any
+    }
+
+    fn fail_all_due(&mut self, now: Instant, error: &DeviceError) {
+        for i in 0..self.sticks.len() {
+            if self.sticks[i].open.is_none() && self.sticks[i].next_attempt <= now {
+                self.missing(i, now, error);
+            }
+        }
+    }
+
+    fn missing(&mut self, i: usize, now: Instant, error: &DeviceError) {
+        let stick = &mut self.sticks[i];
+        if !stick.reported_missing {
+            tracing::warn!(error = %error, "BlinkStick not available; retrying in the background");
+            stick.reported_missing = true;
+        }
+        stick.next_attempt = now + stick.backoff;
+        stick.backoff = (stick.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn open(&mut self, i: usize, info: DeviceInfo) -> Result<(), DeviceError> {
+        let stick = &mut self.sticks[i];
+        let model = stick
+            .spec
+            .model
+            .or_else(|| protocol::detect_model(&info.serial, info.release))
+            .ok_or_else(|| DeviceError::UnknownModel { serial: info.serial.clone(), release: info.release })?;
+        let layout = Layout::new(model, stick.spec.led_count);
+        let mut transport = self.bus.open(&info.serial)?;
+        for report in layout.setup_reports() {
+            set_feature_with_retry(transport.as_mut(), &report)?;
+        }
+        tracing::info!(serial = %info.serial, model = model.name(), leds = layout.led_count, "BlinkStick connected");
+        if stick.ever_connected {
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        stick.ever_connected = true;
+        stick.reported_missing = false;
+        stick.backoff = FIRST_BACKOFF;
+        stick.layout = Some(layout);
+        stick.open = Some(OpenStick { transport, info, written: Vec::new() });
+        self.status.connected.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The sticks open now, with their layouts.
+    pub fn connected(&self) -> Vec<(DeviceInfo, Layout)> {
+        self.sticks
+            .iter()
+            .filter_map(|s| Some((s.open.as_ref()?.info.clone(), s.layout?)))
+            .collect()
+    }
+
+    /// Shows a frame: each stick gets its part (strip) or all of it (mirror); only
+    /// reports whose bytes changed are written, unless `force`. Returns the number of
+    /// reports written.
+    pub fn show(&mut self, leds: &[Rgb], force: bool) -> usize {
+        let mut offset = 0;
+        let mut written = 0;
+        for i in 0..self.sticks.len() {
+            let Some(layout) = self.sticks[i].layout else { continue };
+            let part: &[Rgb] = match self.joining {
+                Joining::Strip => leds.get(offset..).unwrap_or(&[]),
+                Joining::Mirror => leds,
+            };
+            offset += layout.led_count;
+            match self.write_stick(i, layout, part, force) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    self.status.errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(open) = self.sticks[i].open.take() {
+                        self.status.connected.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(serial = %open.info.serial, error = %e, "BlinkStick lost; reconnecting");
+                        self.sticks[i].next_attempt = Instant::now();
+                        self.sticks[i].reported_missing = true;
+                    }
+                }
+            }
+        }
+        self.status.writes.fetch_add(written as u64, Ordering::Relaxed);
+        written
+    }
+
+    fn write_stick(&mut self, i: usize, layout: Layout, leds: &[Rgb], force: bool) -> Result<usize, DeviceError> {
+        let Some(open) = self.sticks[i].open.as_mut() else { return Ok(0) };
+        let reports = layout.frame_reports(leds);
+        open.written.resize(reports.len(), Vec::new());
+        let mut count = 0;
+        for (slot, report) in reports.into_iter().enumerate() {
+            if !force && open.written[slot] == report {
+                continue;
+            }
+            if layout.model == Model::Original {
+                let previous = open.written[slot].get(1..4).map(|c| Rgb::new(c[0], c[1], c[2]));
+                let next = Rgb::new(report[1], report[2], report[3]);
+                if let Some(nudge) = previous.and_then(|p| protocol::v1_nudge(open.info.release, p, next)) {
+                    set_feature_with_retry(open.transport.as_mut(), &protocol::encode_color(nudge))?;
+                    count += 1;
+                }
+            }
+            set_feature_with_retry(open.transport.as_mut(), &report)?;
+            open.written[slot] = report;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Sends one report to the first connected stick, as is (diagnostics).
+    pub fn send_raw(&mut self, report: &[u8]) -> Result<(), DeviceError> {
+        let open = self
+            .sticks
+            .iter_mut()
+            .find_map(|s| s.open.as_mut())
+            .ok_or(DeviceError::NotFound { serial: None })?;
+        set_feature_with_retry(open.transport.as_mut(), report).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::emulator::{EmulatorBus, Firmware};
+
+    fn connected(bus: &EmulatorBus, options: DeviceOptions) -> DeviceManager {
+        let mut manager = DeviceManager::new(Arc::new(bus.clone()), options);
+        assert!(manager.reconnect_due());
+        manager
+    }
+
+    #[test]
+    fn strip_spreads_a_frame_over_sticks_in_order() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Nano, "BS000002-3.0"));
+        bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
+        let sticks = ["BS000002-3.0", "BS000001-3.0"]
+            .map(|s| StickSpec { serial: Some(s.into()), ..StickSpec::default() })
+            .to_vec();
+        let mut manager = connected(&bus, DeviceOptions { sticks, joining: Joining::Strip });
+        assert_eq!(manager.led_count(), 10);
+        let leds: Vec<Rgb> = (0..10).map(|i| Rgb::new(i, 0, 0)).collect();
+        assert_eq!(manager.show(&leds, false), 2);
+        assert_eq!(bus.leds("BS000002-3.0"), Some(leds[..2].to_vec()));
+        assert_eq!(bus.leds("BS000001-3.0"), Some(leds[2..].to_vec()));
+        assert_eq!(manager.show(&leds, false), 0, "unchanged bytes are not re-sent");
+    }
+
+    #[test]
+    fn mirror_shows_the_same_frame_everywhere() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
+        bus.plug(Firmware::new(Model::Square, "BS000002-3.0"));
+        let sticks = vec![StickSpec::default(), StickSpec::default()];
+        let mut manager = connected(&bus, DeviceOptions { sticks, joining: Joining::Mirror });
+        assert_eq!(manager.led_count(), 8);
+        let leds = vec![Rgb::new(3, 4, 5); 8];
+        manager.show(&leds, false);
+        assert_eq!(bus.leds("BS000001-3.0"), Some(leds.clone()));
+        assert_eq!(bus.leds("BS000002-3.0"), Some(leds));
+    }
+
+    #[test]
+    fn missing_stick_is_retried_and_unknown_model_needs_an_override() {
+        let bus = EmulatorBus::new();
+        let mut manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+        assert!(!manager.reconnect_due());
+        assert!(manager.next_attempt().is_some());
+        assert_eq!(manager.show(&[Rgb::new(1, 1, 1)], false), 0);
+        // A v3 stick reporting release 0 (as through uhid) cannot be identified…
+        bus.plug(Firmware::new(Model::Strip, "BS000001-3.0").with_release(0));
+        std::thread::sleep(MAX_BACKOFF);
+        assert!(!manager.reconnect_due());
+        // …unless told what it is.
+        let spec = StickSpec { model: Some(Model::Strip), ..StickSpec::default() };
+        let mut told = connected(&bus, DeviceOptions { sticks: vec![spec], joining: Joining::Strip });
+        assert_eq!(told.show(&[Rgb::new(1, 1, 1)], false), 1);
+    }
+
+    #[test]
+    fn replugged_stick_gets_the_frame_again() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
+        let mut manager = connected(&bus, DeviceOptions::default());
+        let leds = vec![Rgb::new(0, 9, 0); 8];
+        manager.show(&leds, false);
+        bus.unplug("BS000001-3.0");
+        manager.show(&[Rgb::new(1, 1, 1); 8], false);
+        assert_eq!(manager.status().connected.load(Ordering::Relaxed), 0);
+        bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
+        assert!(manager.reconnect_due(), "retried at once after the loss");
+        assert_eq!(manager.show(&leds, true), 1);
+        assert_eq!(bus.leds("BS000001-3.0"), Some(leds));
+        assert_eq!(manager.status().reconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn original_stick_gets_a_nudge_before_a_swapped_colour() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Original, "BS000001-1.0").with_release(0x0102));
+        let mut manager = connected(&bus, DeviceOptions::default());
+        manager.show(&[Rgb::new(10, 20, 30)], false);
+        assert_eq!(manager.show(&[Rgb::new(20, 10, 30)], false), 2, "nudge, then the colour");
+        assert_eq!(bus.leds("BS000001-1.0"), Some(vec![Rgb::new(20, 10, 30)]));
+    }
+}

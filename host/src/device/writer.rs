@@ -1,0 +1,320 @@
+//! The frame writer: takes target frames from anywhere without blocking, fades to
+//! them on its own thread at up to 50 frames per second, and keeps the sticks
+//! showing the current frame across unplugs.
+//!
+//! A new target replaces any target not yet started (bursts coalesce; stale frames
+//! are never queued) and a fade in progress is retargeted from the colour shown now.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::fade::{Fade, cap_brightness};
+use super::manager::{DeviceManager, DeviceStatus};
+use crate::frame::Rgb;
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// How long a change of colour takes; zero switches at once.
+    pub fade: Duration,
+    /// Shortest time between two frames written (20 ms: 50 fps, the firmware's pace).
+    pub frame_interval: Duration,
+    /// No channel goes above this (0–255).
+    pub brightness_cap: Option<u8>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { fade: Duration::from_millis(300), frame_interval: Duration::from_millis(20), brightness_cap: None }
+    }
+}
+
+/// Called with every frame written, and whether it is the target (not a fade step).
+pub type FrameObserver = Box<dyn FnMut(&[Rgb], bool) + Send>;
+
+#[derive(Default)]
+struct Slot {
+    target: Option<Vec<Rgb>>,
+    stop: Option<bool>,
+}
+
+struct Shared {
+    slot: Mutex<Slot>,
+    wake: Condvar,
+    shown: Mutex<Vec<Rgb>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Handle to the writer thread. Dropping it stops the thread and leaves the LEDs.
+pub struct FrameWriter {
+    shared: Arc<Shared>,
+    status: Arc<DeviceStatus>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FrameWriter {
+    pub fn spawn(manager: DeviceManager, options: WriterOptions, observer: Option<FrameObserver>) -> FrameWriter {
+        let shared = Arc::new(Shared { slot: Mutex::default(), wake: Condvar::new(), shown: Mutex::default() });
+        let status = manager.status();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("frame-writer".into())
+            .spawn(move || WriterLoop::new(manager, options, observer, thread_shared).run())
+            .map_err(|e| tracing::error!(error = %e, "cannot start the frame writer thread; the LEDs will not change"))
+            .ok();
+        FrameWriter { shared, status, thread }
+    }
+
+    /// Sets what the LEDs should show. Returns at once.
+    pub fn set_target(&self, leds: Vec<Rgb>) {
+        lock(&self.shared.slot).target = Some(leds);
+        self.shared.wake.notify_one();
+    }
+
+    /// The frame last written to the sticks (mid-fade, the fade step).
+    pub fn shown(&self) -> Vec<Rgb> {
+        lock(&self.shared.shown).clone()
+    }
+
+    pub fn status(&self) -> Arc<DeviceStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Stops after the write in progress; with `leds_off`, turns the LEDs off first.
+    pub fn shutdown(mut self, leds_off: bool) {
+        self.stop(leds_off);
+    }
+
+    fn stop(&mut self, leds_off: bool) {
+        lock(&self.shared.slot).stop = Some(leds_off);
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for FrameWriter {
+    fn drop(&mut self) {
+        self.stop(false);
+    }
+}
+
+struct WriterLoop {
+    manager: DeviceManager,
+    options: WriterOptions,
+    observer: Option<FrameObserver>,
+    shared: Arc<Shared>,
+    /// What the sticks show now.
+    current: Vec<Rgb>,
+    fade: Option<(Fade, Instant)>,
+    last_write: Option<Instant>,
+}
+
+impl WriterLoop {
+    fn new(manager: DeviceManager, options: WriterOptions, observer: Option<FrameObserver>, shared: Arc<Shared>) -> Self {
+        WriterLoop { manager, options, observer, shared, current: Vec::new(), fade: None, last_write: None }
+    }
+
+    fn run(mut self) {
+        self.manager.reconnect_due();
+        loop {
+            let (target, stop) = self.wait();
+            if let Some(leds_off) = stop {
+                if leds_off {
+                    let off = vec![Rgb::OFF; self.manager.led_count()];
+                    self.manager.show(&off, true);
+                    self.publish(off, true);
+                }
+                return;
+            }
+            let reconnected = self.manager.reconnect_due();
+            if let Some(target) = target {
+                let capped = target.iter().map(|&c| self.cap(c)).collect();
+                self.fade = Some((Fade::new(&self.current, capped, self.options.fade), Instant::now()));
+            }
+            let (frame, settled) = match &self.fade {
+                Some((fade, started)) => {
+                    let elapsed = started.elapsed();
+                    (fade.at(elapsed), fade.done(elapsed))
+                }
+                None => (self.current.clone(), true),
+            };
+            if settled {
+                self.fade = None;
+            }
+            if frame != self.current || reconnected {
+                self.manager.show(&frame, reconnected);
+                self.last_write = Some(Instant::now());
+                self.publish(frame, settled);
+            }
+        }
+    }
+
+    fn cap(&self, c: Rgb) -> Rgb {
+        self.options.brightness_cap.map_or(c, |cap| cap_brightness(c, cap))
+    }
+
+    fn publish(&mut self, frame: Vec<Rgb>, settled: bool) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&frame, settled);
+        }
+        lock(&self.shared.shown).clone_from(&frame);
+        self.current = frame;
+    }
+
+    /// Sleeps until there is work: a new target (no sooner than one frame interval
+    /// after the last write), the next fade step, a reconnect attempt, or a stop.
+    fn wait(&mut self) -> (Option<Vec<Rgb>>, Option<bool>) {
+        let mut slot = lock(&self.shared.slot);
+        loop {
+            if slot.stop.is_some() {
+                return (None, slot.stop);
+            }
+            let now = Instant::now();
+            let next_frame = self.last_write.map_or(now, |t| t + self.options.frame_interval);
+            if slot.target.is_some() && now >= next_frame {
+                return (slot.target.take(), None);
+            }
+            let mut wake_at = self.manager.next_attempt();
+            if self.fade.is_some() || slot.target.is_some() {
+                wake_at = Some(wake_at.map_or(next_frame, |t| t.min(next_frame)));
+            }
+            match wake_at {
+                Some(at) if at <= now => return (None, None),
+                Some(at) => slot = self.shared.wake.wait_timeout(slot, at - now).map_or_else(|e| e.into_inner().0, |r| r.0),
+                None => slot = self.shared.wake.wait(slot).unwrap_or_else(|e| e.into_inner()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::emulator::{EmulatorBus, Firmware};
+    use crate::device::manager::DeviceOptions;
+    use crate::device::protocol::Model;
+    use std::sync::atomic::Ordering;
+
+    const SERIAL: &str = "BS000001-3.0";
+
+    fn writer(bus: &EmulatorBus, options: WriterOptions) -> FrameWriter {
+        FrameWriter::spawn(DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default()), options, None)
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn writes(bus: &EmulatorBus) -> usize {
+        bus.stick(SERIAL).map_or(0, |s| lock(&s).received().len())
+    }
+
+    #[test]
+    fn fade_ends_exactly_on_target_in_a_bounded_number_of_writes() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions::default());
+        let target = vec![Rgb::new(200, 100, 0); 8];
+        let start = Instant::now();
+        w.set_target(target.clone());
+        wait_for("the target", || bus.leds(SERIAL) == Some(target.clone()));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(280), "it faded: {took:?}");
+        let n = writes(&bus);
+        assert!((5..=17).contains(&n), "300 ms at 50 fps is at most 16 steps: {n}");
+    }
+
+    #[test]
+    fn burst_of_targets_coalesces_to_the_last() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        for i in 0..1000u32 {
+            w.set_target(vec![Rgb::new((i % 256) as u8, (i / 256) as u8, 1); 8]);
+        }
+        let last = vec![Rgb::new((999 % 256) as u8, 3, 1); 8];
+        wait_for("the last target", || bus.leds(SERIAL) == Some(last.clone()));
+        std::thread::sleep(Duration::from_millis(60));
+        let n = writes(&bus);
+        assert!(n <= 5, "a handful of writes, not 1000: {n}");
+        assert_eq!(w.shown(), last);
+    }
+
+    #[test]
+    fn unchanged_target_writes_nothing() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let frame = vec![Rgb::new(1, 2, 3); 8];
+        w.set_target(frame.clone());
+        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        let before = writes(&bus);
+        for _ in 0..5 {
+            w.set_target(frame.clone());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert_eq!(writes(&bus), before);
+    }
+
+    #[test]
+    fn brightness_cap_applies_to_targets() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Nano, SERIAL));
+        let options = WriterOptions { fade: Duration::ZERO, brightness_cap: Some(51), ..WriterOptions::default() };
+        let w = writer(&bus, options);
+        w.set_target(vec![Rgb::new(255, 0, 255); 2]);
+        wait_for("capped colour", || bus.leds(SERIAL) == Some(vec![Rgb::new(51, 0, 51); 2]));
+    }
+
+    #[test]
+    fn replug_resends_the_current_frame_within_a_second() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let frame = vec![Rgb::new(0, 40, 0); 8];
+        w.set_target(frame.clone());
+        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        bus.unplug(SERIAL);
+        w.set_target(vec![Rgb::new(40, 0, 0); 8]);
+        wait_for("the loss to be noticed", || w.status().connected.load(Ordering::Relaxed) == 0);
+        let red = vec![Rgb::new(40, 0, 0); 8];
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let replugged = Instant::now();
+        wait_for("the frame on the new stick", || bus.leds(SERIAL) == Some(red.clone()));
+        assert!(replugged.elapsed() < Duration::from_secs(1), "{:?}", replugged.elapsed());
+        assert_eq!(w.status().reconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn no_stick_at_start_then_one_arrives() {
+        let bus = EmulatorBus::new();
+        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let frame = vec![Rgb::new(9, 9, 9); 8];
+        w.set_target(frame.clone());
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(w.status().connected.load(Ordering::Relaxed), 0);
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+    }
+
+    #[test]
+    fn shutdown_turns_the_leds_off() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let frame = vec![Rgb::new(5, 5, 5); 8];
+        w.set_target(frame.clone());
+        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        w.shutdown(true);
+        assert_eq!(bus.leds(SERIAL), Some(vec![Rgb::OFF; 8]));
+    }
+}
