@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::DeviceError;
 use super::protocol::{self, Model, Report, ReportError};
 use super::transport::{Bus, DeviceInfo, Transport};
-use super::DeviceError;
 use crate::frame::Rgb;
 
 const CHANNEL_LEDS: usize = protocol::PRO_CHANNEL_LEDS;
@@ -78,10 +78,18 @@ impl Firmware {
     /// What the LEDs show now.
     pub fn leds(&self) -> Vec<Rgb> {
         match self.model {
-            Model::Original => vec![Rgb::new(255 - self.pwm.r, 255 - self.pwm.g, 255 - self.pwm.b)],
-            Model::Pro if self.mode == protocol::MODE_WS2812 => self.channels.iter().flatten().copied().collect(),
+            Model::Original => vec![Rgb::new(
+                255 - self.pwm.r,
+                255 - self.pwm.g,
+                255 - self.pwm.b,
+            )],
+            Model::Pro if self.mode == protocol::MODE_WS2812 => {
+                self.channels.iter().flatten().copied().collect()
+            }
             Model::Pro => vec![self.channels[0][0]],
-            Model::Flex => self.channels[0][..usize::from(self.flex_count).min(CHANNEL_LEDS)].to_vec(),
+            Model::Flex => {
+                self.channels[0][..usize::from(self.flex_count).min(CHANNEL_LEDS)].to_vec()
+            }
             other => self.channels[0][..other.default_led_count()].to_vec(),
         }
     }
@@ -119,10 +127,16 @@ impl Firmware {
     /// A SET_FEATURE request.
     pub fn set_feature(&mut self, bytes: &[u8], now: Instant) -> Result<(), DeviceError> {
         self.check_ready(now)?;
-        let refuse = |e: ReportError| DeviceError::Refused { id: bytes.first().copied().unwrap_or(0), reason: e.to_string() };
+        let refuse = |e: ReportError| DeviceError::Refused {
+            id: bytes.first().copied().unwrap_or(0),
+            reason: e.to_string(),
+        };
         let report = protocol::decode(bytes).map_err(refuse)?;
         if !self.supports(bytes[0]) {
-            return Err(DeviceError::Refused { id: bytes[0], reason: format!("{:?} firmware has no such report", self.model) });
+            return Err(DeviceError::Refused {
+                id: bytes[0],
+                reason: format!("{:?} firmware has no such report", self.model),
+            });
         }
         self.received.push((now, bytes.to_vec()));
         let busy_leds = match report {
@@ -138,7 +152,11 @@ impl Firmware {
                 self.mode = mode;
                 Some(0)
             }
-            Report::Indexed { channel, index, color } => {
+            Report::Indexed {
+                channel,
+                index,
+                color,
+            } => {
                 // The Pro only drives indexed LEDs in WS2812 mode.
                 if self.model != Model::Pro || self.mode == protocol::MODE_WS2812 {
                     if let Some(led) = self.led_mut(channel, index) {
@@ -166,7 +184,9 @@ impl Firmware {
     }
 
     fn led_mut(&mut self, channel: u8, index: u8) -> Option<&mut Rgb> {
-        self.channels.get_mut(usize::from(channel))?.get_mut(usize::from(index))
+        self.channels
+            .get_mut(usize::from(channel))?
+            .get_mut(usize::from(index))
     }
 
     fn set_led0(&mut self, c: Rgb) {
@@ -174,7 +194,8 @@ impl Firmware {
             let shown = self.leds()[0];
             // Firmware 1.1–1.3 compares the new colour with the old one with red and
             // green swapped, and drops it as "unchanged".
-            if (0x0101..=0x0103).contains(&self.release) && c == Rgb::new(shown.g, shown.r, shown.b) {
+            if (0x0101..=0x0103).contains(&self.release) && c == Rgb::new(shown.g, shown.r, shown.b)
+            {
                 return;
             }
             self.pwm = Rgb::new(255 - c.r, 255 - c.g, 255 - c.b);
@@ -184,13 +205,24 @@ impl Firmware {
     }
 
     /// A GET_FEATURE request.
-    pub fn get_feature(&mut self, id: u8, size: usize, now: Instant) -> Result<Vec<u8>, DeviceError> {
+    pub fn get_feature(
+        &mut self,
+        id: u8,
+        size: usize,
+        now: Instant,
+    ) -> Result<Vec<u8>, DeviceError> {
         self.check_ready(now)?;
         let expected = protocol::report_size(id)
             .filter(|_| self.supports(id))
-            .ok_or(DeviceError::Refused { id, reason: "no such report".into() })?;
+            .ok_or(DeviceError::Refused {
+                id,
+                reason: "no such report".into(),
+            })?;
         if size != expected {
-            return Err(DeviceError::Refused { id, reason: format!("must be read as {expected} bytes, not {size}") });
+            return Err(DeviceError::Refused {
+                id,
+                reason: format!("must be read as {expected} bytes, not {size}"),
+            });
         }
         let mut out = vec![0u8; expected];
         out[0] = id;
@@ -257,12 +289,21 @@ impl EmulatorBus {
 
 impl Bus for EmulatorBus {
     fn list(&self) -> Result<Vec<DeviceInfo>, DeviceError> {
-        Ok(lock(&self.sticks).values().map(|s| lock(s).info()).collect())
+        Ok(lock(&self.sticks)
+            .values()
+            .map(|s| lock(s).info())
+            .collect())
     }
 
     fn open(&self, serial: &str) -> Result<Box<dyn Transport>, DeviceError> {
-        let stick = self.stick(serial).ok_or(DeviceError::NotFound { serial: Some(serial.to_string()) })?;
-        Ok(Box::new(EmulatedTransport { bus: self.clone(), serial: serial.to_string(), stick }))
+        let stick = self.stick(serial).ok_or(DeviceError::NotFound {
+            serial: Some(serial.to_string()),
+        })?;
+        Ok(Box::new(EmulatedTransport {
+            bus: self.clone(),
+            serial: serial.to_string(),
+            stick,
+        }))
     }
 }
 
@@ -278,7 +319,9 @@ impl EmulatedTransport {
     fn present(&self) -> Result<MutexGuard<'_, Firmware>, DeviceError> {
         match self.bus.stick(&self.serial) {
             Some(now) if Arc::ptr_eq(&now, &self.stick) => Ok(lock(&self.stick)),
-            _ => Err(DeviceError::Gone { serial: self.serial.clone() }),
+            _ => Err(DeviceError::Gone {
+                serial: self.serial.clone(),
+            }),
         }
     }
 }
@@ -306,14 +349,23 @@ mod tests {
     #[test]
     fn every_model_round_trips_a_frame() {
         for model in Model::ALL {
-            let layout = Layout::new(model, Some(if model == Model::Pro { 100 } else { model.max_led_count() }));
+            let layout = Layout::new(
+                model,
+                Some(if model == Model::Pro {
+                    100
+                } else {
+                    model.max_led_count()
+                }),
+            );
             let mut fw = Firmware::new(model, "BS000001-3.0");
             let mut now = Instant::now();
             for report in layout.setup_reports() {
                 fw.set_feature(&report, now).expect("setup accepted");
                 now = after_busy(now);
             }
-            let leds: Vec<Rgb> = (0..layout.led_count).map(|i| Rgb::new(i as u8, 255 - i as u8, 7)).collect();
+            let leds: Vec<Rgb> = (0..layout.led_count)
+                .map(|i| Rgb::new(i as u8, 255 - i as u8, 7))
+                .collect();
             for report in layout.frame_reports(&leds) {
                 fw.set_feature(&report, now).expect("frame accepted");
                 now = after_busy(now);
@@ -327,12 +379,20 @@ mod tests {
         let mut fw = Firmware::new(Model::Strip, "BS000001-3.0");
         let now = Instant::now();
         let leds = vec![Rgb::new(1, 2, 3); 8];
-        fw.set_feature(&protocol::encode_frame(0, &leds), now).expect("accepted");
+        fw.set_feature(&protocol::encode_frame(0, &leds), now)
+            .expect("accepted");
         let back = fw.get_feature(6, 26, after_busy(now)).expect("read back");
-        assert_eq!(back, protocol::encode_frame(0, &leds), "channel byte reads as 0");
+        assert_eq!(
+            back,
+            protocol::encode_frame(0, &leds),
+            "channel byte reads as 0"
+        );
         let color = fw.get_feature(1, 4, after_busy(now)).expect("report 1");
         assert_eq!(color, [1, 1, 2, 3]);
-        assert!(fw.get_feature(6, 25, after_busy(now)).is_err(), "exact size only");
+        assert!(
+            fw.get_feature(6, 25, after_busy(now)).is_err(),
+            "exact size only"
+        );
     }
 
     #[test]
@@ -341,9 +401,17 @@ mod tests {
         let now = Instant::now();
         let frame = protocol::encode_frame(0, &[Rgb::new(9, 9, 9)]);
         fw.set_feature(&frame, now).expect("first write");
-        assert_eq!(fw.set_feature(&frame, now + Duration::from_micros(100)), Err(DeviceError::Busy));
-        assert_eq!(fw.get_feature(1, 4, now), Err(DeviceError::Busy), "reads too");
-        fw.set_feature(&frame, now + Duration::from_millis(2)).expect("after the window");
+        assert_eq!(
+            fw.set_feature(&frame, now + Duration::from_micros(100)),
+            Err(DeviceError::Busy)
+        );
+        assert_eq!(
+            fw.get_feature(1, 4, now),
+            Err(DeviceError::Busy),
+            "reads too"
+        );
+        fw.set_feature(&frame, now + Duration::from_millis(2))
+            .expect("after the window");
         assert_eq!(fw.busy_rejections(), 2);
     }
 
@@ -363,23 +431,34 @@ mod tests {
     fn wrong_lengths_and_foreign_reports_are_refused() {
         let mut fw = Firmware::new(Model::Original, "BS000001-1.0");
         let now = Instant::now();
-        assert!(matches!(fw.set_feature(&[1, 2, 3], now), Err(DeviceError::Refused { id: 1, .. })));
-        assert!(matches!(fw.set_feature(&[5, 0, 0, 1, 2, 3], now), Err(DeviceError::Refused { id: 5, .. })));
+        assert!(matches!(
+            fw.set_feature(&[1, 2, 3], now),
+            Err(DeviceError::Refused { id: 1, .. })
+        ));
+        assert!(matches!(
+            fw.set_feature(&[5, 0, 0, 1, 2, 3], now),
+            Err(DeviceError::Refused { id: 5, .. })
+        ));
         assert!(fw.received().is_empty());
         let mut strip = Firmware::new(Model::Strip, "BS000001-3.0");
-        assert!(matches!(strip.set_feature(&[0x81, 3], now), Err(DeviceError::Refused { .. })));
+        assert!(matches!(
+            strip.set_feature(&[0x81, 3], now),
+            Err(DeviceError::Refused { .. })
+        ));
     }
 
     #[test]
     fn pro_ignores_indexed_writes_until_ws2812_mode() {
         let mut fw = Firmware::new(Model::Pro, "BS000001-2.0");
         let mut now = Instant::now();
-        fw.set_feature(&protocol::encode_indexed(0, 3, Rgb::new(5, 5, 5)), now).expect("accepted");
+        fw.set_feature(&protocol::encode_indexed(0, 3, Rgb::new(5, 5, 5)), now)
+            .expect("accepted");
         now = after_busy(now);
         fw.set_feature(&[4, 2], now).expect("mode 2");
         now = after_busy(now);
         assert_eq!(fw.leds()[3], Rgb::OFF, "ignored in mode 0");
-        fw.set_feature(&protocol::encode_indexed(0, 3, Rgb::new(5, 5, 5)), now).expect("accepted");
+        fw.set_feature(&protocol::encode_indexed(0, 3, Rgb::new(5, 5, 5)), now)
+            .expect("accepted");
         assert_eq!(fw.leds()[3], Rgb::new(5, 5, 5));
         assert_eq!(fw.mode(), 2);
     }
@@ -389,22 +468,45 @@ mod tests {
         let mut fw = Firmware::new(Model::Original, "BS000001-1.0").with_release(0x0102);
         let now = Instant::now();
         fw.set_feature(&[1, 10, 20, 30], now).expect("accepted");
-        assert_eq!(fw.pwm, Rgb::new(245, 235, 225), "PWM is inverted in firmware");
-        assert_eq!(fw.get_feature(1, 4, now).expect("read"), [1, 10, 20, 30], "read-back un-inverts");
+        assert_eq!(
+            fw.pwm,
+            Rgb::new(245, 235, 225),
+            "PWM is inverted in firmware"
+        );
+        assert_eq!(
+            fw.get_feature(1, 4, now).expect("read"),
+            [1, 10, 20, 30],
+            "read-back un-inverts"
+        );
         fw.set_feature(&[1, 20, 10, 30], now).expect("accepted");
-        assert_eq!(fw.leds(), vec![Rgb::new(10, 20, 30)], "the swap bug drops it");
-        let nudge = protocol::v1_nudge(0x0102, Rgb::new(10, 20, 30), Rgb::new(20, 10, 30)).expect("nudge");
-        fw.set_feature(&protocol::encode_color(nudge), now).expect("accepted");
+        assert_eq!(
+            fw.leds(),
+            vec![Rgb::new(10, 20, 30)],
+            "the swap bug drops it"
+        );
+        let nudge =
+            protocol::v1_nudge(0x0102, Rgb::new(10, 20, 30), Rgb::new(20, 10, 30)).expect("nudge");
+        fw.set_feature(&protocol::encode_color(nudge), now)
+            .expect("accepted");
         fw.set_feature(&[1, 20, 10, 30], now).expect("accepted");
-        assert_eq!(fw.leds(), vec![Rgb::new(20, 10, 30)], "the nudge works around it");
+        assert_eq!(
+            fw.leds(),
+            vec![Rgb::new(20, 10, 30)],
+            "the nudge works around it"
+        );
     }
 
     #[test]
     fn flex_count_changes_the_leds_shown() {
         let mut fw = Firmware::new(Model::Flex, "BS000001-3.0");
-        fw.set_feature(&[0x81, 5], Instant::now()).expect("accepted");
+        fw.set_feature(&[0x81, 5], Instant::now())
+            .expect("accepted");
         assert_eq!(fw.leds().len(), 5);
-        assert_eq!(fw.get_feature(0x81, 2, after_busy(Instant::now())).expect("read"), [0x81, 5]);
+        assert_eq!(
+            fw.get_feature(0x81, 2, after_busy(Instant::now()))
+                .expect("read"),
+            [0x81, 5]
+        );
     }
 
     #[test]
@@ -414,9 +516,17 @@ mod tests {
         let mut old = bus.open("BS000009-3.1").expect("opens");
         bus.unplug("BS000009-3.1");
         assert!(bus.list().expect("list").is_empty());
-        assert_eq!(old.set_feature(&[1, 1, 1, 1]), Err(DeviceError::Gone { serial: "BS000009-3.1".into() }));
+        assert_eq!(
+            old.set_feature(&[1, 1, 1, 1]),
+            Err(DeviceError::Gone {
+                serial: "BS000009-3.1".into()
+            })
+        );
         bus.plug(Firmware::new(Model::Nano, "BS000009-3.1"));
-        assert!(old.set_feature(&[1, 1, 1, 1]).is_err(), "the old handle is dead");
+        assert!(
+            old.set_feature(&[1, 1, 1, 1]).is_err(),
+            "the old handle is dead"
+        );
         let mut new = bus.open("BS000009-3.1").expect("reopens");
         new.set_feature(&[1, 1, 1, 1]).expect("new handle works");
     }

@@ -32,7 +32,11 @@ impl Fade {
             return self.to.clone();
         }
         let t = elapsed.as_secs_f64() / self.duration.as_secs_f64();
-        self.from.iter().zip(&self.to).map(|(a, b)| mix(*a, *b, t)).collect()
+        self.from
+            .iter()
+            .zip(&self.to)
+            .map(|(a, b)| mix(*a, *b, t))
+            .collect()
     }
 
     pub fn done(&self, elapsed: Duration) -> bool {
@@ -54,7 +58,8 @@ pub fn cap_brightness(c: Rgb, cap: u8) -> Rgb {
     if max <= cap {
         return c;
     }
-    let scale = |v: u8| ((u32::from(v) * u32::from(cap) + u32::from(max) / 2) / u32::from(max)) as u8;
+    let scale =
+        |v: u8| ((u32::from(v) * u32::from(cap) + u32::from(max) / 2) / u32::from(max)) as u8;
     Rgb::new(scale(c.r), scale(c.g), scale(c.b))
 }
 
@@ -82,7 +87,10 @@ mod tests {
         let mut last = from;
         for ms in 0..=300 {
             let now = fade.at(MS(ms))[0];
-            assert!((from.r..=to.r).contains(&now.r) && (to.g..=from.g).contains(&now.g), "{ms} ms: {now:?}");
+            assert!(
+                (from.r..=to.r).contains(&now.r) && (to.g..=from.g).contains(&now.g),
+                "{ms} ms: {now:?}"
+            );
             assert!(now.r >= last.r && now.g <= last.g, "{ms} ms: monotonic");
             last = now;
         }
@@ -95,7 +103,10 @@ mod tests {
         let second = Fade::new(&shown, vec![Rgb::new(0, 0, 200)], MS(300));
         assert_eq!(second.at(MS(0)), shown, "no jump at the retarget");
         let step = second.at(MS(20))[0];
-        assert!(shown[0].r.abs_diff(step.r) <= 14 && step.b <= 14, "small step: {step:?}");
+        assert!(
+            shown[0].r.abs_diff(step.r) <= 14 && step.b <= 14,
+            "small step: {step:?}"
+        );
         assert_eq!(second.at(MS(300)), vec![Rgb::new(0, 0, 200)]);
     }
 
@@ -103,13 +114,22 @@ mod tests {
     fn fade_resizes_the_source_frame() {
         let fade = Fade::new(&[Rgb::new(9, 9, 9)], vec![Rgb::new(9, 9, 9); 3], MS(0));
         assert_eq!(fade.at(MS(0)).len(), 3);
-        assert_eq!(Fade::new(&[], vec![Rgb::new(1, 1, 1)], MS(10)).at(MS(0)), vec![Rgb::OFF]);
+        assert_eq!(
+            Fade::new(&[], vec![Rgb::new(1, 1, 1)], MS(10)).at(MS(0)),
+            vec![Rgb::OFF]
+        );
     }
 
     #[test]
     fn brightness_cap_scales_keeping_the_hue() {
-        assert_eq!(cap_brightness(Rgb::new(255, 128, 0), 64), Rgb::new(64, 32, 0));
-        assert_eq!(cap_brightness(Rgb::new(10, 20, 30), 64), Rgb::new(10, 20, 30));
+        assert_eq!(
+            cap_brightness(Rgb::new(255, 128, 0), 64),
+            Rgb::new(64, 32, 0)
+        );
+        assert_eq!(
+            cap_brightness(Rgb::new(10, 20, 30), 64),
+            Rgb::new(10, 20, 30)
+        );
         assert_eq!(cap_brightness(Rgb::new(255, 255, 255), 0), Rgb::OFF);
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use hidapi::{HidApi, HidDevice};
 
+use super::DeviceError;
 use super::protocol::{PRODUCT_ID, VENDOR_ID};
 use super::transport::{Bus, DeviceInfo, Transport};
-use super::DeviceError;
 
 /// The machine's USB HID bus.
 pub struct HidBus {
@@ -18,19 +18,25 @@ pub struct HidBus {
 impl HidBus {
     pub fn new() -> Result<HidBus, DeviceError> {
         let api = HidApi::new().map_err(|e| DeviceError::Hid(e.to_string()))?;
-        Ok(HidBus { api: Mutex::new(api) })
+        Ok(HidBus {
+            api: Mutex::new(api),
+        })
     }
 
     fn api(&self) -> Result<std::sync::MutexGuard<'_, HidApi>, DeviceError> {
-        self.api.lock().map_err(|_| DeviceError::Hid("hidapi state poisoned".into()))
+        self.api
+            .lock()
+            .map_err(|_| DeviceError::Hid("hidapi state poisoned".into()))
     }
 }
 
 impl Bus for HidBus {
     fn list(&self) -> Result<Vec<DeviceInfo>, DeviceError> {
         let mut api = self.api()?;
-        api.reset_devices().map_err(|e| DeviceError::Hid(e.to_string()))?;
-        api.add_devices(VENDOR_ID, PRODUCT_ID).map_err(|e| DeviceError::Hid(e.to_string()))?;
+        api.reset_devices()
+            .map_err(|e| DeviceError::Hid(e.to_string()))?;
+        api.add_devices(VENDOR_ID, PRODUCT_ID)
+            .map_err(|e| DeviceError::Hid(e.to_string()))?;
         let mut sticks: Vec<DeviceInfo> = api
             .device_list()
             // Match on vendor and product only: through uhid, bus type, interface and
@@ -54,18 +60,27 @@ impl Bus for HidBus {
             .list()?
             .into_iter()
             .find(|d| d.serial == serial)
-            .ok_or(DeviceError::NotFound { serial: Some(serial.to_string()) })?;
+            .ok_or(DeviceError::NotFound {
+                serial: Some(serial.to_string()),
+            })?;
         let api = self.api()?;
-        let path = std::ffi::CString::new(info.path.clone()).map_err(|e| DeviceError::Hid(e.to_string()))?;
+        let path = std::ffi::CString::new(info.path.clone())
+            .map_err(|e| DeviceError::Hid(e.to_string()))?;
         let device = api.open_path(&path).map_err(|e| {
             let text = e.to_string();
             if text.contains("ermission") || text.contains("EACCES") {
-                DeviceError::PermissionDenied { path: info.path.clone() }
+                DeviceError::PermissionDenied {
+                    path: info.path.clone(),
+                }
             } else {
                 DeviceError::Hid(format!("opening {}: {text}", info.path))
             }
         })?;
-        Ok(Box::new(HidTransport { device, serial: info.serial, path: info.path }))
+        Ok(Box::new(HidTransport {
+            device,
+            serial: info.serial,
+            path: info.path,
+        }))
     }
 }
 
@@ -81,20 +96,27 @@ impl HidTransport {
         if Path::new(&self.path).exists() {
             DeviceError::Hid(e.to_string())
         } else {
-            DeviceError::Gone { serial: self.serial.clone() }
+            DeviceError::Gone {
+                serial: self.serial.clone(),
+            }
         }
     }
 }
 
 impl Transport for HidTransport {
     fn set_feature(&mut self, report: &[u8]) -> Result<(), DeviceError> {
-        self.device.send_feature_report(report).map_err(|e| self.error(e))
+        self.device
+            .send_feature_report(report)
+            .map_err(|e| self.error(e))
     }
 
     fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError> {
         let mut buf = vec![0u8; size];
         buf[0] = id;
-        let n = self.device.get_feature_report(&mut buf).map_err(|e| self.error(e))?;
+        let n = self
+            .device
+            .get_feature_report(&mut buf)
+            .map_err(|e| self.error(e))?;
         buf.truncate(n);
         Ok(buf)
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use super::DeviceError;
 use super::protocol::{self, Layout, Model};
 use super::transport::{Bus, DeviceInfo, Transport, set_feature_with_retry};
-use super::DeviceError;
 use crate::frame::Rgb;
 
 /// First retry after a stick is missing, doubling up to [`MAX_BACKOFF`].
@@ -88,7 +88,11 @@ pub struct DeviceManager {
 
 impl DeviceManager {
     pub fn new(bus: Arc<dyn Bus>, options: DeviceOptions) -> DeviceManager {
-        let specs = if options.sticks.is_empty() { vec![StickSpec::default()] } else { options.sticks };
+        let specs = if options.sticks.is_empty() {
+            vec![StickSpec::default()]
+        } else {
+            options.sticks
+        };
         let now = Instant::now();
         let sticks = specs
             .into_iter()
@@ -104,7 +108,12 @@ impl DeviceManager {
             .collect::<Vec<_>>();
         let status = Arc::new(DeviceStatus::default());
         status.expected.store(sticks.len(), Ordering::Relaxed);
-        let mut manager = DeviceManager { bus, sticks, joining: options.joining, status };
+        let mut manager = DeviceManager {
+            bus,
+            sticks,
+            joining: options.joining,
+            status,
+        };
         manager.update_led_count();
         manager
     }
@@ -116,7 +125,10 @@ impl DeviceManager {
     /// LEDs the frame should have: the sum over sticks for a strip, the largest for a
     /// mirror. A stick not seen yet counts with its override, or 1.
     pub fn led_count(&self) -> usize {
-        let counts = self.sticks.iter().map(|s| s.layout.map_or(s.spec.led_count.unwrap_or(1), |l| l.led_count));
+        let counts = self.sticks.iter().map(|s| {
+            s.layout
+                .map_or(s.spec.led_count.unwrap_or(1), |l| l.led_count)
+        });
         match self.joining {
             Joining::Strip => counts.sum(),
             Joining::Mirror => counts.max().unwrap_or(1),
@@ -124,19 +136,29 @@ impl DeviceManager {
     }
 
     fn update_led_count(&mut self) {
-        self.status.led_count.store(self.led_count(), Ordering::Relaxed);
+        self.status
+            .led_count
+            .store(self.led_count(), Ordering::Relaxed);
     }
 
     /// When the next reconnect attempt is due, if any stick is missing.
     pub fn next_attempt(&self) -> Option<Instant> {
-        self.sticks.iter().filter(|s| s.open.is_none()).map(|s| s.next_attempt).min()
+        self.sticks
+            .iter()
+            .filter(|s| s.open.is_none())
+            .map(|s| s.next_attempt)
+            .min()
     }
 
     /// Tries to open missing sticks that are due. True if any came (back): the
     /// caller then re-sends the current frame.
     pub fn reconnect_due(&mut self) -> bool {
         let now = Instant::now();
-        if !self.sticks.iter().any(|s| s.open.is_none() && s.next_attempt <= now) {
+        if !self
+            .sticks
+            .iter()
+            .any(|s| s.open.is_none() && s.next_attempt <= now)
+        {
             return false;
         }
         let present = match self.bus.list() {
@@ -151,16 +173,26 @@ impl DeviceManager {
             if self.sticks[i].open.is_some() || self.sticks[i].next_attempt > now {
                 continue;
             }
-            let claimed: Vec<String> =
-                self.sticks.iter().filter_map(|s| s.open.as_ref().map(|o| o.info.serial.clone())).collect();
+            let claimed: Vec<String> = self
+                .sticks
+                .iter()
+                .filter_map(|s| s.open.as_ref().map(|o| o.info.serial.clone()))
+                .collect();
             let candidate = present.iter().find(|d| match &self.sticks[i].spec.serial {
                 Some(serial) => &d.serial == serial,
-                None => !claimed.contains(&d.serial)
-                    && !self.sticks.iter().any(|s| s.spec.serial.as_deref() == Some(d.serial.as_str())),
+                None => {
+                    !claimed.contains(&d.serial)
+                        && !self
+                            .sticks
+                            .iter()
+                            .any(|s| s.spec.serial.as_deref() == Some(d.serial.as_str()))
+                }
             });
             let result = match candidate {
                 Some(info) => self.open(i, info.clone()),
-                None => Err(DeviceError::NotFound { serial: self.sticks[i].spec.serial.clone() }),
+                None => Err(DeviceError::NotFound {
+                    serial: self.sticks[i].spec.serial.clone(),
+                }),
             };
             match result {
                 Ok(()) => any = true,
@@ -195,7 +227,10 @@ impl DeviceManager {
             .spec
             .model
             .or_else(|| protocol::detect_model(&info.serial, info.release))
-            .ok_or_else(|| DeviceError::UnknownModel { serial: info.serial.clone(), release: info.release })?;
+            .ok_or_else(|| DeviceError::UnknownModel {
+                serial: info.serial.clone(),
+                release: info.release,
+            })?;
         let layout = Layout::new(model, stick.spec.led_count);
         let mut transport = self.bus.open(&info.serial)?;
         for report in layout.setup_reports() {
@@ -209,7 +244,11 @@ impl DeviceManager {
         stick.reported_missing = false;
         stick.backoff = FIRST_BACKOFF;
         stick.layout = Some(layout);
-        stick.open = Some(OpenStick { transport, info, written: Vec::new() });
+        stick.open = Some(OpenStick {
+            transport,
+            info,
+            written: Vec::new(),
+        });
         self.status.connected.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -229,7 +268,9 @@ impl DeviceManager {
         let mut offset = 0;
         let mut written = 0;
         for i in 0..self.sticks.len() {
-            let Some(layout) = self.sticks[i].layout else { continue };
+            let Some(layout) = self.sticks[i].layout else {
+                continue;
+            };
             let part: &[Rgb] = match self.joining {
                 Joining::Strip => leds.get(offset..).unwrap_or(&[]),
                 Joining::Mirror => leds,
@@ -248,12 +289,22 @@ impl DeviceManager {
                 }
             }
         }
-        self.status.writes.fetch_add(written as u64, Ordering::Relaxed);
+        self.status
+            .writes
+            .fetch_add(written as u64, Ordering::Relaxed);
         written
     }
 
-    fn write_stick(&mut self, i: usize, layout: Layout, leds: &[Rgb], force: bool) -> Result<usize, DeviceError> {
-        let Some(open) = self.sticks[i].open.as_mut() else { return Ok(0) };
+    fn write_stick(
+        &mut self,
+        i: usize,
+        layout: Layout,
+        leds: &[Rgb],
+        force: bool,
+    ) -> Result<usize, DeviceError> {
+        let Some(open) = self.sticks[i].open.as_mut() else {
+            return Ok(0);
+        };
         let reports = layout.frame_reports(leds);
         open.written.resize(reports.len(), Vec::new());
         let mut count = 0;
@@ -262,10 +313,17 @@ impl DeviceManager {
                 continue;
             }
             if layout.model == Model::Original {
-                let previous = open.written[slot].get(1..4).map(|c| Rgb::new(c[0], c[1], c[2]));
+                let previous = open.written[slot]
+                    .get(1..4)
+                    .map(|c| Rgb::new(c[0], c[1], c[2]));
                 let next = Rgb::new(report[1], report[2], report[3]);
-                if let Some(nudge) = previous.and_then(|p| protocol::v1_nudge(open.info.release, p, next)) {
-                    set_feature_with_retry(open.transport.as_mut(), &protocol::encode_color(nudge))?;
+                if let Some(nudge) =
+                    previous.and_then(|p| protocol::v1_nudge(open.info.release, p, next))
+                {
+                    set_feature_with_retry(
+                        open.transport.as_mut(),
+                        &protocol::encode_color(nudge),
+                    )?;
                     count += 1;
                 }
             }
@@ -304,15 +362,28 @@ mod tests {
         bus.plug(Firmware::new(Model::Nano, "BS000002-3.0"));
         bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
         let sticks = ["BS000002-3.0", "BS000001-3.0"]
-            .map(|s| StickSpec { serial: Some(s.into()), ..StickSpec::default() })
+            .map(|s| StickSpec {
+                serial: Some(s.into()),
+                ..StickSpec::default()
+            })
             .to_vec();
-        let mut manager = connected(&bus, DeviceOptions { sticks, joining: Joining::Strip });
+        let mut manager = connected(
+            &bus,
+            DeviceOptions {
+                sticks,
+                joining: Joining::Strip,
+            },
+        );
         assert_eq!(manager.led_count(), 10);
         let leds: Vec<Rgb> = (0..10).map(|i| Rgb::new(i, 0, 0)).collect();
         assert_eq!(manager.show(&leds, false), 2);
         assert_eq!(bus.leds("BS000002-3.0"), Some(leds[..2].to_vec()));
         assert_eq!(bus.leds("BS000001-3.0"), Some(leds[2..].to_vec()));
-        assert_eq!(manager.show(&leds, false), 0, "unchanged bytes are not re-sent");
+        assert_eq!(
+            manager.show(&leds, false),
+            0,
+            "unchanged bytes are not re-sent"
+        );
     }
 
     #[test]
@@ -321,7 +392,13 @@ mod tests {
         bus.plug(Firmware::new(Model::Strip, "BS000001-3.0"));
         bus.plug(Firmware::new(Model::Square, "BS000002-3.0"));
         let sticks = vec![StickSpec::default(), StickSpec::default()];
-        let mut manager = connected(&bus, DeviceOptions { sticks, joining: Joining::Mirror });
+        let mut manager = connected(
+            &bus,
+            DeviceOptions {
+                sticks,
+                joining: Joining::Mirror,
+            },
+        );
         assert_eq!(manager.led_count(), 8);
         let leds = vec![Rgb::new(3, 4, 5); 8];
         manager.show(&leds, false);
@@ -341,8 +418,17 @@ mod tests {
         std::thread::sleep(MAX_BACKOFF);
         assert!(!manager.reconnect_due());
         // …unless told what it is.
-        let spec = StickSpec { model: Some(Model::Strip), ..StickSpec::default() };
-        let mut told = connected(&bus, DeviceOptions { sticks: vec![spec], joining: Joining::Strip });
+        let spec = StickSpec {
+            model: Some(Model::Strip),
+            ..StickSpec::default()
+        };
+        let mut told = connected(
+            &bus,
+            DeviceOptions {
+                sticks: vec![spec],
+                joining: Joining::Strip,
+            },
+        );
         assert_eq!(told.show(&[Rgb::new(1, 1, 1)], false), 1);
     }
 
@@ -369,7 +455,11 @@ mod tests {
         bus.plug(Firmware::new(Model::Original, "BS000001-1.0").with_release(0x0102));
         let mut manager = connected(&bus, DeviceOptions::default());
         manager.show(&[Rgb::new(10, 20, 30)], false);
-        assert_eq!(manager.show(&[Rgb::new(20, 10, 30)], false), 2, "nudge, then the colour");
+        assert_eq!(
+            manager.show(&[Rgb::new(20, 10, 30)], false),
+            2,
+            "nudge, then the colour"
+        );
         assert_eq!(bus.leds("BS000001-1.0"), Some(vec![Rgb::new(20, 10, 30)]));
     }
 }

@@ -24,7 +24,10 @@ pub fn report_size(id: u8) -> Option<usize> {
         REPORT_MODE => Some(2),
         REPORT_INDEXED => Some(6),
         REPORT_FLEX_COUNT => Some(2),
-        _ => FRAME_REPORTS.iter().find(|(rid, _)| *rid == id).map(|(_, leds)| 2 + 3 * leds),
+        _ => FRAME_REPORTS
+            .iter()
+            .find(|(rid, _)| *rid == id)
+            .map(|(_, leds)| 2 + 3 * leds),
     }
 }
 
@@ -51,7 +54,14 @@ pub enum Model {
 }
 
 impl Model {
-    pub const ALL: [Model; 6] = [Model::Original, Model::Pro, Model::Square, Model::Strip, Model::Nano, Model::Flex];
+    pub const ALL: [Model; 6] = [
+        Model::Original,
+        Model::Pro,
+        Model::Square,
+        Model::Strip,
+        Model::Nano,
+        Model::Flex,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -68,7 +78,11 @@ impl Model {
         Model::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(text))
-            .ok_or_else(|| format!("unknown model {text:?}: use one of original, pro, square, strip, nano, flex"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown model {text:?}: use one of original, pro, square, strip, nano, flex"
+                )
+            })
     }
 
     /// LEDs a stick of this model has unless told otherwise.
@@ -147,8 +161,13 @@ pub struct Layout {
 impl Layout {
     /// `led_count` is clamped to what the model can drive (at least 1).
     pub fn new(model: Model, led_count: Option<usize>) -> Layout {
-        let count = led_count.unwrap_or(model.default_led_count()).clamp(1, model.max_led_count());
-        Layout { model, led_count: count }
+        let count = led_count
+            .unwrap_or(model.default_led_count())
+            .clamp(1, model.max_led_count());
+        Layout {
+            model,
+            led_count: count,
+        }
     }
 
     /// Frames go out as report 1 (one LED) rather than frame reports.
@@ -170,7 +189,13 @@ impl Layout {
     /// report 1 for single-LED sticks, else one frame report per channel — the
     /// smallest of 6–9 that holds the channel's LEDs.
     pub fn frame_reports(&self, leds: &[Rgb]) -> Vec<Vec<u8>> {
-        let led = |i: usize| if i < self.led_count { leds.get(i).copied().unwrap_or(Rgb::OFF) } else { Rgb::OFF };
+        let led = |i: usize| {
+            if i < self.led_count {
+                leds.get(i).copied().unwrap_or(Rgb::OFF)
+            } else {
+                Rgb::OFF
+            }
+        };
         if self.single_led() {
             return vec![encode_color(led(0))];
         }
@@ -198,7 +223,9 @@ pub fn encode_indexed(channel: u8, index: u8, c: Rgb) -> Vec<u8> {
 
 /// The frame report (6–9) that holds `count` LEDs, or none over 64.
 pub fn frame_report_for(count: usize) -> Option<(u8, usize)> {
-    FRAME_REPORTS.into_iter().find(|(_, capacity)| count <= *capacity)
+    FRAME_REPORTS
+        .into_iter()
+        .find(|(_, capacity)| count <= *capacity)
 }
 
 /// Reports 6–9: `[id, channel, G, R, B, …]`, unused slots off. At most 64 LEDs.
@@ -242,14 +269,21 @@ pub fn decode(bytes: &[u8]) -> Result<Report, ReportError> {
     let id = *bytes.first().ok_or(ReportError::Empty)?;
     let expected = report_size(id).ok_or(ReportError::UnknownId(id))?;
     if bytes.len() != expected {
-        return Err(ReportError::Length { id, expected, got: bytes.len() });
+        return Err(ReportError::Length {
+            id,
+            expected,
+            got: bytes.len(),
+        });
     }
     Ok(match id {
         REPORT_COLOR => Report::Color(Rgb::new(bytes[1], bytes[2], bytes[3])),
         REPORT_INFO_1 | REPORT_INFO_2 => {
             let mut data = [0u8; 32];
             data.copy_from_slice(&bytes[1..33]);
-            Report::Info { block: id - 1, data }
+            Report::Info {
+                block: id - 1,
+                data,
+            }
         }
         REPORT_MODE => Report::Mode(bytes[1]),
         REPORT_INDEXED => Report::Indexed {
@@ -260,7 +294,10 @@ pub fn decode(bytes: &[u8]) -> Result<Report, ReportError> {
         REPORT_FLEX_COUNT => Report::FlexCount(bytes[1]),
         _ => Report::Frame {
             channel: bytes[1],
-            leds: bytes[2..].chunks_exact(3).map(|grb| Rgb::new(grb[1], grb[0], grb[2])).collect(),
+            leds: bytes[2..]
+                .chunks_exact(3)
+                .map(|grb| Rgb::new(grb[1], grb[0], grb[2]))
+                .collect(),
         },
     })
 }
@@ -286,7 +323,18 @@ mod tests {
 
     #[test]
     fn report_sizes_match_the_reference_table() {
-        let table = [(1, 4), (2, 33), (3, 33), (4, 2), (5, 6), (6, 26), (7, 50), (8, 98), (9, 194), (0x81, 2)];
+        let table = [
+            (1, 4),
+            (2, 33),
+            (3, 33),
+            (4, 2),
+            (5, 6),
+            (6, 26),
+            (7, 50),
+            (8, 98),
+            (9, 194),
+            (0x81, 2),
+        ];
         for (id, size) in table {
             assert_eq!(report_size(id), Some(size), "report {id}");
         }
@@ -296,11 +344,23 @@ mod tests {
     #[test]
     fn simple_reports_are_byte_exact() {
         assert_eq!(encode_color(Rgb::new(1, 2, 3)), [1, 1, 2, 3]);
-        assert_eq!(encode_indexed(2, 7, Rgb::new(10, 20, 30)), [5, 2, 7, 10, 20, 30]);
-        assert_eq!(Layout::new(Model::Pro, Some(10)).setup_reports(), vec![vec![4, 2]]);
-        assert_eq!(Layout::new(Model::Flex, Some(12)).setup_reports(), vec![vec![0x81, 12]]);
+        assert_eq!(
+            encode_indexed(2, 7, Rgb::new(10, 20, 30)),
+            [5, 2, 7, 10, 20, 30]
+        );
+        assert_eq!(
+            Layout::new(Model::Pro, Some(10)).setup_reports(),
+            vec![vec![4, 2]]
+        );
+        assert_eq!(
+            Layout::new(Model::Flex, Some(12)).setup_reports(),
+            vec![vec![0x81, 12]]
+        );
         assert!(Layout::new(Model::Strip, None).setup_reports().is_empty());
-        assert!(Layout::new(Model::Pro, None).setup_reports().is_empty(), "1-LED Pro stays in mode 0");
+        assert!(
+            Layout::new(Model::Pro, None).setup_reports().is_empty(),
+            "1-LED Pro stays in mode 0"
+        );
     }
 
     #[test]
@@ -314,7 +374,16 @@ mod tests {
 
     #[test]
     fn smallest_frame_report_that_holds_the_leds() {
-        for (count, id, size) in [(1, 6, 26), (8, 6, 26), (9, 7, 50), (16, 7, 50), (17, 8, 98), (32, 8, 98), (33, 9, 194), (64, 9, 194)] {
+        for (count, id, size) in [
+            (1, 6, 26),
+            (8, 6, 26),
+            (9, 7, 50),
+            (16, 7, 50),
+            (17, 8, 98),
+            (32, 8, 98),
+            (33, 9, 194),
+            (64, 9, 194),
+        ] {
             let report = encode_frame(0, &vec![Rgb::new(9, 9, 9); count]);
             assert_eq!((report[0], report.len()), (id, size), "{count} LEDs");
         }
@@ -344,15 +413,28 @@ mod tests {
         assert_eq!(reports.len(), 3);
         assert_eq!((reports[0][0], reports[0][1]), (9, 0));
         assert_eq!((reports[1][0], reports[1][1]), (9, 1));
-        assert_eq!((reports[2][0], reports[2][1]), (8, 2), "22 LEDs need report 8 (32)");
-        assert_eq!(reports[1][2..5], [0, 64, 0], "LED 64 is channel 1 index 0, GRB");
+        assert_eq!(
+            (reports[2][0], reports[2][1]),
+            (8, 2),
+            "22 LEDs need report 8 (32)"
+        );
+        assert_eq!(
+            reports[1][2..5],
+            [0, 64, 0],
+            "LED 64 is channel 1 index 0, GRB"
+        );
     }
 
     #[test]
     fn frames_are_padded_and_cut_to_the_layout() {
         let nano = Layout::new(Model::Nano, None);
-        let reports = nano.frame_reports(&[Rgb::new(1, 1, 1), Rgb::new(2, 2, 2), Rgb::new(3, 3, 3)]);
-        assert_eq!(&reports[0][2..11], &[1, 1, 1, 2, 2, 2, 0, 0, 0], "third LED cut");
+        let reports =
+            nano.frame_reports(&[Rgb::new(1, 1, 1), Rgb::new(2, 2, 2), Rgb::new(3, 3, 3)]);
+        assert_eq!(
+            &reports[0][2..11],
+            &[1, 1, 1, 2, 2, 2, 0, 0, 0],
+            "third LED cut"
+        );
         let short = Layout::new(Model::Strip, None).frame_reports(&[]);
         assert!(short[0][2..].iter().all(|&b| b == 0));
     }
@@ -360,20 +442,36 @@ mod tests {
     #[test]
     fn decode_inverts_encode() {
         let leds = vec![Rgb::new(1, 2, 3); 16];
-        assert_eq!(decode(&encode_frame(1, &leds)), Ok(Report::Frame { channel: 1, leds }));
+        assert_eq!(
+            decode(&encode_frame(1, &leds)),
+            Ok(Report::Frame { channel: 1, leds })
+        );
         assert_eq!(decode(&[1, 4, 5, 6]), Ok(Report::Color(Rgb::new(4, 5, 6))));
         assert_eq!(decode(&[4, 2]), Ok(Report::Mode(2)));
         assert_eq!(decode(&[0x81, 5]), Ok(Report::FlexCount(5)));
         assert_eq!(
             decode(&encode_indexed(0, 1, Rgb::new(1, 2, 3))),
-            Ok(Report::Indexed { channel: 0, index: 1, color: Rgb::new(1, 2, 3) })
+            Ok(Report::Indexed {
+                channel: 0,
+                index: 1,
+                color: Rgb::new(1, 2, 3)
+            })
         );
         let mut info = vec![2u8; 33];
         info[1..5].copy_from_slice(b"desk");
         info[5] = 0;
-        let Ok(Report::Info { block: 1, data }) = decode(&info) else { panic!("info block 1") };
+        let Ok(Report::Info { block: 1, data }) = decode(&info) else {
+            panic!("info block 1")
+        };
         assert_eq!(info_text(&data), "desk");
-        assert_eq!(decode(&[6, 0, 1]), Err(ReportError::Length { id: 6, expected: 26, got: 3 }));
+        assert_eq!(
+            decode(&[6, 0, 1]),
+            Err(ReportError::Length {
+                id: 6,
+                expected: 26,
+                got: 3
+            })
+        );
         assert_eq!(decode(&[0x42]), Err(ReportError::UnknownId(0x42)));
         assert_eq!(decode(&[]), Err(ReportError::Empty));
     }
@@ -386,7 +484,11 @@ mod tests {
         assert_eq!(detect_model("BS123456-3.0", 0x0201), Some(Model::Strip));
         assert_eq!(detect_model("BS123456-3.1", 0x0202), Some(Model::Nano));
         assert_eq!(detect_model("BS123456-3.1", 0x0203), Some(Model::Flex));
-        assert_eq!(detect_model("BS123456-3.1", 0), None, "uhid reports release 0: needs an override");
+        assert_eq!(
+            detect_model("BS123456-3.1", 0),
+            None,
+            "uhid reports release 0: needs an override"
+        );
         assert_eq!(detect_model("garbage", 0x0201), None);
         for model in Model::ALL {
             let serial = format!("BS000042-{}.0", model.generation());
@@ -409,7 +511,11 @@ mod tests {
         let swapped = Rgb::new(20, 10, 30);
         let nudge = v1_nudge(0x0102, old, swapped).expect("buggy firmware");
         assert_ne!(nudge, swapped);
-        assert_eq!(v1_nudge(0x0102, nudge, swapped), None, "after the nudge the target goes through");
+        assert_eq!(
+            v1_nudge(0x0102, nudge, swapped),
+            None,
+            "after the nudge the target goes through"
+        );
         assert_eq!(v1_nudge(0x0104, old, swapped), None);
         assert_eq!(v1_nudge(0x0102, old, Rgb::new(1, 2, 3)), None);
         assert_eq!(v1_nudge(0x0102, Rgb::new(5, 5, 5), Rgb::new(5, 5, 5)), None);

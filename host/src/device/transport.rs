@@ -42,7 +42,10 @@ pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(2);
 
 /// Sends a report, retrying through the firmware's busy window. A stick that is
 /// gone fails at once.
-pub fn set_feature_with_retry(transport: &mut dyn Transport, report: &[u8]) -> Result<u32, DeviceError> {
+pub fn set_feature_with_retry(
+    transport: &mut dyn Transport,
+    report: &[u8],
+) -> Result<u32, DeviceError> {
     let mut delay = FIRST_RETRY_DELAY;
     let mut tries = 1;
     loop {

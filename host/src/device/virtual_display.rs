@@ -18,8 +18,18 @@ pub fn virtual_stick(led_count: usize) -> (Arc<EmulatorBus>, DeviceOptions) {
     let bus = Arc::new(EmulatorBus::new());
     bus.plug(Firmware::new(Model::Pro, VIRTUAL_SERIAL));
     let layout = Layout::new(Model::Pro, Some(led_count));
-    let spec = StickSpec { serial: Some(VIRTUAL_SERIAL.into()), model: Some(layout.model), led_count: Some(layout.led_count) };
-    (bus, DeviceOptions { sticks: vec![spec], ..DeviceOptions::default() })
+    let spec = StickSpec {
+        serial: Some(VIRTUAL_SERIAL.into()),
+        model: Some(layout.model),
+        led_count: Some(layout.led_count),
+    };
+    (
+        bus,
+        DeviceOptions {
+            sticks: vec![spec],
+            ..DeviceOptions::default()
+        },
+    )
 }
 
 /// Draws frames on stderr: redrawn in place on a terminal (every fade step), one

@@ -25,7 +25,11 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        WriterOptions { fade: Duration::from_millis(300), frame_interval: Duration::from_millis(20), brightness_cap: None }
+        WriterOptions {
+            fade: Duration::from_millis(300),
+            frame_interval: Duration::from_millis(20),
+            brightness_cap: None,
+        }
     }
 }
 
@@ -56,8 +60,16 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
-    pub fn spawn(manager: DeviceManager, options: WriterOptions, observer: Option<FrameObserver>) -> FrameWriter {
-        let shared = Arc::new(Shared { slot: Mutex::default(), wake: Condvar::new(), shown: Mutex::default() });
+    pub fn spawn(
+        manager: DeviceManager,
+        options: WriterOptions,
+        observer: Option<FrameObserver>,
+    ) -> FrameWriter {
+        let shared = Arc::new(Shared {
+            slot: Mutex::default(),
+            wake: Condvar::new(),
+            shown: Mutex::default(),
+        });
         let status = manager.status();
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -65,7 +77,11 @@ impl FrameWriter {
             .spawn(move || WriterLoop::new(manager, options, observer, thread_shared).run())
             .map_err(|e| tracing::error!(error = %e, "cannot start the frame writer thread; the LEDs will not change"))
             .ok();
-        FrameWriter { shared, status, thread }
+        FrameWriter {
+            shared,
+            status,
+            thread,
+        }
     }
 
     /// Sets what the LEDs should show. Returns at once.
@@ -81,6 +97,18 @@ impl FrameWriter {
 
     pub fn status(&self) -> Arc<DeviceStatus> {
         Arc::clone(&self.status)
+    }
+
+    /// Waits until the sticks show `leds` (after any fade), up to `timeout`.
+    pub fn wait_until_shown(&self, leds: &[Rgb], timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while *lock(&self.shared.shown) != leds {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// Stops after the write in progress; with `leds_off`, turns the LEDs off first.
@@ -115,8 +143,21 @@ struct WriterLoop {
 }
 
 impl WriterLoop {
-    fn new(manager: DeviceManager, options: WriterOptions, observer: Option<FrameObserver>, shared: Arc<Shared>) -> Self {
-        WriterLoop { manager, options, observer, shared, current: Vec::new(), fade: None, last_write: None }
+    fn new(
+        manager: DeviceManager,
+        options: WriterOptions,
+        observer: Option<FrameObserver>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        WriterLoop {
+            manager,
+            options,
+            observer,
+            shared,
+            current: Vec::new(),
+            fade: None,
+            last_write: None,
+        }
     }
 
     fn run(mut self) {
@@ -134,7 +175,10 @@ impl WriterLoop {
             let reconnected = self.manager.reconnect_due();
             if let Some(target) = target {
                 let capped = target.iter().map(|&c| self.cap(c)).collect();
-                self.fade = Some((Fade::new(&self.current, capped, self.options.fade), Instant::now()));
+                self.fade = Some((
+                    Fade::new(&self.current, capped, self.options.fade),
+                    Instant::now(),
+                ));
             }
             let (frame, settled) = match &self.fade {
                 Some((fade, started)) => {
@@ -155,7 +199,9 @@ impl WriterLoop {
     }
 
     fn cap(&self, c: Rgb) -> Rgb {
-        self.options.brightness_cap.map_or(c, |cap| cap_brightness(c, cap))
+        self.options
+            .brightness_cap
+            .map_or(c, |cap| cap_brightness(c, cap))
     }
 
     fn publish(&mut self, frame: Vec<Rgb>, settled: bool) {
@@ -175,7 +221,9 @@ impl WriterLoop {
                 return (None, slot.stop);
             }
             let now = Instant::now();
-            let next_frame = self.last_write.map_or(now, |t| t + self.options.frame_interval);
+            let next_frame = self
+                .last_write
+                .map_or(now, |t| t + self.options.frame_interval);
             if slot.target.is_some() && now >= next_frame {
                 return (slot.target.take(), None);
             }
@@ -185,8 +233,20 @@ impl WriterLoop {
             }
             match wake_at {
                 Some(at) if at <= now => return (None, None),
-                Some(at) => slot = self.shared.wake.wait_timeout(slot, at - now).map_or_else(|e| e.into_inner().0, |r| r.0),
-                None => slot = self.shared.wake.wait(slot).unwrap_or_else(|e| e.into_inner()),
+                Some(at) => {
+                    slot = self
+                        .shared
+                        .wake
+                        .wait_timeout(slot, at - now)
+                        .map_or_else(|e| e.into_inner().0, |r| r.0)
+                }
+                None => {
+                    slot = self
+                        .shared
+                        .wake
+                        .wait(slot)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
             }
         }
     }
@@ -203,7 +263,11 @@ mod tests {
     const SERIAL: &str = "BS000001-3.0";
 
     fn writer(bus: &EmulatorBus, options: WriterOptions) -> FrameWriter {
-        FrameWriter::spawn(DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default()), options, None)
+        FrameWriter::spawn(
+            DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default()),
+            options,
+            None,
+        )
     }
 
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -230,14 +294,23 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(280), "it faded: {took:?}");
         let n = writes(&bus);
-        assert!((5..=17).contains(&n), "300 ms at 50 fps is at most 16 steps: {n}");
+        assert!(
+            (5..=17).contains(&n),
+            "300 ms at 50 fps is at most 16 steps: {n}"
+        );
     }
 
     #[test]
     fn burst_of_targets_coalesces_to_the_last() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let w = writer(
+            &bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        );
         for i in 0..1000u32 {
             w.set_target(vec![Rgb::new((i % 256) as u8, (i / 256) as u8, 1); 8]);
         }
@@ -253,7 +326,13 @@ mod tests {
     fn unchanged_target_writes_nothing() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let w = writer(
+            &bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        );
         let frame = vec![Rgb::new(1, 2, 3); 8];
         w.set_target(frame.clone());
         wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
@@ -269,35 +348,61 @@ mod tests {
     fn brightness_cap_applies_to_targets() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Nano, SERIAL));
-        let options = WriterOptions { fade: Duration::ZERO, brightness_cap: Some(51), ..WriterOptions::default() };
+        let options = WriterOptions {
+            fade: Duration::ZERO,
+            brightness_cap: Some(51),
+            ..WriterOptions::default()
+        };
         let w = writer(&bus, options);
         w.set_target(vec![Rgb::new(255, 0, 255); 2]);
-        wait_for("capped colour", || bus.leds(SERIAL) == Some(vec![Rgb::new(51, 0, 51); 2]));
+        wait_for("capped colour", || {
+            bus.leds(SERIAL) == Some(vec![Rgb::new(51, 0, 51); 2])
+        });
     }
 
     #[test]
     fn replug_resends_the_current_frame_within_a_second() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let w = writer(
+            &bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        );
         let frame = vec![Rgb::new(0, 40, 0); 8];
         w.set_target(frame.clone());
         wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
         bus.unplug(SERIAL);
         w.set_target(vec![Rgb::new(40, 0, 0); 8]);
-        wait_for("the loss to be noticed", || w.status().connected.load(Ordering::Relaxed) == 0);
+        wait_for("the loss to be noticed", || {
+            w.status().connected.load(Ordering::Relaxed) == 0
+        });
         let red = vec![Rgb::new(40, 0, 0); 8];
         bus.plug(Firmware::new(Model::Strip, SERIAL));
         let replugged = Instant::now();
-        wait_for("the frame on the new stick", || bus.leds(SERIAL) == Some(red.clone()));
-        assert!(replugged.elapsed() < Duration::from_secs(1), "{:?}", replugged.elapsed());
+        wait_for("the frame on the new stick", || {
+            bus.leds(SERIAL) == Some(red.clone())
+        });
+        assert!(
+            replugged.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            replugged.elapsed()
+        );
         assert_eq!(w.status().reconnects.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn no_stick_at_start_then_one_arrives() {
         let bus = EmulatorBus::new();
-        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let w = writer(
+            &bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        );
         let frame = vec![Rgb::new(9, 9, 9); 8];
         w.set_target(frame.clone());
         std::thread::sleep(Duration::from_millis(100));
@@ -310,7 +415,13 @@ mod tests {
     fn shutdown_turns_the_leds_off() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(&bus, WriterOptions { fade: Duration::ZERO, ..WriterOptions::default() });
+        let w = writer(
+            &bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        );
         let frame = vec![Rgb::new(5, 5, 5); 8];
         w.set_target(frame.clone());
         wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
