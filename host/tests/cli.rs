@@ -194,3 +194,75 @@ fn plugin_check_describes_a_plugin() {
     assert!(text.contains("contract:   podlight:policy@0.1.0"), "{text}");
     assert!(text.contains("ok: loads, starts and evaluates"), "{text}");
 }
+
+#[test]
+fn set_on_the_virtual_device_draws_the_colour() {
+    let out = podlight(
+        &[
+            "set", "#00ff80", "--device", "virtual", "--leds", "3", "--fade", "100",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let drawn = stderr(&out);
+    let line = drawn
+        .lines()
+        .find(|l| l.starts_with("leds: "))
+        .unwrap_or_else(|| panic!("{drawn}"));
+    assert_eq!(
+        line.matches("\x1b[38;2;0;255;128m██").count(),
+        3,
+        "{line:?}"
+    );
+    assert!(line.ends_with("#00ff80 #00ff80 #00ff80"), "{line:?}");
+    assert_eq!(
+        drawn.lines().filter(|l| l.starts_with("leds: ")).count(),
+        1,
+        "one line per settled frame off a TTY"
+    );
+
+    let capped = podlight(
+        &[
+            "set",
+            "white",
+            "--device",
+            "virtual",
+            "--leds",
+            "1",
+            "--fade",
+            "0",
+            "--brightness-cap",
+            "64",
+        ],
+        None,
+    );
+    assert!(capped.status.success(), "{}", stderr(&capped));
+    assert!(stderr(&capped).contains("#404040"), "{}", stderr(&capped));
+}
+
+#[test]
+fn bad_colour_is_refused_before_touching_a_device() {
+    let out = podlight(&["set", "purple", "--device", "virtual"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("use #rrggbb"), "{}", stderr(&out));
+}
+
+#[test]
+fn devices_without_a_stick_says_so_and_prints_the_udev_rule() {
+    let out = podlight(&["devices"], None);
+    if out.status.success() {
+        // A machine with a stick plugged in: then it must be listed.
+        assert!(stdout(&out).contains("BS"), "{}", stdout(&out));
+        return;
+    }
+    let message = stderr(&out);
+    assert!(message.contains("no BlinkStick found"), "{message}");
+    assert!(message.contains(r#"ATTRS{idVendor}=="20a0""#), "{message}");
+    let set = podlight(&["set", "red", "--fade", "0"], None);
+    assert_eq!(set.status.code(), Some(1));
+    assert!(
+        stderr(&set).contains("no BlinkStick found"),
+        "{}",
+        stderr(&set)
+    );
+}

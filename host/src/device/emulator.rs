@@ -158,10 +158,10 @@ impl Firmware {
                 color,
             } => {
                 // The Pro only drives indexed LEDs in WS2812 mode.
-                if self.model != Model::Pro || self.mode == protocol::MODE_WS2812 {
-                    if let Some(led) = self.led_mut(channel, index) {
-                        *led = color;
-                    }
+                if (self.model != Model::Pro || self.mode == protocol::MODE_WS2812)
+                    && let Some(led) = self.led_mut(channel, index)
+                {
+                    *led = color;
                 }
                 Some(1)
             }
