@@ -3,6 +3,7 @@
 //! The data path runs one way: cluster watch → node [`state`] → snapshot →
 //! [`policy`] (a sandboxed Wasm component) → [`frame`] (RGB per LED) → device.
 
+pub mod cluster;
 pub mod device;
 pub mod frame;
 pub mod policy;

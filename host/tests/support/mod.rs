@@ -62,3 +62,6 @@ pub const BACKENDS: [Backend; 2] = [Backend::Cranelift, Backend::Pulley];
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("valid WAT")
 }
+
+pub mod cluster;
+pub mod control_plane;

@@ -1,0 +1,11 @@
+//! The cluster watch: this node's pods and the node object, from the Kubernetes API,
+//! into node-state snapshots. Errors are logged and retried; nothing here ends the
+//! agent.
+
+mod config;
+mod convert;
+mod watch;
+
+pub use config::{ClusterError, ConnectOptions, client, node_name};
+pub use convert::{node_info, pod_info};
+pub use watch::{ClusterStatus, NodeWatch, WatchOptions};

@@ -1,0 +1,212 @@
+//! Watches this node's pods (field selector `spec.nodeName`, so the API server sends
+//! only them) and the node object through kube-runtime watchers and reflector stores,
+//! and publishes a snapshot whenever something a policy can see changes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::convert::{node_info, pod_info};
+use crate::state::Snapshot;
+
+#[derive(Debug, Clone, Default)]
+pub struct WatchOptions {
+    pub node: String,
+    /// Only these namespaces; empty: all.
+    pub namespaces: Vec<String>,
+    /// Only pods matching this label selector.
+    pub label_selector: Option<String>,
+}
+
+/// Counters for readiness and metrics.
+#[derive(Debug, Default)]
+pub struct ClusterStatus {
+    /// Every watcher has listed once.
+    pub synced: AtomicBool,
+    /// Watch errors (each is followed by a retry with backoff).
+    pub watch_errors: AtomicU64,
+    /// Watch events received.
+    pub events: AtomicU64,
+    /// Snapshots published.
+    pub snapshots: AtomicU64,
+}
+
+/// The running watch. Dropping it stops the watchers.
+pub struct NodeWatch {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    status: Arc<ClusterStatus>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for NodeWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Events = BoxStream<'static, Result<(), watcher::Error>>;
+
+impl NodeWatch {
+    /// Starts watching on the current tokio runtime.
+    pub fn start(client: Client, options: WatchOptions) -> NodeWatch {
+        let empty = Arc::new(Snapshot::new(
+            node_info(&options.node, None),
+            Vec::new(),
+            now_ms(),
+        ));
+        let (sender, snapshots) = watch::channel(empty);
+        let status = Arc::new(ClusterStatus::default());
+        let mut config =
+            watcher::Config::default().fields(&format!("spec.nodeName={}", options.node));
+        if let Some(selector) = &options.label_selector {
+            config = config.labels(selector);
+        }
+        let pod_apis: Vec<Api<Pod>> = if options.namespaces.is_empty() {
+            vec![Api::all(client.clone())]
+        } else {
+            options
+                .namespaces
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect()
+        };
+        let mut events: SelectAll<Events> = SelectAll::new();
+        let mut pod_stores = Vec::new();
+        for api in pod_apis {
+            let (store, writer) = reflector::store();
+            events.push(
+                watcher(api, config.clone())
+                    .default_backoff()
+                    .reflect(writer)
+                    .map_ok(|_| ())
+                    .boxed(),
+            );
+            pod_stores.push(store);
+        }
+        let (node_store, node_writer) = reflector::store();
+        let node_config =
+            watcher::Config::default().fields(&format!("metadata.name={}", options.node));
+        events.push(
+            watcher(Api::<Node>::all(client), node_config)
+                .default_backoff()
+                .reflect(node_writer)
+                .map_ok(|_| ())
+                .boxed(),
+        );
+        let stores = Stores {
+            pods: pod_stores,
+            node: node_store,
+            node_name: options.node,
+        };
+        let task = tokio::spawn(run(events, stores, sender, Arc::clone(&status)));
+        NodeWatch {
+            snapshots,
+            status,
+            task,
+        }
+    }
+
+    /// The latest snapshot, and changes as they come.
+    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.clone()
+    }
+
+    pub fn status(&self) -> Arc<ClusterStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Waits until every watcher has listed once; false on timeout.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let mut snapshots = self.snapshots.clone();
+        tokio::time::timeout(timeout, async {
+            while !self.status.synced.load(Ordering::Acquire) {
+                if snapshots.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && self.status.synced.load(Ordering::Acquire)
+    }
+}
+
+struct Stores {
+    pods: Vec<Store<Pod>>,
+    node: Store<Node>,
+    node_name: String,
+}
+
+impl Stores {
+    fn ready(&self) -> bool {
+        let ready = |f: &mut dyn FnMut() -> Option<()>| f().is_some();
+        self.pods
+            .iter()
+            .all(|s| ready(&mut || s.wait_until_ready().now_or_never()?.ok()))
+            && ready(&mut || self.node.wait_until_ready().now_or_never()?.ok())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let pods = self
+            .pods
+            .iter()
+            .flat_map(|s| s.state())
+            .map(|p| pod_info(&p))
+            .collect();
+        let node = self.node.state().into_iter().next();
+        Snapshot::new(node_info(&self.node_name, node.as_deref()), pods, now_ms())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Same node and pods: the time alone does not make a new snapshot.
+fn visibly_equal(a: &Snapshot, b: &Snapshot) -> bool {
+    a.node == b.node && a.pods == b.pods
+}
+
+async fn run(
+    mut events: SelectAll<Events>,
+    stores: Stores,
+    sender: watch::Sender<Arc<Snapshot>>,
+    status: Arc<ClusterStatus>,
+) {
+    let note = |item: Result<(), watcher::Error>| match item {
+        Ok(()) => {
+            status.events.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) => {
+            status.watch_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, "watch failed; retrying with backoff");
+        }
+    };
+    while let Some(item) = events.next().await {
+        note(item);
+        // Take whatever else has already arrived, then build one snapshot for all.
+        while let Some(Some(item)) = events.next().now_or_never() {
+            note(item);
+        }
+        if !stores.ready() {
+            continue;
+        }
+        let first = !status.synced.swap(true, Ordering::AcqRel);
+        let snapshot = stores.snapshot();
+        if first || !visibly_equal(&snapshot, &sender.borrow()) {
+            status.snapshots.fetch_add(1, Ordering::Relaxed);
+            sender.send_replace(Arc::new(snapshot));
+        }
+    }
+}
