@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{device, policy};
+use commands::{cluster, device, policy};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Evaluate a policy on a snapshot and print the frame.
     Eval(policy::EvalArgs),
+    /// Print the node's current snapshot as JSON (what `podlight eval` reads).
+    Snapshot(cluster::SnapshotArgs),
     /// Work with policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -75,6 +77,7 @@ fn init_logging(format: &str) {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => policy::eval(args),
+        Command::Snapshot(args) => cluster::snapshot(args),
         Command::Plugin(PluginCommand::Check(args)) => policy::plugin_check(args),
         Command::Devices(args) => device::devices(args),
         Command::Set(args) => device::set(args),

@@ -1,2 +1,3 @@
+pub mod cluster;
 pub mod device;
 pub mod policy;

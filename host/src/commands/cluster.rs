@@ -1,0 +1,81 @@
+//! `podlight snapshot`: the node's current state as the JSON `podlight eval` reads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use podlight::cluster::{ClusterError, ConnectOptions, NodeWatch, WatchOptions, client, node_name};
+
+/// Which node and pods to watch, and how to reach the API server.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// The node to watch (default: $NODE_NAME, or $NODE_HOSTNAME).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// A kubeconfig file (default: in a pod, the in-cluster config; else $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only pods in these namespaces (repeat or comma-separate); default: all.
+    #[arg(long = "namespace", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Only pods matching this label selector, e.g. `tier=web`.
+    #[arg(long)]
+    pub selector: Option<String>,
+}
+
+impl ClusterArgs {
+    pub async fn start(&self) -> Result<NodeWatch> {
+        let node = node_name(self.node.as_deref())?;
+        let connect = ConnectOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        };
+        let client = client(&connect).await?;
+        let options = WatchOptions {
+            node,
+            namespaces: self.namespaces.clone(),
+            label_selector: self.selector.clone(),
+        };
+        Ok(NodeWatch::start(client, options))
+    }
+}
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// How long to wait for the API server, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+pub fn snapshot(args: SnapshotArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let watch = args.cluster.start().await?;
+        if !watch.wait_synced(Duration::from_secs(args.timeout)).await {
+            let errors = watch
+                .status()
+                .watch_errors
+                .load(std::sync::atomic::Ordering::Relaxed);
+            bail!(ClusterError::Unreachable {
+                url: "the configured cluster".into(),
+                seconds: args.timeout,
+                reason: format!(
+                    "{errors} failed attempts to list pods and the node (see the log above)"
+                ),
+            });
+        }
+        let snapshot = watch.snapshots().borrow().clone();
+        println!("{}", snapshot.to_json_pretty());
+        Ok(())
+    })
+}
