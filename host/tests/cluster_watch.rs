@@ -271,6 +271,8 @@ async fn api_server_restart_while_pods_change_leaves_no_ghosts() {
         .await;
         set_status(&other, "r", "change", status_for("crashloop")).await;
     }
+    // History the watch would resume from is gone: it must relist.
+    plane.compact_etcd();
     // While it is down, the watch keeps the last good state.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
