@@ -3,8 +3,10 @@
 //! The data path runs one way: cluster watch → node [`state`] → snapshot →
 //! [`policy`] (a sandboxed Wasm component) → [`frame`] (RGB per LED) → device.
 
+pub mod agent;
 pub mod cluster;
 pub mod device;
 pub mod frame;
+pub mod http;
 pub mod policy;
 pub mod state;

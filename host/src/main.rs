@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{cluster, device, policy};
+use commands::{agent, cluster, device, policy};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the agent: watch this node's pods and show them on the stick.
+    Run(Box<agent::RunArgs>),
+    /// Run the agent on a scripted node with a virtual device (no cluster, no stick).
+    Demo(Box<agent::DemoArgs>),
     /// Evaluate a policy on a snapshot and print the frame.
     Eval(policy::EvalArgs),
     /// Print the node's current snapshot as JSON (what `podlight eval` reads).
@@ -76,6 +80,8 @@ fn init_logging(format: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => agent::run(*args),
+        Command::Demo(args) => agent::demo(*args),
         Command::Eval(args) => policy::eval(args),
         Command::Snapshot(args) => cluster::snapshot(args),
         Command::Plugin(PluginCommand::Check(args)) => policy::plugin_check(args),

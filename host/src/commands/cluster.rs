@@ -28,7 +28,8 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    pub async fn start(&self) -> Result<NodeWatch> {
+    /// Starts the watch; also returns the client, for recording Events.
+    pub async fn start(&self) -> Result<(NodeWatch, kube::Client)> {
         let node = node_name(self.node.as_deref())?;
         let connect = ConnectOptions {
             kubeconfig: self.kubeconfig.clone(),
@@ -40,7 +41,7 @@ impl ClusterArgs {
             namespaces: self.namespaces.clone(),
             label_selector: self.selector.clone(),
         };
-        Ok(NodeWatch::start(client, options))
+        Ok((NodeWatch::start(client.clone(), options), client))
     }
 }
 
@@ -60,7 +61,7 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let watch = args.cluster.start().await?;
+        let (watch, _) = args.cluster.start().await?;
         if !watch.wait_synced(Duration::from_secs(args.timeout)).await {
             let errors = watch
                 .status()

@@ -1,3 +1,4 @@
+pub mod agent;
 pub mod cluster;
 pub mod device;
 pub mod policy;

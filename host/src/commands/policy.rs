@@ -27,7 +27,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn engine(&self) -> Result<PolicyEngine> {
+    pub fn engine(&self) -> Result<PolicyEngine> {
         let options = EngineOptions {
             deadline: std::time::Duration::from_millis(self.deadline_ms),
             memory_limit: self.memory_mib << 20,

@@ -304,14 +304,21 @@ impl ControlPlane {
     /// resource version gets 410 Gone and must relist.
     pub fn compact_etcd(&self) {
         let range = self.etcd_post("/v3/kv/range", r#"{"key":"AA=="}"#);
-        let revision = range["header"]["revision"].as_str().expect("etcd revision").to_string();
-        self.etcd_post("/v3/kv/compaction", &format!(r#"{{"revision":"{revision}","physical":true}}"#));
+        let revision = range["header"]["revision"]
+            .as_str()
+            .expect("etcd revision")
+            .to_string();
+        self.etcd_post(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+        );
     }
 
     /// A JSON request to etcd's HTTP gateway.
     fn etcd_post(&self, path: &str, body: &str) -> serde_json::Value {
         use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.etcd_port)).expect("etcd reachable");
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", self.etcd_port)).expect("etcd reachable");
         write!(
             stream,
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -319,10 +326,13 @@ impl ControlPlane {
         )
         .expect("write to etcd");
         let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read from etcd");
+        stream
+            .read_to_string(&mut response)
+            .expect("read from etcd");
         let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
         assert!(head.starts_with("HTTP/1.1 200"), "etcd {path}: {head}");
-        serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("etcd {path} answered {body:?}: {e}"))
+        serde_json::from_str(body.trim())
+            .unwrap_or_else(|e| panic!("etcd {path} answered {body:?}: {e}"))
     }
 
     /// Runs the real kubectl against this control plane as admin.

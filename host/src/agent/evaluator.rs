@@ -1,0 +1,114 @@
+//! The evaluation loop: evaluates the policy on every snapshot change, on a policy or
+//! settings swap, and when the policy's "again in N ms" hint expires — at most once
+//! per frame tick — and hands each frame to the writer. A failed evaluation is
+//! logged and counted; the LEDs keep the last good frame.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::AgentState;
+use crate::device::FrameWriter;
+use crate::policy::PolicyInstance;
+use crate::state::Snapshot;
+
+/// One frame tick: the writer's 50 fps.
+pub const FRAME_TICK: Duration = Duration::from_millis(20);
+
+/// Changes the reload watcher sends.
+pub enum PolicyCommand {
+    /// A new policy, already compiled and trial-evaluated.
+    Swap(PolicyInstance),
+    /// New settings for the running policy.
+    Settings(Option<String>),
+}
+
+pub async fn run(
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut commands: mpsc::Receiver<PolicyCommand>,
+    instance: PolicyInstance,
+    writer: Arc<FrameWriter>,
+    state: Arc<AgentState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut instance = Some(instance);
+    let mut again_at: Option<Instant>;
+    let mut last_eval: Option<Instant> = None;
+    // Without a policy directory to watch nobody sends commands; keep evaluating.
+    let mut commands_open = true;
+    // Evaluate at start, then after anything that may change the frame.
+    loop {
+        {
+            if let Some(last) = last_eval {
+                tokio::time::sleep_until(last + FRAME_TICK).await;
+            }
+            last_eval = Some(Instant::now());
+            let Some(current) = instance.take() else {
+                return;
+            };
+            let snapshot = snapshots.borrow_and_update().clone();
+            let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+            let started = std::time::Instant::now();
+            let joined = tokio::task::spawn_blocking(move || {
+                let mut current = current;
+                let result = current.evaluate(&snapshot, leds);
+                (current, result)
+            })
+            .await;
+            let Ok((current, result)) = joined else {
+                tracing::error!("the policy evaluation thread panicked; stopping evaluation");
+                return;
+            };
+            instance = Some(current);
+            let seconds = started.elapsed().as_secs_f64();
+            match result {
+                Ok(frame) => {
+                    state.record_evaluation(seconds, true);
+                    again_at = frame
+                        .again_after_ms
+                        .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
+                    writer.set_target(frame.leds.clone());
+                    state.set_frame(frame);
+                }
+                Err(error) => {
+                    state.record_evaluation(seconds, false);
+                    again_at = None;
+                    tracing::warn!(%error, "policy evaluation failed; keeping the last frame");
+                }
+            }
+        }
+        tokio::select! {
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                state.changed();
+            }
+            command = commands.recv(), if commands_open => match command {
+                Some(PolicyCommand::Swap(new)) => instance = Some(new),
+                Some(PolicyCommand::Settings(settings)) => {
+                    if let Some(current) = instance.as_mut() {
+                        match current.configure(settings) {
+                            Ok(Some(problem)) => tracing::warn!(%problem, "the policy did not accept its settings"),
+                            Ok(None) => {}
+                            Err(error) => tracing::warn!(%error, "applying new settings failed"),
+                        }
+                    }
+                }
+                None => commands_open = false,
+            },
+            () = sleep_until_opt(again_at) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,170 @@
+//! Prometheus metrics. Counters the agent owns are updated where things happen;
+//! those owned by the device and cluster layers are copied in at scrape time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::AgentState;
+use crate::state::PodState;
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    pods: Family<Labels, Gauge>,
+    pub evaluations: Counter,
+    pub evaluation_errors: Counter,
+    pub evaluation_seconds: Histogram,
+    pub reloads: Family<Labels, Counter>,
+    active_policy: Family<Labels, Gauge>,
+    device_connected: Gauge,
+    device_writes: Counter,
+    device_errors: Counter,
+    device_reconnects: Counter,
+    watch_restarts: Counter,
+    watch_synced: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("podlight");
+        let pods = Family::<Labels, Gauge>::default();
+        let evaluations = Counter::default();
+        let evaluation_errors = Counter::default();
+        // 1 µs .. ~1 s
+        let evaluation_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 11));
+        let reloads = Family::<Labels, Counter>::default();
+        let active_policy = Family::<Labels, Gauge>::default();
+        let (device_connected, device_writes, device_errors, device_reconnects) = (
+            Gauge::default(),
+            Counter::default(),
+            Counter::default(),
+            Counter::default(),
+        );
+        let (watch_restarts, watch_synced) = (Counter::default(), Gauge::default());
+        registry.register(
+            "pods",
+            "Pods on the node per classified state",
+            pods.clone(),
+        );
+        registry.register("evaluations", "Policy evaluations", evaluations.clone());
+        registry.register(
+            "evaluation_errors",
+            "Policy evaluations that failed (last good frame kept)",
+            evaluation_errors.clone(),
+        );
+        registry.register(
+            "evaluation_seconds",
+            "Time to evaluate the policy",
+            evaluation_seconds.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result (ok, failed)",
+            reloads.clone(),
+        );
+        registry.register(
+            "active_policy",
+            "The active policy (1), by name and sha256",
+            active_policy.clone(),
+        );
+        registry.register(
+            "device_connected",
+            "BlinkSticks connected",
+            device_connected.clone(),
+        );
+        registry.register(
+            "device_writes",
+            "HID reports written",
+            device_writes.clone(),
+        );
+        registry.register(
+            "device_errors",
+            "HID writes that failed",
+            device_errors.clone(),
+        );
+        registry.register(
+            "device_reconnects",
+            "Times a stick came back after being lost",
+            device_reconnects.clone(),
+        );
+        registry.register(
+            "watch_restarts",
+            "Cluster watch failures retried with backoff",
+            watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_synced",
+            "The cluster watch has listed (1) or not (0)",
+            watch_synced.clone(),
+        );
+        Metrics {
+            registry,
+            pods,
+            evaluations,
+            evaluation_errors,
+            evaluation_seconds,
+            reloads,
+            active_policy,
+            device_connected,
+            device_writes,
+            device_errors,
+            device_reconnects,
+            watch_restarts,
+            watch_synced,
+        }
+    }
+}
+
+fn catch_up(counter: &Counter, source: &AtomicU64) {
+    let now = source.load(Ordering::Relaxed);
+    counter.inc_by(now.saturating_sub(counter.get()));
+}
+
+impl Metrics {
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with gauges brought up to date.
+    pub fn render(&self, state: &AgentState) -> String {
+        let snapshot = state.snapshot.borrow().clone();
+        for pod_state in PodState::ALL {
+            let labels = vec![("state".to_string(), pod_state.name().to_string())];
+            self.pods
+                .get_or_create(&labels)
+                .set(i64::from(snapshot.counts.of(pod_state)));
+        }
+        let policy = state.policy();
+        self.active_policy.clear();
+        self.active_policy
+            .get_or_create(&vec![
+                ("name".to_string(), policy.name),
+                ("sha256".to_string(), policy.sha256),
+            ])
+            .set(1);
+        let device = &state.device;
+        self.device_connected
+            .set(i64::try_from(device.connected.load(Ordering::Relaxed)).unwrap_or(0));
+        catch_up(&self.device_writes, &device.writes);
+        catch_up(&self.device_errors, &device.errors);
+        catch_up(&self.device_reconnects, &device.reconnects);
+        if let Some(cluster) = &state.cluster {
+            catch_up(&self.watch_restarts, &cluster.watch_errors);
+        }
+        self.watch_synced.set(i64::from(state.ready_parts().0));
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}

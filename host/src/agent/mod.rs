@@ -1,0 +1,97 @@
+//! The agent: wires cluster watch (or the demo scenario) → snapshot → policy →
+//! frame writer → device, with hot-swapped policies and the HTTP status surface.
+
+mod demo;
+mod evaluator;
+mod events;
+pub mod metrics;
+mod reload;
+mod state;
+
+pub use demo::{DemoScenario, demo_snapshots};
+pub use events::EventSink;
+pub use reload::{PolicySource, load_initial};
+pub use state::{AgentState, PolicyStatus};
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::device::FrameWriter;
+use crate::policy::PolicyEngine;
+use crate::state::Snapshot;
+
+/// What a running agent is made of. Built by the CLI (real cluster, real stick) or by
+/// tests (real API server, emulated stick); [`Agent::run`] wires them.
+pub struct AgentParts {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub engine: Arc<PolicyEngine>,
+    pub source: PolicySource,
+    pub writer: Arc<FrameWriter>,
+    pub state: Arc<AgentState>,
+    pub events: EventSink,
+}
+
+/// Handles to a running agent.
+pub struct Agent {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _reload: Option<reload::ReloadWatcher>,
+    writer: Arc<FrameWriter>,
+}
+
+impl Agent {
+    /// Loads the policy (falling back to the built-in one), starts evaluating and
+    /// watching the policy directory. Must be called inside a tokio runtime.
+    pub async fn start(parts: AgentParts) -> Agent {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (commands, command_rx) = mpsc::channel(16);
+        let initial =
+            reload::load_initial(&parts.engine, &parts.source, &parts.state, &parts.events).await;
+        let reload = reload::ReloadWatcher::start(
+            Arc::clone(&parts.engine),
+            parts.source.clone(),
+            parts.snapshots.clone(),
+            Arc::clone(&parts.state),
+            parts.events.clone(),
+            commands,
+            initial.fingerprint.clone(),
+        );
+        let evaluator = tokio::spawn(evaluator::run(
+            parts.snapshots,
+            command_rx,
+            initial.instance,
+            Arc::clone(&parts.writer),
+            Arc::clone(&parts.state),
+            shutdown_rx,
+        ));
+        Agent {
+            shutdown,
+            tasks: vec![evaluator],
+            _reload: reload,
+            writer: parts.writer,
+        }
+    }
+
+    /// Stops evaluating, then finishes the write in progress and turns the LEDs off
+    /// (unless `leave_leds`).
+    pub async fn stop(self, leave_leds: bool) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        drop(self._reload);
+        let writer = self.writer;
+        let _ = tokio::task::spawn_blocking(move || match Arc::try_unwrap(writer) {
+            Ok(writer) => writer.shutdown(!leave_leds),
+            Err(shared) => {
+                if !leave_leds {
+                    let off = vec![crate::frame::Rgb::OFF; shared.shown().len()];
+                    shared.set_target(off.clone());
+                    shared.wait_until_shown(&off, std::time::Duration::from_secs(1));
+                }
+            }
+        })
+        .await;
+    }
+}

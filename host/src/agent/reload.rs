@@ -1,0 +1,355 @@
+//! Where the policy comes from, and hot reload: the policy directory (a ConfigMap
+//! mount) is watched; any change — the kubelet's `..data` symlink swap, an editor's
+//! save, a `cp`, a half-written file — is debounced, re-read and compared by hash.
+//! A changed plugin is compiled off the hot path and trial-evaluated on the current
+//! snapshot before it replaces the running one; a bad one never does. A settings-only
+//! change is applied without recompiling.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+
+use super::evaluator::PolicyCommand;
+use super::{AgentState, EventSink};
+use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
+use crate::state::Snapshot;
+
+/// Quiet time after the last file event before reading.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// `DIR/NAME.wasm` (or `.wasm.gz`) with settings `DIR/NAME.json`; the built-in policy
+/// when the directory has no such plugin.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub dir: Option<PathBuf>,
+    pub name: String,
+}
+
+/// What the directory holds now.
+struct Found {
+    plugin: Option<(PathBuf, Vec<u8>)>,
+    settings: Option<String>,
+}
+
+/// Identifies what is loaded: the plugin's hash (or "builtin") and the settings text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    plugin: String,
+    settings: Option<String>,
+}
+
+impl PolicySource {
+    fn read(&self) -> std::io::Result<Found> {
+        let Some(dir) = &self.dir else {
+            return Ok(Found {
+                plugin: None,
+                settings: None,
+            });
+        };
+        let read_if_there = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+        let mut plugin = None;
+        for ext in ["wasm", "wasm.gz"] {
+            let path = dir.join(format!("{}.{ext}", self.name));
+            if let Some(bytes) = read_if_there(&path)? {
+                plugin = Some((path, bytes));
+                break;
+            }
+        }
+        let settings = read_if_there(&dir.join(format!("{}.json", self.name)))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        Ok(Found { plugin, settings })
+    }
+}
+
+impl Found {
+    fn fingerprint(&self) -> Fingerprint {
+        let plugin = match &self.plugin {
+            Some((_, bytes)) => hex::encode(Sha256::digest(bytes)),
+            None => BUILTIN_NAME.to_string(),
+        };
+        Fingerprint {
+            plugin,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// The first policy: the directory's plugin, or the built-in one if there is none or
+/// it is broken (the failure is reported like a failed reload).
+pub struct Loaded {
+    pub instance: PolicyInstance,
+    pub fingerprint: Fingerprint,
+}
+
+pub async fn load_initial(
+    engine: &Arc<PolicyEngine>,
+    source: &PolicySource,
+    state: &Arc<AgentState>,
+    events: &EventSink,
+) -> Loaded {
+    let found = source.read().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the policy directory; using the built-in policy");
+        Found {
+            plugin: None,
+            settings: None,
+        }
+    });
+    let fingerprint = found.fingerprint();
+    let snapshot = state.snapshot.borrow().clone();
+    let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+    if found.plugin.is_some() {
+        match prepare(Arc::clone(engine), &found, snapshot, leds).await {
+            Ok((instance, origin)) => {
+                publish_active(state, &instance, origin, &found);
+                return Loaded {
+                    instance,
+                    fingerprint,
+                };
+            }
+            Err(error) => report_failure(state, events, &error).await,
+        }
+    }
+    let builtin_settings = if source.name == "priority" {
+        found.settings.clone()
+    } else {
+        None
+    };
+    let fallback = Found {
+        plugin: None,
+        settings: builtin_settings,
+    };
+    let instance = match engine
+        .builtin()
+        .map(Arc::new)
+        .and_then(|p| p.instantiate(fallback.settings.clone()))
+    {
+        Ok(instance) => instance,
+        // The built-in plugin is compiled into this binary and tested; if it cannot
+        // start, nothing can.
+        Err(error) => panic!("the built-in policy does not start: {error}"),
+    };
+    publish_active(state, &instance, BUILTIN_NAME.to_string(), &fallback);
+    Loaded {
+        instance,
+        fingerprint,
+    }
+}
+
+/// Compiles (or takes from the cache) and trial-evaluates on the current snapshot,
+/// off the async runtime's workers.
+async fn prepare(
+    engine: Arc<PolicyEngine>,
+    found: &Found,
+    snapshot: Arc<Snapshot>,
+    leds: u32,
+) -> Result<(PolicyInstance, String), String> {
+    let plugin = found.plugin.clone();
+    let settings = found.settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let (policy, origin) = match plugin {
+            Some((path, bytes)) => {
+                let name = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let name = name
+                    .trim_end_matches(".gz")
+                    .trim_end_matches(".wasm")
+                    .to_string();
+                (
+                    engine.load_bytes(&name, &bytes)?,
+                    path.display().to_string(),
+                )
+            }
+            None => (engine.builtin()?, BUILTIN_NAME.to_string()),
+        };
+        let policy: Arc<Policy> = Arc::new(policy);
+        let mut instance = policy.instantiate(settings)?;
+        instance.evaluate(&snapshot, leds)?;
+        Ok::<_, PolicyError>((instance, origin))
+    })
+    .await
+    .map_err(|e| format!("the policy loader panicked: {e}"))?
+    .map_err(|e| e.to_string())
+}
+
+fn publish_active(state: &AgentState, instance: &PolicyInstance, origin: String, found: &Found) {
+    let info = instance.policy().info().clone();
+    tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
+    state.update_policy(|p| {
+        p.name = info.name;
+        p.sha256 = info.sha256;
+        p.origin = origin;
+        p.settings = found.settings.clone();
+        p.last_error = None;
+    });
+}
+
+async fn report_failure(state: &AgentState, events: &EventSink, error: &str) {
+    tracing::error!(%error, "policy reload failed; keeping the last good policy");
+    state.metrics.reload(false);
+    state.update_policy(|p| p.last_error = Some(error.to_string()));
+    events
+        .warn(
+            "PolicyReloadFailed",
+            format!("kept the last good policy: {error}"),
+        )
+        .await;
+}
+
+/// Watches the policy directory while alive.
+pub struct ReloadWatcher {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ReloadWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ReloadWatcher {
+    pub fn start(
+        engine: Arc<PolicyEngine>,
+        source: PolicySource,
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        state: Arc<AgentState>,
+        events: EventSink,
+        commands: mpsc::Sender<PolicyCommand>,
+        current: Fingerprint,
+    ) -> Option<ReloadWatcher> {
+        let dir = source.dir.clone()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handler = move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = tx.send(());
+            }
+        };
+        let mut watcher = match notify::recommended_watcher(handler) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the policy directory; policy changes need a restart");
+                return None;
+            }
+        };
+        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policy directory; using what was loaded at start");
+            return None;
+        }
+        let reloader = Reloader {
+            engine,
+            source,
+            snapshots,
+            state,
+            events,
+            commands,
+            current,
+        };
+        let task = tokio::spawn(reloader.run(rx));
+        Some(ReloadWatcher {
+            _watcher: watcher,
+            task,
+        })
+    }
+}
+
+struct Reloader {
+    engine: Arc<PolicyEngine>,
+    source: PolicySource,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    state: Arc<AgentState>,
+    events: EventSink,
+    commands: mpsc::Sender<PolicyCommand>,
+    current: Fingerprint,
+}
+
+impl Reloader {
+    async fn run(mut self, mut file_events: mpsc::UnboundedReceiver<()>) {
+        while file_events.recv().await.is_some() {
+            settle(&mut file_events).await;
+            self.reload(&mut file_events).await;
+        }
+    }
+
+    async fn reload(&mut self, file_events: &mut mpsc::UnboundedReceiver<()>) {
+        loop {
+            let found = match self.source.read() {
+                Ok(found) => found,
+                Err(e) => {
+                    report_failure(
+                        &self.state,
+                        &self.events,
+                        &format!("cannot read the policy directory: {e}"),
+                    )
+                    .await;
+                    return;
+                }
+            };
+            let fingerprint = found.fingerprint();
+            if fingerprint == self.current {
+                return;
+            }
+            if fingerprint.plugin == self.current.plugin {
+                tracing::info!("policy settings changed; applying without recompiling");
+                let _ = self
+                    .commands
+                    .send(PolicyCommand::Settings(found.settings.clone()))
+                    .await;
+                self.state.metrics.reload(true);
+                self.state.update_policy(|p| {
+                    p.settings = found.settings.clone();
+                    p.last_error = None;
+                });
+                self.current = fingerprint;
+                return;
+            }
+            let snapshot = self.snapshots.borrow().clone();
+            let leds = self.state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+            match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
+                Ok((instance, origin)) => {
+                    publish_active(&self.state, &instance, origin, &found);
+                    self.state.metrics.reload(true);
+                    let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
+                    self.current = fingerprint;
+                    return;
+                }
+                Err(error) => {
+                    // A file still being written fails to load: if more changes come
+                    // within the debounce window, try again with those.
+                    if wait_for_more(file_events).await {
+                        continue;
+                    }
+                    report_failure(&self.state, &self.events, &error).await;
+                    self.current = fingerprint;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Drains events until the directory has been quiet for [`DEBOUNCE`].
+async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
+    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+}
+
+/// True if more file events arrive within the debounce window (then settled).
+async fn wait_for_more(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
+    match tokio::time::timeout(DEBOUNCE, events.recv()).await {
+        Ok(Some(())) => {
+            settle(events).await;
+            true
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,114 @@
+//! What the agent shows the world: the current snapshot, frame and policy, and the
+//! counters behind readiness and metrics.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::metrics::Metrics;
+use crate::cluster::ClusterStatus;
+use crate::device::DeviceStatus;
+use crate::frame::Frame;
+use crate::state::Snapshot;
+
+/// The active policy and how the last reload went.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    pub name: String,
+    pub sha256: String,
+    /// Where it came from: `builtin` or a file path.
+    pub origin: String,
+    pub settings: Option<String>,
+    /// The last reload failure, kept until a reload succeeds.
+    pub last_error: Option<String>,
+}
+
+pub struct AgentState {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    frame: Mutex<Frame>,
+    policy: Mutex<PolicyStatus>,
+    pub device: Arc<DeviceStatus>,
+    /// None when no cluster is watched (the demo): always synced.
+    pub cluster: Option<Arc<ClusterStatus>>,
+    /// Bumped whenever the frame, snapshot or policy changes: the live page follows it.
+    pub changes: watch::Sender<u64>,
+    pub metrics: Metrics,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AgentState {
+    pub fn new(
+        snapshot: watch::Receiver<Arc<Snapshot>>,
+        device: Arc<DeviceStatus>,
+        cluster: Option<Arc<ClusterStatus>>,
+    ) -> Arc<AgentState> {
+        Arc::new(AgentState {
+            snapshot,
+            frame: Mutex::new(Frame {
+                leds: Vec::new(),
+                again_after_ms: None,
+            }),
+            policy: Mutex::default(),
+            device,
+            cluster,
+            changes: watch::channel(0).0,
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn frame(&self) -> Frame {
+        lock(&self.frame).clone()
+    }
+
+    pub fn set_frame(&self, frame: Frame) {
+        *lock(&self.frame) = frame;
+        self.changed();
+    }
+
+    pub fn policy(&self) -> PolicyStatus {
+        lock(&self.policy).clone()
+    }
+
+    pub fn update_policy(&self, f: impl FnOnce(&mut PolicyStatus)) {
+        f(&mut lock(&self.policy));
+        self.changed();
+    }
+
+    pub fn record_evaluation(&self, seconds: f64, ok: bool) {
+        self.metrics.evaluations.inc();
+        if !ok {
+            self.metrics.evaluation_errors.inc();
+        }
+        self.metrics.evaluation_seconds.observe(seconds);
+    }
+
+    /// (watch synced, device present)
+    pub fn ready_parts(&self) -> (bool, bool) {
+        let synced = self
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.synced.load(Ordering::Acquire));
+        (synced, self.device.connected.load(Ordering::Relaxed) > 0)
+    }
+
+    /// The watch has listed once (or there is no cluster), and a device is present.
+    pub fn ready(&self) -> (bool, String) {
+        let (synced, device) = self.ready_parts();
+        let reason = match (synced, device) {
+            (true, true) => "ok".to_string(),
+            (false, _) => "the cluster watch has not synced yet".to_string(),
+            (true, false) => "no BlinkStick connected (retrying in the background)".to_string(),
+        };
+        (synced && device, reason)
+    }
+}

@@ -1,0 +1,124 @@
+//! HTTP on one address: `/healthz`, `/readyz`, `/metrics`, `/api/state`, `/events`
+//! (server-sent events) and `/`, a live page of the LEDs and pods.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::agent::AgentState;
+
+const PAGE: &str = include_str!("page.html");
+
+/// The page's JSON: the frame (as `#rrggbb`), the node, the pods and the policy.
+pub fn state_json(state: &AgentState) -> serde_json::Value {
+    let frame = state.frame();
+    let snapshot = state.snapshot.borrow().clone();
+    let (ready, reason) = state.ready();
+    json!({
+        "leds": frame.leds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "againAfterMs": frame.again_after_ms,
+        "node": snapshot.node,
+        "counts": snapshot.counts,
+        "pods": snapshot.pods.iter().map(|p| json!({
+            "namespace": p.namespace, "name": p.name, "state": p.state, "reason": p.reason,
+            "restarts": p.restarts(), "ready": p.ready,
+        })).collect::<Vec<_>>(),
+        "policy": state.policy(),
+        "ready": ready,
+        "readyReason": reason,
+    })
+}
+
+pub fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/api/state",
+            get(|State(s): State<Arc<AgentState>>| async move { axum::Json(state_json(&s)) }),
+        )
+        .route("/events", get(events))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
+    match state.ready() {
+        (true, _) => (StatusCode::OK, "ok\n").into_response(),
+        (false, reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AgentState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&state),
+    )
+        .into_response()
+}
+
+/// The state now, then again on every change, at most ten times a second.
+async fn events(
+    State(state): State<Arc<AgentState>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = state.changes.subscribe();
+    let stream = futures::stream::unfold(
+        (state, changes, true),
+        |(state, mut changes, first)| async move {
+            if !first {
+                changes.changed().await.ok()?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                changes.borrow_and_update();
+            }
+            let event = Event::default().data(state_json(&state).to_string());
+            Some((Ok(event), (state, changes, false)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Serves until `shutdown` turns true. Returns the bound address (port 0 picks one).
+pub async fn serve(
+    listen: SocketAddr,
+    state: Arc<AgentState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let app = router(state);
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(%error, "the HTTP server stopped");
+        }
+    });
+    Ok((bound, task))
+}
