@@ -1,0 +1,302 @@
+//! The agent end to end: a real API server, the emulated stick, real plugins, policy
+//! swaps through a kubelet-style ConfigMap volume.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
+use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
+use podlight::device::emulator::{EmulatorBus, Firmware};
+use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
+use podlight::frame::Rgb;
+use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
+use serde_json::json;
+use support::TESTKIT_WASM;
+use support::atomic_writer::AtomicDir;
+use support::cluster::{create_node, create_pod, delete_pod, set_status, status_for};
+use support::control_plane::ControlPlane;
+
+const SERIAL: &str = "BS000001-3.0";
+const NODE: &str = "node-e2e";
+const NS: &str = "apps";
+const RED: Rgb = Rgb::new(50, 0, 0);
+const GREEN: Rgb = Rgb::new(0, 25, 0);
+const YELLOW: Rgb = Rgb::new(50, 50, 0);
+const BLUE: Rgb = Rgb::new(0, 0, 50);
+
+struct Running {
+    plane: ControlPlane,
+    bus: EmulatorBus,
+    state: Arc<AgentState>,
+    agent: Option<Agent>,
+    _watch: NodeWatch,
+    _dirs: tempfile::TempDir,
+}
+
+impl Running {
+    async fn start(policies: &Path, dirs: tempfile::TempDir, agent_pod: bool) -> Running {
+        let plane = ControlPlane::start().await;
+        let admin = plane.client().await;
+        create_node(&admin, NODE).await;
+        plane.namespace(NS).await;
+        plane.namespace("podlight").await;
+        let agent_client = client(&ConnectOptions {
+            kubeconfig: Some(plane.kubeconfig.clone()),
+            context: None,
+        })
+        .await
+        .expect("client");
+        let watch = NodeWatch::start(
+            agent_client.clone(),
+            WatchOptions {
+                node: NODE.into(),
+                ..WatchOptions::default()
+            },
+        );
+        assert!(watch.wait_synced(Duration::from_secs(20)).await);
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+        let writer = Arc::new(FrameWriter::spawn(
+            manager,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+            None,
+        ));
+        let state = AgentState::new(watch.snapshots(), writer.status(), Some(watch.status()));
+        let events = if agent_pod {
+            create_pod(
+                &admin,
+                "podlight",
+                "podlight-agent",
+                "node-other", // not this node: its own pending state must not colour it
+                json!({"app": "podlight"}),
+            )
+            .await;
+            EventSink::new(agent_client, "podlight", "podlight-agent", None)
+        } else {
+            EventSink::none()
+        };
+        let engine = Arc::new(
+            PolicyEngine::new(EngineOptions {
+                cache_dir: Some(dirs.path().join("cache")),
+                ..EngineOptions::default()
+            })
+            .expect("engine"),
+        );
+        let source = PolicySource {
+            dir: Some(policies.to_path_buf()),
+            name: "priority".into(),
+        };
+        let agent = Agent::start(AgentParts {
+            snapshots: watch.snapshots(),
+            engine,
+            source,
+            writer,
+            state: Arc::clone(&state),
+            events,
+        })
+        .await;
+        Running {
+            plane,
+            bus,
+            state,
+            agent: Some(agent),
+            _watch: watch,
+            _dirs: dirs,
+        }
+    }
+
+    /// Waits until the stick shows `leds`.
+    async fn shows(&self, what: &str, leds: &[Rgb]) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = self.bus.leds(SERIAL).unwrap_or_default();
+            if now == leds {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: the stick shows {now:?}, want {leds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn shows_all(&self, what: &str, colour: Rgb) {
+        self.shows(what, &[colour; 8]).await;
+    }
+}
+
+fn temp_policies() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dirs = tempfile::tempdir().expect("temp dir");
+    let policies = dirs.path().join("policies");
+    (dirs, policies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_lifecycle_reaches_the_stick_in_the_right_colours() {
+    let (dirs, policies) = temp_policies();
+    std::fs::create_dir_all(&policies).expect("dir");
+    let run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    run.shows_all("an empty node: off", Rgb::OFF).await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    run.shows_all("pending: yellow", YELLOW).await;
+    set_status(&admin, NS, "web", status_for("running")).await;
+    run.shows_all("running: green", GREEN).await;
+    create_pod(&admin, NS, "api", NODE, json!({"app": "api"})).await;
+    set_status(&admin, NS, "api", status_for("crashloop")).await;
+    run.shows_all("crash loop: red", RED).await;
+    delete_pod(&admin, NS, "api", Some(0)).await;
+    run.shows_all("recovered: green", GREEN).await;
+    delete_pod(&admin, NS, "web", None).await;
+    run.shows_all("terminating: blue", BLUE).await;
+    delete_pod(&admin, NS, "web", Some(0)).await;
+    run.shows_all("gone: off", Rgb::OFF).await;
+    assert!(run.state.ready().0, "{}", run.state.ready().1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_swaps_change_colours_and_bad_plugins_are_refused() {
+    let (dirs, policies) = temp_policies();
+    let mut volume = AtomicDir::new(&policies);
+    volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+    let run = Running::start(&policies, dirs, true).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    set_status(&admin, NS, "web", status_for("running")).await;
+    run.shows_all("the priority plugin from the volume: green", GREEN)
+        .await;
+    assert!(run.state.policy().origin.ends_with("priority.wasm"));
+
+    // Another policy under the same key: the testkit shows counts on LED 0.
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    volume.publish(&[("priority.wasm", &testkit)]);
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(0, 1, 0);
+    run.shows("the swapped-in policy's frame", &counts).await;
+    assert_eq!(run.state.policy().name, "priority");
+
+    // A broken plugin: the colours stay, the failure shows in metrics, state, Event.
+    volume.publish(&[("priority.wasm", b"\0asm\x0d\0\x01\0garbage")]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while run.state.policy().last_error.is_none() {
+        assert!(Instant::now() < deadline, "the failure is reported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    run.shows("the last good policy's frame, still", &counts)
+        .await;
+    let metrics = run.state.metrics.render(&run.state);
+    assert!(
+        metrics.contains(r#"podlight_policy_reloads_total{result="failed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"podlight_policy_reloads_total{result="ok"} 1"#),
+        "{metrics}"
+    );
+    let events: kube::Api<CoreEvent> = kube::Api::namespaced(admin.clone(), "podlight");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = events.list(&Default::default()).await.expect("events");
+        if let Some(e) = list
+            .items
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("PolicyReloadFailed"))
+        {
+            assert_eq!(e.involved_object.name.as_deref(), Some("podlight-agent"));
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a Warning Event on the agent's pod"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Settings only: applied without recompiling (the builtin rule via priority.wasm).
+    let settings = br##"{"rules": [{"states": ["running"], "color": "#0000ff"}]}"##;
+    volume.publish(&[
+        ("priority.wasm", BUILTIN_PRIORITY),
+        ("priority.json", settings),
+    ]);
+    run.shows_all("the new settings' colour", Rgb::new(0, 0, 255))
+        .await;
+    volume.publish(&[
+        ("priority.wasm", BUILTIN_PRIORITY),
+        (
+            "priority.json",
+            br##"{"rules": [{"states": ["running"], "color": "#00ffff"}]}"##,
+        ),
+    ]);
+    run.shows_all("settings-only change", Rgb::new(0, 255, 255))
+        .await;
+    assert_eq!(
+        run.state.policy().last_error,
+        None,
+        "a good reload clears the error"
+    );
+
+    // Twenty swaps in quick succession end on the last good one.
+    for i in 0..20 {
+        if i % 2 == 0 {
+            volume.publish(&[("priority.wasm", &testkit)]);
+        } else {
+            volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    run.shows_all("the last swap: the builtin rule, defaults", GREEN)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_file_replacement_and_half_written_files() {
+    let (dirs, policies) = temp_policies();
+    std::fs::create_dir_all(&policies).expect("dir");
+    let run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    set_status(&admin, NS, "web", status_for("running")).await;
+    run.shows_all("builtin: green", GREEN).await;
+    // A plugin written in two halves, the second a moment later (a slow `cp`).
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    let path = policies.join("priority.wasm");
+    std::fs::write(&path, &testkit[..testkit.len() / 2]).expect("first half");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open")
+        .write_all(&testkit[testkit.len() / 2..])
+        .expect("second half");
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(0, 1, 0);
+    run.shows("the copied plugin", &counts).await;
+    // Removing the plugin falls back to the built-in policy.
+    std::fs::remove_file(&path).expect("remove");
+    run.shows_all("builtin again", GREEN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_turns_the_leds_off() {
+    let (dirs, policies) = temp_policies();
+    std::fs::create_dir_all(&policies).expect("dir");
+    let mut run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    run.shows_all("pending", YELLOW).await;
+    let started = Instant::now();
+    run.agent.take().expect("running").stop(false).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(run.bus.leds(SERIAL), Some(vec![Rgb::OFF; 8]));
+}
