@@ -66,3 +66,4 @@ pub fn wat(text: &str) -> Vec<u8> {
 pub mod atomic_writer;
 pub mod cluster;
 pub mod control_plane;
+pub mod http_client;
