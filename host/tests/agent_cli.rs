@@ -138,8 +138,7 @@ fn demo_serves_health_readiness_metrics_and_state() {
     let log = demo.log();
     let last = log
         .lines()
-        .filter(|l| l.starts_with("leds: "))
-        .last()
+        .rfind(|l| l.starts_with("leds: "))
         .unwrap_or_default()
         .to_string();
     assert!(
@@ -163,8 +162,7 @@ fn leave_leds_on_keeps_the_last_colour_at_exit() {
     let log = demo.log();
     let last = log
         .lines()
-        .filter(|l| l.starts_with("leds: "))
-        .last()
+        .rfind(|l| l.starts_with("leds: "))
         .unwrap_or_default()
         .to_string();
     assert!(last.ends_with(&["#323200"; 8].join(" ")), "{last:?}");
