@@ -145,8 +145,8 @@ mod tests {
             ("prod", "api", "u1")
         );
         assert_eq!(info.owner_kind, "ReplicaSet");
-        assert_eq!(info.created_ms, 1_764_064_800_000);
-        assert_eq!(info.start_time_ms, Some(1_764_064_801_000));
+        assert_eq!(info.created_ms, 1_795_600_800_000);
+        assert_eq!(info.start_time_ms, Some(1_795_600_801_000));
         assert!(!info.ready && !info.deleting);
         assert_eq!(info.containers.len(), 2);
         assert!(info.containers[0].init);

@@ -1,0 +1,275 @@
+//! The agent's own figures:
+//! - host-added latency from a new snapshot to the HID report written (fade off);
+//! - policy swap through a ConfigMap-style volume → new colours, cold and cached;
+//! - process start → first frame written, and RSS with 110 pods, for the real
+//!   `podlight run` binary against a local API server (virtual stick).
+//!
+//! Needs the control plane from scripts/build-control-plane.
+//! Run: `cargo bench -p podlight --bench agent`
+
+#[allow(dead_code)]
+#[path = "../tests/support/control_plane.rs"]
+mod control_plane;
+
+#[allow(dead_code)]
+#[path = "../tests/support/atomic_writer.rs"]
+mod atomic_writer;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, PostParams};
+use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
+use podlight::device::emulator::{EmulatorBus, Firmware};
+use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
+use podlight::frame::Rgb;
+use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
+use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
+use serde_json::json;
+use tokio::sync::watch;
+
+const SERIAL: &str = "BS000001-3.0";
+
+fn node_with(n: usize, failing: bool) -> Snapshot {
+    let pods = (0..n)
+        .map(|i| {
+            let crash = failing && i == 0;
+            PodInfo {
+                namespace: "bench".into(),
+                name: format!("p{i}"),
+                phase: "Running".into(),
+                ready: !crash,
+                containers: vec![ContainerInfo {
+                    name: "c".into(),
+                    state: if crash {
+                        ContainerState::Waiting {
+                            reason: "CrashLoopBackOff".into(),
+                        }
+                    } else {
+                        ContainerState::Running {}
+                    },
+                    ..ContainerInfo::default()
+                }],
+                ..PodInfo::default()
+            }
+        })
+        .collect();
+    Snapshot::new(
+        NodeInfo {
+            name: "n".into(),
+            ready: true,
+            ..NodeInfo::default()
+        },
+        pods,
+        0,
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+struct InProcess {
+    bus: EmulatorBus,
+    tx: watch::Sender<Arc<Snapshot>>,
+    _agent: Agent,
+}
+
+async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InProcess {
+    let (tx, rx) = watch::channel(Arc::new(node_with(110, false)));
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+    let writer = Arc::new(FrameWriter::spawn(
+        manager,
+        WriterOptions {
+            fade: Duration::ZERO,
+            ..WriterOptions::default()
+        },
+        None,
+    ));
+    let state = AgentState::new(rx.clone(), writer.status(), None);
+    let engine = Arc::new(
+        PolicyEngine::new(EngineOptions {
+            cache_dir: Some(cache.to_path_buf()),
+            ..EngineOptions::default()
+        })
+        .expect("engine"),
+    );
+    let source = PolicySource {
+        dir: Some(policies.to_path_buf()),
+        name: "priority".into(),
+    };
+    let agent = Agent::start(AgentParts {
+        snapshots: rx,
+        engine,
+        source,
+        writer,
+        state,
+        events: EventSink::none(),
+    })
+    .await;
+    InProcess {
+        bus,
+        tx,
+        _agent: agent,
+    }
+}
+
+async fn wait_leds(bus: &EmulatorBus, leds: &[Rgb]) -> Instant {
+    loop {
+        if bus.leds(SERIAL).as_deref() == Some(leds) {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policies = dir.path().join("policies");
+    let mut volume = atomic_writer::AtomicDir::new(&policies);
+    volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+    let agent = in_process(&policies, &dir.path().join("cache")).await;
+    wait_leds(&agent.bus, &[Rgb::new(0, 25, 0); 8]).await;
+
+    // 1. Snapshot published → HID report received by the stick.
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let failing = i % 2 == 0;
+        let want = if failing {
+            Rgb::new(50, 0, 0)
+        } else {
+            Rgb::new(0, 25, 0)
+        };
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let sent = Instant::now();
+        agent.tx.send_replace(Arc::new(node_with(110, failing)));
+        let stick = agent.bus.stick(SERIAL).expect("stick");
+        let written = loop {
+            let at = stick.lock().ok().and_then(|f| {
+                f.received()
+                    .last()
+                    .map(|(t, r)| (*t, r[3] == want.r && r[2] == want.g))
+            });
+            if let Some((t, true)) = at {
+                if t >= sent {
+                    break t;
+                }
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        };
+        latencies.push(written - sent);
+    }
+    latencies.sort();
+    println!("== snapshot → HID report written (110 pods, fade off, 200 changes) ==");
+    println!(
+        "p50 {}  p99 {}  max {}",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().expect("samples"))
+    );
+
+    // 2. Policy swap → new colours.
+    let testkit = std::fs::read(env!("PODLIGHT_TESTKIT_WASM")).expect("testkit");
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(0, 110, 0);
+    let start = Instant::now();
+    volume.publish(&[("priority.wasm", &testkit)]);
+    let cold = wait_leds(&agent.bus, &counts).await - start;
+    let start = Instant::now();
+    volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+    let hit = wait_leds(&agent.bus, &[Rgb::new(0, 25, 0); 8]).await - start;
+    println!("\n== policy swap (AtomicWriter) → new colours on the stick ==");
+    println!(
+        "cold compile {}   compile-cache hit {}   (both include the 250 ms debounce)",
+        ms(cold),
+        ms(hit)
+    );
+
+    // 3 and 4: the real binary against a local API server.
+    let plane = control_plane::ControlPlane::start().await;
+    let admin = plane.client().await;
+    plane.namespace("bench").await;
+    let nodes: Api<Node> = Api::all(admin.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench-node"}})).expect("node"),
+        )
+        .await
+        .expect("node");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "bench");
+    for i in 0..110 {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("app-{i}")},
+            "spec": {"nodeName": "bench-node", "containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}))
+        .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("pod");
+    }
+    let cache = dir.path().join("run-cache");
+    for round in ["cold cache", "warm cache"] {
+        let started = Instant::now();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
+            .args([
+                "run",
+                "--node",
+                "bench-node",
+                "--device",
+                "virtual",
+                "--fade-ms",
+                "0",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--kubeconfig")
+            .arg(&plane.kubeconfig)
+            .arg("--policy-dir")
+            .arg(&policies)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("podlight run");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut first = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("leds: ") && line.contains("#323200") {
+                first = Some(started.elapsed());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?")
+            .to_string();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or("VmHWM: ?")
+            .to_string();
+        let _ = child.kill();
+        let _ = child.wait();
+        println!("\n== podlight run, 110 pods, local API server, {round} ==");
+        println!(
+            "process start → first frame written: {}",
+            first.map_or("never".into(), ms)
+        );
+        println!("steady state {rss}; peak {hwm}");
+    }
+}
