@@ -160,10 +160,10 @@ async fn main() {
                     .last()
                     .map(|(t, r)| (*t, r[3] == want.r && r[2] == want.g))
             });
-            if let Some((t, true)) = at {
-                if t >= sent {
-                    break t;
-                }
+            if let Some((t, true)) = at
+                && t >= sent
+            {
+                break t;
             }
             tokio::time::sleep(Duration::from_micros(100)).await;
         };
