@@ -108,7 +108,6 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
         name: "priority".into(),
     };
     let agent = Agent::start(AgentParts {
-        snapshots: rx,
         engine,
         source,
         writer,

@@ -9,9 +9,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use podlight::policy::native;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine};
 use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
-use podlight_priority as native;
 
 /// A node with `n` pods in a realistic mix: mostly running, some pending, unready,
 /// crash-looping and completed.
@@ -99,20 +99,6 @@ fn micros(d: Duration) -> String {
     format!("{:>9.2} µs", d.as_secs_f64() * 1e6)
 }
 
-fn native_frame(snapshot: &Snapshot, settings: &native::Settings) -> Vec<native::Rgb> {
-    let c = snapshot.counts;
-    let counts = native::Counts {
-        deleting: c.deleting,
-        failed: c.failed,
-        succeeded: c.succeeded,
-        pending: c.pending,
-        unready: c.unready,
-        running: c.running,
-        unknown: c.unknown,
-    };
-    native::frame(&counts, settings, 8)
-}
-
 fn main() {
     let engines: Vec<(Backend, PolicyEngine)> = [Backend::Cranelift, Backend::Pulley]
         .into_iter()
@@ -126,7 +112,7 @@ fn main() {
             .ok()
         })
         .collect();
-    let settings = native::Settings::default();
+    let settings = podlight_priority::Settings::default();
 
     println!("== evaluate the default policy (8 LEDs), median per call ==");
     println!(
@@ -136,7 +122,7 @@ fn main() {
     for n in [0, 10, 110, 1000] {
         let snap = Arc::new(snapshot(n));
         let native_t = time_per_call(|| {
-            black_box(native_frame(black_box(&snap), &settings));
+            black_box(native::priority_frame(black_box(&snap), &settings, 8));
         });
         let mut wasm_t = Vec::new();
         for (_, engine) in &engines {
@@ -166,7 +152,7 @@ fn main() {
         let template = snapshot(n);
         let native_t = time_per_call(|| {
             let s = Snapshot::new(template.node.clone(), template.pods.clone(), 0);
-            black_box(native_frame(&s, &settings));
+            black_box(native::priority_frame(&s, &settings, 8));
         });
         let wasm_t = time_per_call(|| {
             let s = Arc::new(Snapshot::new(

@@ -136,11 +136,7 @@ fn demo_serves_health_readiness_metrics_and_state() {
     assert_eq!(code, Some(0), "{}", demo.log());
     assert!(took < Duration::from_secs(2), "{took:?}");
     let log = demo.log();
-    let last = log
-        .lines()
-        .rfind(|l| l.starts_with("leds: "))
-        .unwrap_or_default()
-        .to_string();
+    let last = last_drawn(&log);
     assert!(
         last.ends_with(&["#000000"; 8].join(" ")),
         "LEDs off at exit, got {last:?}\n{log}"
@@ -160,12 +156,16 @@ fn leave_leds_on_keeps_the_last_colour_at_exit() {
     let (code, _) = demo.terminate();
     assert_eq!(code, Some(0));
     let log = demo.log();
-    let last = log
-        .lines()
+    let last = last_drawn(&log);
+    assert!(last.ends_with(&["#323200"; 8].join(" ")), "{last:?}");
+}
+
+/// The last frame the virtual stick drew.
+fn last_drawn(log: &str) -> String {
+    log.lines()
         .rfind(|l| l.starts_with("leds: "))
         .unwrap_or_default()
-        .to_string();
-    assert!(last.ends_with(&["#323200"; 8].join(" ")), "{last:?}");
+        .to_string()
 }
 
 /// Pixels of exactly this colour (±2 per channel) in a PNG.

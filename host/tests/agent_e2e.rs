@@ -95,7 +95,6 @@ impl Running {
             name: "priority".into(),
         };
         let agent = Agent::start(AgentParts {
-            snapshots: watch.snapshots(),
             engine,
             source,
             writer,

@@ -6,9 +6,9 @@ mod support;
 use std::sync::Arc;
 
 use podlight::frame::Rgb;
+use podlight::policy::native;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine, PolicyError};
 use podlight::state::Snapshot;
-use podlight_priority as native;
 use support::{BACKENDS, TESTKIT_WASM, engine, sample, sample_snapshots, wat};
 
 const RED: Rgb = Rgb::new(50, 0, 0);
@@ -21,9 +21,12 @@ fn expected_colour(sample: &str) -> Rgb {
         "empty-node" => Rgb::OFF,
         "all-running" | "completed-job" | "node-not-ready" => GREEN,
         "one-pending" | "running-not-ready" => YELLOW,
-        "crash-loop" | "image-pull-error" | "oom-killed" | "evicted" | "init-container-failing" => {
-            RED
-        }
+        "crash-loop"
+        | "image-pull-error"
+        | "oom-killed"
+        | "evicted"
+        | "init-container-failing"
+        | "busy-node" => RED,
         "deleting" => BLUE,
         other => panic!("sample {other} has no expected colour here: add it"),
     }
@@ -54,24 +57,11 @@ fn native_and_wasm_agree_on_every_sample_and_led_count() {
     let engine = engine(Backend::native());
     let policy = Arc::new(engine.builtin().expect("builtin loads"));
     let mut instance = policy.instantiate(None).expect("starts");
-    let settings = native::Settings::default();
+    let settings = podlight_priority::Settings::default();
     for (name, snapshot) in sample_snapshots() {
-        let c = snapshot.counts;
-        let counts = native::Counts {
-            deleting: c.deleting,
-            failed: c.failed,
-            succeeded: c.succeeded,
-            pending: c.pending,
-            unready: c.unready,
-            running: c.running,
-            unknown: c.unknown,
-        };
         for leds in [0, 1, 2, 8, 32] {
             let wasm = instance.evaluate(&snapshot, leds).expect("evaluates").leds;
-            let native: Vec<Rgb> = native::frame(&counts, &settings, leds)
-                .into_iter()
-                .map(|c| Rgb::new(c.r, c.g, c.b))
-                .collect();
+            let native = native::priority_frame(&snapshot, &settings, leds);
             assert_eq!(wasm, native, "{name} with {leds} LEDs");
         }
     }

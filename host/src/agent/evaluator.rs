@@ -34,52 +34,22 @@ pub async fn run(
     state: Arc<AgentState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut instance = Some(instance);
-    let mut again_at: Option<Instant>;
+    let mut instance = instance;
     let mut last_eval: Option<Instant> = None;
     // Without a policy directory to watch nobody sends commands; keep evaluating.
     let mut commands_open = true;
     // Evaluate at start, then after anything that may change the frame.
     loop {
-        {
-            if let Some(last) = last_eval {
-                tokio::time::sleep_until(last + FRAME_TICK).await;
-            }
-            last_eval = Some(Instant::now());
-            let Some(current) = instance.take() else {
-                return;
-            };
-            let snapshot = snapshots.borrow_and_update().clone();
-            let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
-            let started = std::time::Instant::now();
-            let joined = tokio::task::spawn_blocking(move || {
-                let mut current = current;
-                let result = current.evaluate(&snapshot, leds);
-                (current, result)
-            })
-            .await;
-            let Ok((current, result)) = joined else {
-                tracing::error!("the policy evaluation thread panicked; stopping evaluation");
-                return;
-            };
-            instance = Some(current);
-            let seconds = started.elapsed().as_secs_f64();
-            match result {
-                Ok(frame) => {
-                    state.record_evaluation(seconds, true);
-                    again_at = frame
-                        .again_after_ms
-                        .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
-                    writer.set_target(frame.leds.clone());
-                    state.set_frame(frame);
-                }
-                Err(error) => {
-                    state.record_evaluation(seconds, false);
-                    again_at = None;
-                    tracing::warn!(%error, "policy evaluation failed; keeping the last frame");
-                }
-            }
+        if let Some(last) = last_eval {
+            tokio::time::sleep_until(last + FRAME_TICK).await;
         }
+        last_eval = Some(Instant::now());
+        let snapshot = snapshots.borrow_and_update().clone();
+        let Some((evaluated, again_at)) = evaluate_once(instance, snapshot, &writer, &state).await
+        else {
+            return;
+        };
+        instance = evaluated;
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() {
@@ -88,22 +58,59 @@ pub async fn run(
                 state.changed();
             }
             command = commands.recv(), if commands_open => match command {
-                Some(PolicyCommand::Swap(new)) => instance = Some(new),
-                Some(PolicyCommand::Settings(settings)) => {
-                    if let Some(current) = instance.as_mut() {
-                        match current.configure(settings) {
-                            Ok(Some(problem)) => tracing::warn!(%problem, "the policy did not accept its settings"),
-                            Ok(None) => {}
-                            Err(error) => tracing::warn!(%error, "applying new settings failed"),
-                        }
-                    }
-                }
+                Some(PolicyCommand::Swap(new)) => instance = new,
+                Some(PolicyCommand::Settings(settings)) => match instance.configure(settings) {
+                    Ok(Some(problem)) => tracing::warn!(%problem, "the policy did not accept its settings"),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "applying new settings failed"),
+                },
                 None => commands_open = false,
             },
             () = sleep_until_opt(again_at) => {}
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// One evaluation, off the async workers; the frame goes to the writer and the
+/// state. Returns the instance and when the policy asked to be evaluated again; none
+/// if the evaluation thread panicked.
+async fn evaluate_once(
+    instance: PolicyInstance,
+    snapshot: Arc<Snapshot>,
+    writer: &FrameWriter,
+    state: &AgentState,
+) -> Option<(PolicyInstance, Option<Instant>)> {
+    let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+    let started = std::time::Instant::now();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut instance = instance;
+        let result = instance.evaluate(&snapshot, leds);
+        (instance, result)
+    })
+    .await;
+    let Ok((instance, result)) = joined else {
+        tracing::error!("the policy evaluation thread panicked; stopping evaluation");
+        return None;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let again_at = match result {
+        Ok(frame) => {
+            state.record_evaluation(seconds, true);
+            let again_at = frame
+                .again_after_ms
+                .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
+            writer.set_target(frame.leds.clone());
+            state.set_frame(frame);
+            again_at
+        }
+        Err(error) => {
+            state.record_evaluation(seconds, false);
+            tracing::warn!(%error, "policy evaluation failed; keeping the last frame");
+            None
+        }
+    };
+    Some((instance, again_at))
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -19,12 +19,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::device::FrameWriter;
 use crate::policy::PolicyEngine;
-use crate::state::Snapshot;
 
 /// What a running agent is made of. Built by the CLI (real cluster, real stick) or by
 /// tests (real API server, emulated stick); [`Agent::run`] wires them.
 pub struct AgentParts {
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
     pub writer: Arc<FrameWriter>,
@@ -48,17 +46,16 @@ impl Agent {
         let (commands, command_rx) = mpsc::channel(16);
         let initial =
             reload::load_initial(&parts.engine, &parts.source, &parts.state, &parts.events).await;
-        let reload = reload::ReloadWatcher::start(
-            Arc::clone(&parts.engine),
-            parts.source.clone(),
-            parts.snapshots.clone(),
-            Arc::clone(&parts.state),
-            parts.events.clone(),
+        let reload = reload::ReloadWatcher::start(reload::Reloader {
+            engine: Arc::clone(&parts.engine),
+            source: parts.source.clone(),
+            state: Arc::clone(&parts.state),
+            events: parts.events.clone(),
             commands,
-            initial.fingerprint.clone(),
-        );
+            current: initial.fingerprint.clone(),
+        });
         let evaluator = tokio::spawn(evaluator::run(
-            parts.snapshots,
+            parts.state.snapshot.clone(),
             command_rx,
             initial.instance,
             Arc::clone(&parts.writer),

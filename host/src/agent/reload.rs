@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use super::evaluator::PolicyCommand;
 use super::{AgentState, EventSink};
@@ -219,16 +219,9 @@ impl Drop for ReloadWatcher {
 }
 
 impl ReloadWatcher {
-    pub fn start(
-        engine: Arc<PolicyEngine>,
-        source: PolicySource,
-        snapshots: watch::Receiver<Arc<Snapshot>>,
-        state: Arc<AgentState>,
-        events: EventSink,
-        commands: mpsc::Sender<PolicyCommand>,
-        current: Fingerprint,
-    ) -> Option<ReloadWatcher> {
-        let dir = source.dir.clone()?;
+    /// Starts watching the reloader's policy directory; none without one.
+    pub fn start(reloader: Reloader) -> Option<ReloadWatcher> {
+        let dir = reloader.source.dir.clone()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handler = move |event: notify::Result<notify::Event>| {
             if event.is_ok() {
@@ -246,15 +239,6 @@ impl ReloadWatcher {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policy directory; using what was loaded at start");
             return None;
         }
-        let reloader = Reloader {
-            engine,
-            source,
-            snapshots,
-            state,
-            events,
-            commands,
-            current,
-        };
         let task = tokio::spawn(reloader.run(rx));
         Some(ReloadWatcher {
             _watcher: watcher,
@@ -263,14 +247,15 @@ impl ReloadWatcher {
     }
 }
 
-struct Reloader {
-    engine: Arc<PolicyEngine>,
-    source: PolicySource,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    state: Arc<AgentState>,
-    events: EventSink,
-    commands: mpsc::Sender<PolicyCommand>,
-    current: Fingerprint,
+/// Reloads the policy when its files change, sending swaps to the evaluator.
+pub struct Reloader {
+    pub engine: Arc<PolicyEngine>,
+    pub source: PolicySource,
+    pub state: Arc<AgentState>,
+    pub events: EventSink,
+    pub commands: mpsc::Sender<PolicyCommand>,
+    /// What is loaded now.
+    pub current: Fingerprint,
 }
 
 impl Reloader {
@@ -313,7 +298,7 @@ impl Reloader {
                 self.current = fingerprint;
                 return;
             }
-            let snapshot = self.snapshots.borrow().clone();
+            let snapshot = self.state.snapshot.borrow().clone();
             let leds = self.state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
             match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
                 Ok((instance, origin)) => {

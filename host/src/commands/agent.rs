@@ -135,7 +135,6 @@ async fn serve(
         name: args.policy.clone(),
     };
     let agent = Agent::start(AgentParts {
-        snapshots,
         engine,
         source,
         writer,

@@ -77,6 +77,18 @@ impl DeviceArgs {
         Ok((Arc::new(HidBus::new()?), DeviceOptions { sticks, joining }))
     }
 
+    /// The sticks, connected now (for one-shot commands): an error if none is there.
+    pub fn connect(&self) -> Result<DeviceManager> {
+        let (bus, options) = self.open()?;
+        let mut manager = DeviceManager::new(bus, options);
+        if !manager.reconnect_due() {
+            bail!(DeviceError::NotFound {
+                serial: self.serials.first().cloned()
+            });
+        }
+        Ok(manager)
+    }
+
     pub fn observer(&self) -> Option<FrameObserver> {
         (self.device == DeviceKind::Virtual).then(terminal_observer)
     }
@@ -173,13 +185,7 @@ pub struct SetArgs {
 }
 
 pub fn set(args: SetArgs) -> Result<()> {
-    let (bus, options) = args.device.open()?;
-    let mut manager = DeviceManager::new(bus, options);
-    if !manager.reconnect_due() {
-        bail!(DeviceError::NotFound {
-            serial: args.device.serials.first().cloned()
-        });
-    }
+    let mut manager = args.device.connect()?;
     if let Some(index) = args.index {
         let channel = (index / protocol::PRO_CHANNEL_LEDS) as u8;
         let report = protocol::encode_indexed(
@@ -205,13 +211,7 @@ pub struct OffArgs {
 }
 
 pub fn off(args: OffArgs) -> Result<()> {
-    let (bus, options) = args.device.open()?;
-    let mut manager = DeviceManager::new(bus, options);
-    if !manager.reconnect_due() {
-        bail!(DeviceError::NotFound {
-            serial: args.device.serials.first().cloned()
-        });
-    }
+    let manager = args.device.connect()?;
     show(manager, &args.device, Rgb::OFF, Duration::ZERO)
 }
 

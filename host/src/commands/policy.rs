@@ -67,6 +67,9 @@ pub struct EvalArgs {
     /// Print the frame as JSON.
     #[arg(long)]
     json: bool,
+    /// Evaluate this many times and print the mean time per evaluation (to stderr).
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -98,7 +101,21 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let engine = args.engine.engine()?;
     let policy = Arc::new(args.engine.load(&engine, &args.plugin)?);
     let mut instance = policy.instantiate(settings)?;
-    let frame = instance.evaluate(&snapshot, args.leds)?;
+    let mut frame = instance.evaluate(&snapshot, args.leds)?;
+    if args.repeat > 1 {
+        let started = std::time::Instant::now();
+        for _ in 0..args.repeat {
+            frame = instance.evaluate(&snapshot, args.leds)?;
+        }
+        let per_call = started.elapsed() / args.repeat;
+        eprintln!(
+            "{} evaluations of {} pods on {}: {:.2} µs each",
+            args.repeat,
+            snapshot.pods.len(),
+            engine.options().backend.name(),
+            per_call.as_secs_f64() * 1e6
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string(&frame)?);
     } else {

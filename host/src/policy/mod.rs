@@ -11,6 +11,7 @@ mod cache;
 mod engine;
 mod error;
 pub mod inspect;
+pub mod native;
 mod output;
 mod sandbox;
 
