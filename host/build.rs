@@ -9,6 +9,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str)] = &[
     ("podlight-priority", "PODLIGHT_PRIORITY_WASM"),
     ("podlight-testkit", "PODLIGHT_TESTKIT_WASM"),
+    ("podlight-breathe", "PODLIGHT_BREATHE_WASM"),
 ];
 
 fn main() {
@@ -24,7 +25,7 @@ fn run() -> Result<(), String> {
         .parent()
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
-    for watched in ["wit", "plugins", "Cargo.lock"] {
+    for watched in ["wit", "plugins", "examples/policies", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

@@ -11,6 +11,9 @@ use podlight::state::Snapshot;
 /// The misbehaving test plugin (plugins/testkit), built by host/build.rs.
 pub const TESTKIT_WASM: &str = env!("PODLIGHT_TESTKIT_WASM");
 
+/// The Rust example policy (examples/policies/rust-breathe), built by host/build.rs.
+pub const BREATHE_WASM: &str = env!("PODLIGHT_BREATHE_WASM");
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
