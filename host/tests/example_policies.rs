@@ -3,23 +3,19 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 use support::{BREATHE_WASM, repo_root};
 
-fn eval(plugin: &str, snapshot: &str, extra: &[&str]) -> Value {
+/// `podlight eval --json --leds 4` of a snapshot file.
+fn eval_file(plugin: &str, snapshot: &Path, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args([
-            "eval",
-            plugin,
-            &format!("examples/snapshots/{snapshot}.json"),
-            "--json",
-            "--leds",
-            "4",
-        ])
+        .args(["eval", plugin])
+        .arg(snapshot)
+        .args(["--json", "--leds", "4"])
         .args(extra)
-        .current_dir(repo_root())
         .output()
         .expect("podlight runs");
     assert!(
@@ -28,6 +24,15 @@ fn eval(plugin: &str, snapshot: &str, extra: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON frame")
+}
+
+/// The same, for a sample under examples/snapshots.
+fn eval(plugin: &str, sample: &str, extra: &[&str]) -> Value {
+    eval_file(
+        plugin,
+        &repo_root().join(format!("examples/snapshots/{sample}.json")),
+        extra,
+    )
 }
 
 fn blue(frame: &Value) -> u64 {
@@ -65,27 +70,7 @@ fn breathe_pulses_blue_while_pods_are_deleted() {
         std::fs::write(&path, text).expect("write");
         path
     };
-    let at = |ms: u64, extra: &[&str]| {
-        let path = shifted(ms);
-        let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
-            .args([
-                "eval",
-                BREATHE_WASM,
-                &path.to_string_lossy(),
-                "--json",
-                "--leds",
-                "4",
-            ])
-            .args(extra)
-            .output()
-            .expect("runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
-    };
+    let at = |ms: u64, extra: &[&str]| eval_file(BREATHE_WASM, &shifted(ms), extra);
     assert_eq!(blue(&at(1000, &[])), 80, "peak halfway through");
     assert_eq!(blue(&at(500, &[])), 40, "half way up");
     assert_eq!(
