@@ -2,7 +2,10 @@
 //! - host-added latency from a new snapshot to the HID report written (fade off);
 //! - policy swap through a ConfigMap-style volume → new colours, cold and cached;
 //! - process start → first frame written, and RSS with 110 pods, for the real
-//!   `podlight run` binary against a local API server (virtual stick).
+//!   `podlight run` binary against a local API server (virtual stick);
+//! - side by side, status changes on a real API server → final colour on the
+//!   emulated stick: podlight's agent vs. a reproduction of the prototype's loop
+//!   (namespace-wide watch filtered on the client, a blocking 1 s morph per LED).
 //!
 //! Needs the control plane from scripts/build-control-plane.
 //! Run: `cargo bench -p podlight --bench agent`
@@ -20,11 +23,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
+use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
 use podlight::device::emulator::{EmulatorBus, Firmware};
-use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
+use podlight::device::protocol;
+use podlight::device::transport::set_feature_with_retry;
+use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
 use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
@@ -270,5 +278,186 @@ async fn main() {
             first.map_or("never".into(), ms)
         );
         println!("steady state {rss}; peak {hwm}");
+    }
+
+    // 5. Side by side: the same three status changes through podlight and through
+    // the prototype's loop, each driving its own emulated stick.
+    let changes = [
+        ("crashloop", Rgb::new(50, 0, 0)),
+        ("running", Rgb::new(0, 25, 0)),
+        ("pending", Rgb::new(50, 50, 0)),
+    ];
+    let node = "side-node";
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": node}})).expect("node"),
+        )
+        .await
+        .expect("node");
+    let watched = client(&ConnectOptions {
+        kubeconfig: Some(plane.kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .expect("client");
+    let watch = NodeWatch::start(
+        watched.clone(),
+        WatchOptions {
+            node: node.into(),
+            ..WatchOptions::default()
+        },
+    );
+    assert!(watch.wait_synced(Duration::from_secs(20)).await);
+    let podlight_bus = EmulatorBus::new();
+    podlight_bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let manager = DeviceManager::new(Arc::new(podlight_bus.clone()), DeviceOptions::default());
+    let writer = Arc::new(FrameWriter::spawn(manager, WriterOptions::default(), None));
+    let state = AgentState::new(watch.snapshots(), writer.status(), Some(watch.status()));
+    let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
+    let source = PolicySource {
+        dir: None,
+        name: "priority".into(),
+    };
+    let _podlight = Agent::start(AgentParts {
+        engine,
+        source,
+        writer,
+        state,
+        events: EventSink::none(),
+    })
+    .await;
+
+    let prototype_bus = EmulatorBus::new();
+    prototype_bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let prototype = tokio::task::spawn_blocking({
+        let bus = prototype_bus.clone();
+        let handle = tokio::runtime::Handle::current();
+        move || prototype_loop(handle, watched, node, bus)
+    });
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "side"},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}))
+    .expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
+    wait_leds(&podlight_bus, &[Rgb::new(50, 50, 0); 8]).await;
+    wait_leds(&prototype_bus, &[Rgb::new(50, 50, 0); 8]).await;
+    let writes = |bus: &EmulatorBus| {
+        bus.stick(SERIAL)
+            .and_then(|s| s.lock().ok().map(|f| f.received().len()))
+            .unwrap_or(0)
+    };
+    let (podlight_before, prototype_before) = (writes(&podlight_bus), writes(&prototype_bus));
+    let mut podlight_total = Duration::ZERO;
+    let mut prototype_total = Duration::ZERO;
+    println!(
+        "\n== side by side: status change on the API server → final colour on the stick (Strip, 8 LEDs) =="
+    );
+    for (status, colour) in changes {
+        let patch = kube::api::Patch::Merge(json!({"status": side_status(status)}));
+        pods.patch_status("side", &kube::api::PatchParams::default(), &patch)
+            .await
+            .expect("patch");
+        let accepted = Instant::now();
+        let p = wait_leds(&podlight_bus, &[colour; 8]).await - accepted;
+        let o = wait_leds(&prototype_bus, &[colour; 8]).await - accepted;
+        podlight_total += p;
+        prototype_total += o;
+        println!(
+            "{status:<10} podlight {:>9}   prototype loop {:>10}",
+            ms(p),
+            ms(o)
+        );
+    }
+    println!(
+        "total      podlight {:>9} ({} writes)   prototype loop {:>10} ({} writes)",
+        ms(podlight_total),
+        writes(&podlight_bus) - podlight_before,
+        ms(prototype_total),
+        writes(&prototype_bus) - prototype_before
+    );
+    prototype.abort();
+}
+
+fn side_status(state: &str) -> serde_json::Value {
+    let (phase, ready, container) = match state {
+        "crashloop" => (
+            "Running",
+            false,
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}),
+        ),
+        "running" => (
+            "Running",
+            true,
+            json!({"running": {"startedAt": "2026-11-25T10:00:00Z"}}),
+        ),
+        _ => (
+            "Pending",
+            false,
+            json!({"waiting": {"reason": "ContainerCreating", "message": "creating"}}),
+        ),
+    };
+    json!({"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+           "containerStatuses": [{"name": "main", "ready": ready, "restartCount": 1, "image": "i", "imageID": "", "state": container}]})
+}
+
+/// The prototype's loop, reproduced: every pod event of the whole cluster, filtered
+/// by node on the client; the node colour by its rule (with the crash-loop fix, so
+/// both sides aim at the same colours); then, blocking, every LED in turn morphed
+/// over 50 steps with a sleep of 1000/51 ms after each.
+fn prototype_loop(
+    runtime: tokio::runtime::Handle,
+    client: kube::Client,
+    node: &str,
+    bus: EmulatorBus,
+) {
+    let mut transport = bus.open(SERIAL).expect("opens");
+    let mut shown = [Rgb::OFF; 8];
+    let mut pods = std::collections::BTreeMap::new();
+    let api: Api<Pod> = Api::all(client);
+    let mut events = runtime.block_on(async {
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed()
+    });
+    while let Ok(Some(pod)) = runtime.block_on(events.try_next()) {
+        if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node) {
+            continue;
+        }
+        pods.insert(
+            pod.metadata.name.clone().unwrap_or_default(),
+            podlight::cluster::pod_info(&pod),
+        );
+        let snapshot = Snapshot::new(NodeInfo::default(), pods.values().cloned().collect(), 0);
+        let target = podlight::policy::native::priority_frame(
+            &snapshot,
+            &podlight_priority::Settings::default(),
+            8,
+        )[0];
+        for (index, led) in shown.iter_mut().enumerate() {
+            let from = *led;
+            for step in 1..=50u32 {
+                let mix = |a: u8, b: u8| {
+                    (f64::from(a) + (f64::from(b) - f64::from(a)) * f64::from(step) / 50.0) as u8
+                };
+                let c = Rgb::new(
+                    mix(from.r, target.r),
+                    mix(from.g, target.g),
+                    mix(from.b, target.b),
+                );
+                let _ = set_feature_with_retry(
+                    transport.as_mut(),
+                    &protocol::encode_indexed(0, index as u8, c),
+                );
+                std::thread::sleep(Duration::from_millis(1000) / 51);
+            }
+            let _ = set_feature_with_retry(
+                transport.as_mut(),
+                &protocol::encode_indexed(0, index as u8, target),
+            );
+            *led = target;
+        }
     }
 }
