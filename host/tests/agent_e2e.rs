@@ -299,3 +299,50 @@ async fn stopping_turns_the_leds_off() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(run.bus.leds(SERIAL), Some(vec![Rgb::OFF; 8]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stick_plugged_in_later_gets_a_frame_sized_for_it() {
+    let snapshot = podlight::state::Snapshot::from_json(
+        &std::fs::read_to_string(support::repo_root().join("examples/snapshots/crash-loop.json"))
+            .expect("sample"),
+    )
+    .expect("snapshot");
+    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+    let bus = EmulatorBus::new();
+    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+    let writer = Arc::new(FrameWriter::spawn(
+        manager,
+        WriterOptions {
+            fade: Duration::ZERO,
+            ..WriterOptions::default()
+        },
+        None,
+    ));
+    let state = AgentState::new(rx, writer.status(), None);
+    let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
+    let source = PolicySource {
+        dir: None,
+        name: "priority".into(),
+    };
+    let _agent = Agent::start(AgentParts {
+        engine,
+        source,
+        writer,
+        state: Arc::clone(&state),
+        events: EventSink::none(),
+    })
+    .await;
+    assert!(!state.ready().0, "no stick yet: not ready");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bus.leds(SERIAL) != Some(vec![RED; 8]) {
+        assert!(
+            Instant::now() < deadline,
+            "all 8 LEDs red once the stick is there: {:?}",
+            bus.leds(SERIAL)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(state.ready().0, "{}", state.ready().1);
+}

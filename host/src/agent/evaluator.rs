@@ -45,7 +45,9 @@ pub async fn run(
         }
         last_eval = Some(Instant::now());
         let snapshot = snapshots.borrow_and_update().clone();
-        let Some((evaluated, again_at)) = evaluate_once(instance, snapshot, &writer, &state).await
+        let leds = led_count(&state);
+        let Some((evaluated, again_at)) =
+            evaluate_once(instance, snapshot, leds, &writer, &state).await
         else {
             return;
         };
@@ -67,6 +69,7 @@ pub async fn run(
                 None => commands_open = false,
             },
             () = sleep_until_opt(again_at) => {}
+            () = led_count_changes(&state, leds) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -78,10 +81,10 @@ pub async fn run(
 async fn evaluate_once(
     instance: PolicyInstance,
     snapshot: Arc<Snapshot>,
+    leds: u32,
     writer: &FrameWriter,
     state: &AgentState,
 ) -> Option<(PolicyInstance, Option<Instant>)> {
-    let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
     let started = std::time::Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
         let mut instance = instance;
@@ -111,6 +114,22 @@ async fn evaluate_once(
         }
     };
     Some((instance, again_at))
+}
+
+/// LEDs to evaluate for: what the sticks have (or are expected to have).
+fn led_count(state: &AgentState) -> u32 {
+    u32::try_from(state.device.led_count.load(Ordering::Relaxed).max(1)).unwrap_or(u32::MAX)
+}
+
+/// Resolves when the LED count differs from `evaluated` — a stick arrived, left or was
+/// swapped for another model — so the frame is computed again for the new size.
+async fn led_count_changes(state: &AgentState, evaluated: u32) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if led_count(state) != evaluated {
+            return;
+        }
+    }
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
