@@ -18,6 +18,9 @@ mod control_plane;
 #[path = "../tests/support/atomic_writer.rs"]
 mod atomic_writer;
 
+#[path = "support/prototype.rs"]
+mod prototype;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -30,8 +33,6 @@ use kube::runtime::{WatchStreamExt, watcher};
 use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
 use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
 use podlight::device::emulator::{EmulatorBus, Firmware};
-use podlight::device::protocol;
-use podlight::device::transport::set_feature_with_retry;
 use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
@@ -436,28 +437,11 @@ fn prototype_loop(
             &podlight_priority::Settings::default(),
             8,
         )[0];
-        for (index, led) in shown.iter_mut().enumerate() {
-            let from = *led;
-            for step in 1..=50u32 {
-                let mix = |a: u8, b: u8| {
-                    (f64::from(a) + (f64::from(b) - f64::from(a)) * f64::from(step) / 50.0) as u8
-                };
-                let c = Rgb::new(
-                    mix(from.r, target.r),
-                    mix(from.g, target.g),
-                    mix(from.b, target.b),
-                );
-                let _ = set_feature_with_retry(
-                    transport.as_mut(),
-                    &protocol::encode_indexed(0, index as u8, c),
-                );
-                std::thread::sleep(Duration::from_millis(1000) / 51);
-            }
-            let _ = set_feature_with_retry(
-                transport.as_mut(),
-                &protocol::encode_indexed(0, index as u8, target),
-            );
-            *led = target;
-        }
+        prototype::morph_all(
+            transport.as_mut(),
+            &mut shown,
+            target,
+            Duration::from_millis(1000),
+        );
     }
 }

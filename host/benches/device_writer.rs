@@ -10,12 +10,14 @@
 //!
 //! Run: `cargo bench -p podlight --bench device_writer`
 
+#[path = "support/prototype.rs"]
+mod prototype;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podlight::device::emulator::{EmulatorBus, Firmware};
-use podlight::device::protocol::{self, Model};
-use podlight::device::transport::set_feature_with_retry;
+use podlight::device::protocol::Model;
 use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, WriterOptions};
 use podlight::frame::Rgb;
 
@@ -47,34 +49,14 @@ fn prototype(events: &[Rgb]) -> (Duration, usize) {
     let bus = stick();
     let mut transport = bus.open(SERIAL).expect("opens");
     let mut shown = [Rgb::OFF; LEDS];
-    let step_sleep = Duration::from_millis(1000) / 51 / SPEEDUP;
     let start = Instant::now();
     for &target in events {
-        for (index, led) in shown.iter_mut().enumerate() {
-            let from = *led;
-            for step in 1..=50u32 {
-                let mix = |a: u8, b: u8| {
-                    (f64::from(a) + (f64::from(b) - f64::from(a)) * f64::from(step) / 50.0) as u8
-                };
-                let c = Rgb::new(
-                    mix(from.r, target.r),
-                    mix(from.g, target.g),
-                    mix(from.b, target.b),
-                );
-                set_feature_with_retry(
-                    transport.as_mut(),
-                    &protocol::encode_indexed(0, index as u8, c),
-                )
-                .expect("write");
-                std::thread::sleep(step_sleep);
-            }
-            set_feature_with_retry(
-                transport.as_mut(),
-                &protocol::encode_indexed(0, index as u8, target),
-            )
-            .expect("write");
-            *led = target;
-        }
+        prototype::morph_all(
+            transport.as_mut(),
+            &mut shown,
+            target,
+            Duration::from_millis(1000) / SPEEDUP,
+        );
     }
     assert_eq!(
         bus.leds(SERIAL),
