@@ -43,6 +43,8 @@ enum Command {
     Set(device::SetArgs),
     /// Turn the LEDs off.
     Off(device::OffArgs),
+    /// Become a virtual BlinkStick through Linux uhid (root; `modprobe uhid`).
+    Emulate(device::EmulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -88,5 +90,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Devices(args) => device::devices(args),
         Command::Set(args) => device::set(args),
         Command::Off(args) => device::off(args),
+        Command::Emulate(args) => device::emulate(args),
     }
 }

@@ -156,7 +156,8 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_stop(stop_after: Option<Duration>) -> Result<()> {
+/// Waits for SIGTERM or SIGINT (or the given time).
+pub async fn wait_for_stop(stop_after: Option<Duration>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

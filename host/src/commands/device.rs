@@ -1,13 +1,16 @@
-//! `podlight devices`, `podlight set` and `podlight off`: diagnostics for sticks.
+//! `podlight devices`, `podlight set` and `podlight off`: diagnostics for sticks;
+//! `podlight emulate`: a virtual stick through Linux uhid.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use podlight::device::emulator::EmulatorBus;
 use podlight::device::hid::HidBus;
 use podlight::device::protocol::{self, Layout, Model};
+use podlight::device::uhid::UhidStick;
 use podlight::device::virtual_display::{terminal_observer, virtual_stick};
 use podlight::device::writer::FrameObserver;
 use podlight::device::{
@@ -15,6 +18,8 @@ use podlight::device::{
     WriterOptions,
 };
 use podlight::frame::Rgb;
+
+use super::agent::wait_for_stop;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DeviceKind {
@@ -181,7 +186,18 @@ pub struct SetArgs {
     #[arg(long, default_value_t = 300)]
     fade: u64,
     #[command(flatten)]
+    show: ShowArgs,
+    #[command(flatten)]
     device: DeviceArgs,
+}
+
+/// How a one-shot command shows its frame.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ShowArgs {
+    /// Keep showing the frame until SIGTERM or Ctrl-C, re-sending it when a stick is
+    /// replugged.
+    #[arg(long)]
+    pub hold: bool,
 }
 
 pub fn set(args: SetArgs) -> Result<()> {
@@ -196,11 +212,13 @@ pub fn set(args: SetArgs) -> Result<()> {
         manager.send_raw(&report)?;
         return Ok(());
     }
+    let leds = vec![args.color; manager.led_count()];
     show(
         manager,
         &args.device,
-        args.color,
+        leds,
         Duration::from_millis(args.fade),
+        args.show,
     )
 }
 
@@ -212,12 +230,25 @@ pub struct OffArgs {
 
 pub fn off(args: OffArgs) -> Result<()> {
     let manager = args.device.connect()?;
-    show(manager, &args.device, Rgb::OFF, Duration::ZERO)
+    let leds = vec![Rgb::OFF; manager.led_count()];
+    show(
+        manager,
+        &args.device,
+        leds,
+        Duration::ZERO,
+        ShowArgs { hold: false },
+    )
 }
 
-/// Fades every LED to `color` through the frame writer and waits until it shows.
-fn show(manager: DeviceManager, device: &DeviceArgs, color: Rgb, fade: Duration) -> Result<()> {
-    let leds = vec![color; manager.led_count()];
+/// Fades the sticks to `leds` through the frame writer and waits until they show
+/// them; with `--hold`, keeps them shown until a stop signal.
+pub fn show(
+    manager: DeviceManager,
+    device: &DeviceArgs,
+    leds: Vec<Rgb>,
+    fade: Duration,
+    how: ShowArgs,
+) -> Result<()> {
     let options = WriterOptions {
         fade,
         brightness_cap: device.brightness_cap,
@@ -237,6 +268,17 @@ fn show(manager: DeviceManager, device: &DeviceArgs, color: Rgb, fade: Duration)
         .status()
         .errors
         .load(std::sync::atomic::Ordering::Relaxed);
+    if shown && how.hold {
+        eprintln!("showing; stop with Ctrl-C or SIGTERM");
+        let held = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the signal handler")?
+            .block_on(wait_for_stop(None));
+        // As without --hold, the LEDs keep the colour after podlight exits.
+        writer.shutdown(false);
+        return held;
+    }
     writer.shutdown(false);
     if device.device == DeviceKind::Virtual {
         eprintln!();
@@ -245,4 +287,41 @@ fn show(manager: DeviceManager, device: &DeviceArgs, color: Rgb, fade: Duration)
         bail!("the stick did not take the colour ({errors} write errors); is it still plugged in?");
     }
     Ok(())
+}
+
+#[derive(Args)]
+pub struct EmulateArgs {
+    /// The model to be (original, pro, square, strip, nano, flex).
+    #[arg(long, value_parser = Model::parse, default_value = "strip")]
+    model: Model,
+    /// The serial to report, BSnnnnnn-3.m for current firmware.
+    #[arg(long, default_value = "BS000001-3.1")]
+    serial: String,
+    /// The uhid character device.
+    #[arg(long, default_value = "/dev/uhid")]
+    uhid: PathBuf,
+}
+
+/// A virtual stick the kernel sees as USB HID: every report it takes is logged on
+/// stdout; `plug`, `unplug` and `quit` on stdin replug it.
+pub fn emulate(args: EmulateArgs) -> Result<()> {
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&args.uhid)
+        .with_context(|| {
+            format!(
+                "cannot open {}: load the uhid module (modprobe uhid) and run as root",
+                args.uhid.display()
+            )
+        })?;
+    let stick = UhidStick::new(
+        device,
+        args.model,
+        &args.serial,
+        Box::new(std::io::stdout()),
+    );
+    stick
+        .run(std::io::stdin().lock())
+        .with_context(|| format!("the virtual stick on {} failed", args.uhid.display()))
 }

@@ -6,9 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use podlight::device::WriterOptions;
 use podlight::frame::ansi_blocks;
 use podlight::policy::{BUILTIN_NAME, Backend, EngineOptions, Policy, PolicyEngine};
 use podlight::state::Snapshot;
+
+use super::device::{DeviceArgs, ShowArgs, show};
+
+/// LEDs to evaluate for when no device says how many.
+const DEFAULT_LED_COUNT: usize = 8;
 
 #[derive(Args)]
 pub struct EngineArgs {
@@ -58,9 +64,15 @@ pub struct EvalArgs {
     plugin: String,
     /// A snapshot JSON file (as `podlight snapshot` prints), or `-` for stdin.
     snapshot: String,
-    /// Number of LEDs of the device to evaluate for.
-    #[arg(long, default_value_t = 8)]
-    leds: u32,
+    /// Show the frame on the sticks (`--device virtual`: in the terminal); the LED
+    /// count is then the device's.
+    #[arg(long)]
+    show: bool,
+    #[command(flatten)]
+    hold: ShowArgs,
+    /// The sticks to show on, and `--leds`: the LED count to evaluate for (default 8).
+    #[command(flatten)]
+    device: DeviceArgs,
     /// The policy's settings file (JSON by convention).
     #[arg(long)]
     settings: Option<PathBuf>,
@@ -101,11 +113,17 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     let engine = args.engine.engine()?;
     let policy = Arc::new(args.engine.load(&engine, &args.plugin)?);
     let mut instance = policy.instantiate(settings)?;
-    let mut frame = instance.evaluate(&snapshot, args.leds)?;
+    let manager = args.show.then(|| args.device.connect()).transpose()?;
+    let led_count = match &manager {
+        Some(manager) => manager.led_count(),
+        None => args.device.leds.unwrap_or(DEFAULT_LED_COUNT),
+    };
+    let led_count = u32::try_from(led_count).context("too many LEDs")?;
+    let mut frame = instance.evaluate(&snapshot, led_count)?;
     if args.repeat > 1 {
         let started = std::time::Instant::now();
         for _ in 0..args.repeat {
-            frame = instance.evaluate(&snapshot, args.leds)?;
+            frame = instance.evaluate(&snapshot, led_count)?;
         }
         let per_call = started.elapsed() / args.repeat;
         eprintln!(
@@ -124,7 +142,16 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             println!("again after {ms} ms");
         }
     }
-    Ok(())
+    match manager {
+        Some(manager) => show(
+            manager,
+            &args.device,
+            frame.leds,
+            WriterOptions::default().fade,
+            args.hold,
+        ),
+        None => Ok(()),
+    }
 }
 
 #[derive(Args)]

@@ -334,6 +334,10 @@ impl Transport for EmulatedTransport {
     fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError> {
         self.present()?.get_feature(id, size, Instant::now())
     }
+
+    fn is_connected(&mut self) -> bool {
+        self.present().is_ok()
+    }
 }
 
 #[cfg(test)]

@@ -91,9 +91,10 @@ struct HidTransport {
 }
 
 impl HidTransport {
-    /// A failed transfer on a node that has vanished means the stick was unplugged.
-    fn error(&self, e: hidapi::HidError) -> DeviceError {
-        if Path::new(&self.path).exists() {
+    /// A failed transfer on a stick that is gone means it was unplugged (its node may
+    /// already belong to a stick plugged in since).
+    fn error(&mut self, e: hidapi::HidError) -> DeviceError {
+        if self.is_connected() {
             DeviceError::Hid(e.to_string())
         } else {
             DeviceError::Gone {
@@ -105,19 +106,26 @@ impl HidTransport {
 
 impl Transport for HidTransport {
     fn set_feature(&mut self, report: &[u8]) -> Result<(), DeviceError> {
-        self.device
-            .send_feature_report(report)
-            .map_err(|e| self.error(e))
+        let result = self.device.send_feature_report(report);
+        result.map_err(|e| self.error(e))
     }
 
     fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError> {
         let mut buf = vec![0u8; size];
         buf[0] = id;
-        let n = self
-            .device
-            .get_feature_report(&mut buf)
-            .map_err(|e| self.error(e))?;
+        let result = self.device.get_feature_report(&mut buf);
+        let n = result.map_err(|e| self.error(e))?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    fn is_connected(&mut self) -> bool {
+        if !Path::new(&self.path).exists() {
+            return false;
+        }
+        // hidraw polls as hung up once its device is gone. BlinkSticks send no input
+        // reports, so a zero-timeout read of a present stick returns nothing.
+        let mut buf = [0u8; 64];
+        self.device.read_timeout(&mut buf, 0).is_ok()
     }
 }

@@ -280,12 +280,7 @@ impl DeviceManager {
                 Ok(n) => written += n,
                 Err(e) => {
                     self.status.errors.fetch_add(1, Ordering::Relaxed);
-                    if let Some(open) = self.sticks[i].open.take() {
-                        self.status.connected.fetch_sub(1, Ordering::Relaxed);
-                        tracing::warn!(serial = %open.info.serial, error = %e, "BlinkStick lost; reconnecting");
-                        self.sticks[i].next_attempt = Instant::now();
-                        self.sticks[i].reported_missing = true;
-                    }
+                    self.lose(i, &e);
                 }
             }
         }
@@ -293,6 +288,43 @@ impl DeviceManager {
             .writes
             .fetch_add(written as u64, Ordering::Relaxed);
         written
+    }
+
+    /// Notices sticks pulled out while the frame held still, so that they get it
+    /// again when they are back. True if any was lost.
+    pub fn check_connected(&mut self) -> bool {
+        let mut lost = false;
+        for i in 0..self.sticks.len() {
+            let gone = self.sticks[i]
+                .open
+                .as_mut()
+                .is_some_and(|open| !open.transport.is_connected());
+            if gone {
+                let serial = self.sticks[i]
+                    .open
+                    .as_ref()
+                    .map(|o| o.info.serial.clone())
+                    .unwrap_or_default();
+                self.lose(i, &DeviceError::Gone { serial });
+                lost = true;
+            }
+        }
+        lost
+    }
+
+    /// Closes a stick that failed or went away and schedules its reconnection now.
+    fn lose(&mut self, i: usize, error: &DeviceError) {
+        if let Some(open) = self.sticks[i].open.take() {
+            self.status.connected.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(serial = %open.info.serial, error = %error, "BlinkStick lost; reconnecting");
+            self.sticks[i].next_attempt = Instant::now();
+            self.sticks[i].reported_missing = true;
+        }
+    }
+
+    /// Whether any stick is open now.
+    pub fn any_connected(&self) -> bool {
+        self.sticks.iter().any(|s| s.open.is_some())
     }
 
     fn write_stick(

@@ -8,6 +8,7 @@ pub mod hid;
 pub mod manager;
 pub mod protocol;
 pub mod transport;
+pub mod uhid;
 pub mod virtual_display;
 pub mod writer;
 

@@ -32,6 +32,10 @@ pub trait Transport: Send {
     fn set_feature(&mut self, report: &[u8]) -> Result<(), DeviceError>;
     /// Reads feature report `id` of `size` bytes (ID included).
     fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError>;
+    /// False once the stick is gone, even if nothing was sent to it since: a stick
+    /// pulled out while the frame holds still must be noticed to be re-sent the frame
+    /// when it is back. Moves no report.
+    fn is_connected(&mut self) -> bool;
 }
 
 /// The firmware stops answering for a moment after a frame write while it clocks

@@ -140,7 +140,11 @@ struct WriterLoop {
     current: Vec<Rgb>,
     fade: Option<(Fade, Instant)>,
     last_write: Option<Instant>,
+    last_presence_check: Instant,
 }
+
+/// How often an idle writer asks whether its sticks are still there.
+const PRESENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 impl WriterLoop {
     fn new(
@@ -157,6 +161,7 @@ impl WriterLoop {
             current: Vec::new(),
             fade: None,
             last_write: None,
+            last_presence_check: Instant::now(),
         }
     }
 
@@ -171,6 +176,10 @@ impl WriterLoop {
                     self.publish(off, true);
                 }
                 return;
+            }
+            if self.last_presence_check.elapsed() >= PRESENCE_CHECK_INTERVAL {
+                self.manager.check_connected();
+                self.last_presence_check = Instant::now();
             }
             let reconnected = self.manager.reconnect_due();
             if let Some(target) = target {
@@ -228,6 +237,10 @@ impl WriterLoop {
                 return (slot.target.take(), None);
             }
             let mut wake_at = self.manager.next_attempt();
+            if self.manager.any_connected() {
+                let check_at = self.last_presence_check + PRESENCE_CHECK_INTERVAL;
+                wake_at = Some(wake_at.map_or(check_at, |t| t.min(check_at)));
+            }
             if self.fade.is_some() || slot.target.is_some() {
                 wake_at = Some(wake_at.map_or(next_frame, |t| t.min(next_frame)));
             }
@@ -360,8 +373,9 @@ mod tests {
         });
     }
 
-    #[test]
-    fn replug_resends_the_current_frame_within_a_second() {
+    /// Shows a frame, pulls the stick out, optionally sets a new target while it is
+    /// gone, plugs it back in and checks that the latest frame is back within a second.
+    fn replug(target_while_gone: Option<Vec<Rgb>>) {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
         let w = writer(
@@ -375,15 +389,17 @@ mod tests {
         w.set_target(frame.clone());
         wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
         bus.unplug(SERIAL);
-        w.set_target(vec![Rgb::new(40, 0, 0); 8]);
+        if let Some(target) = &target_while_gone {
+            w.set_target(target.clone());
+        }
         wait_for("the loss to be noticed", || {
             w.status().connected.load(Ordering::Relaxed) == 0
         });
-        let red = vec![Rgb::new(40, 0, 0); 8];
+        let latest = target_while_gone.unwrap_or(frame);
         bus.plug(Firmware::new(Model::Strip, SERIAL));
         let replugged = Instant::now();
         wait_for("the frame on the new stick", || {
-            bus.leds(SERIAL) == Some(red.clone())
+            bus.leds(SERIAL) == Some(latest.clone())
         });
         assert!(
             replugged.elapsed() < Duration::from_secs(1),
@@ -391,6 +407,17 @@ mod tests {
             replugged.elapsed()
         );
         assert_eq!(w.status().reconnects.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn replug_resends_the_current_frame_within_a_second() {
+        replug(Some(vec![Rgb::new(40, 0, 0); 8]));
+    }
+
+    #[test]
+    fn stick_pulled_out_while_the_frame_holds_still_gets_it_again() {
+        // No write fails: only the presence check can notice.
+        replug(None);
     }
 
     #[test]

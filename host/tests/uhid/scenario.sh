@@ -1,0 +1,57 @@
+# Runs inside the uhid VM (see scripts/uhid-vm): podlight against a virtual stick
+# through hidapi, hidraw and uhid. The stick's log is printed at the end, prefixed
+# "stick: "; "== step" and "== rc N" lines frame each command's own output.
+# /data holds the snapshot to evaluate.
+export RUST_LOG=warn
+model=strip
+mkfifo /tmp/stick.ctl
+podlight emulate --model $model --serial BS012345-3.1 </tmp/stick.ctl >/tmp/stick.log 2>&1 &
+stick=$!
+exec 3>/tmp/stick.ctl
+
+wait_for_node() {
+  i=0
+  while [ ! -e /dev/hidraw0 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+}
+step() {
+  echo "mark $1" >&3
+  echo "== $1"
+}
+wait_for_node
+
+step devices-unknown-model
+podlight devices --json
+echo "== rc $?"
+
+step devices
+podlight devices --json --model $model
+echo "== rc $?"
+
+step set-red
+podlight set red --fade 0 --model $model
+echo "== rc $?"
+
+step eval
+podlight eval builtin "$(ls /data/*.json | head -n1)" --show --model $model --json
+echo "== rc $?"
+
+step fade-blue
+podlight set blue --fade 300 --model $model
+echo "== rc $?"
+
+step hold-green
+podlight set green --fade 0 --hold --model $model &
+holder=$!
+sleep 1
+step replug
+echo unplug >&3
+sleep 0.3
+echo plug >&3
+sleep 1.5
+kill -TERM $holder
+wait $holder
+echo "== rc $?"
+
+echo quit >&3
+wait $stick
+sed 's/^/stick: /' /tmp/stick.log
