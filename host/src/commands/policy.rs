@@ -30,6 +30,10 @@ pub struct EngineArgs {
     /// Memory a plugin may use, in MiB.
     #[arg(long, default_value_t = 32)]
     memory_mib: usize,
+    /// Largest plugin accepted, in MiB, before and after decompression (a Python
+    /// policy is about 18 MiB).
+    #[arg(long, default_value_t = 32)]
+    max_plugin_mib: usize,
 }
 
 impl EngineArgs {
@@ -37,13 +41,13 @@ impl EngineArgs {
         let options = EngineOptions {
             deadline: std::time::Duration::from_millis(self.deadline_ms),
             memory_limit: self.memory_mib << 20,
+            max_plugin_size: self.max_plugin_mib << 20,
             cache_dir: self.cache_dir.clone(),
             backend: if self.pulley {
                 Backend::Pulley
             } else {
                 Backend::native()
             },
-            ..EngineOptions::default()
         };
         Ok(PolicyEngine::new(options)?)
     }

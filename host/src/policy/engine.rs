@@ -73,7 +73,7 @@ impl Default for EngineOptions {
         EngineOptions {
             deadline: Duration::from_millis(50),
             memory_limit: 32 << 20,
-            max_plugin_size: 16 << 20,
+            max_plugin_size: 32 << 20,
             cache_dir: None,
             backend: Backend::native(),
         }

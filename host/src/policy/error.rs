@@ -11,7 +11,7 @@ pub enum PolicyError {
     },
 
     #[error(
-        "plugin {name} is {size} bytes, over the {limit}-byte limit; build it in release mode, strip it, or raise the limit"
+        "plugin {name} is {size} bytes, over the {limit}-byte limit; build it in release mode, strip it, or raise the limit (--max-plugin-mib)"
     )]
     TooLarge {
         name: String,
