@@ -59,7 +59,7 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// `package podlight:policy@0.1.0;` → `0.1.0`
+/// `package podlight:policy@0.2.0;` → `0.2.0`
 fn contract_version(wit: &str) -> Result<String, String> {
     wit.lines()
         .find_map(|line| line.trim().strip_prefix("package podlight:policy@"))

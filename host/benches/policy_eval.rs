@@ -183,7 +183,7 @@ fn main() {
             black_box(pods_instance.evaluate(&snap, 8).expect("evaluates"));
         });
         println!(
-            "{n:>6} pods: {}  (pods() and pod(i) for each: every pod lowered twice)",
+            "{n:>6} pods: {}  (pods() and pod-at(i) for each: every pod lowered twice)",
             micros(t)
         );
     }

@@ -185,13 +185,19 @@ fn plugin_check_describes_a_plugin() {
     let imports = info["imports"].as_array().expect("imports");
     assert!(imports.iter().any(|i| {
         i.as_str()
-            .is_some_and(|s| s.starts_with("podlight:policy/types@"))
+            .is_some_and(|s| s.starts_with("podlight:policy/snapshot@"))
     }));
 
     let out = podlight(&["plugin", "check", "builtin"], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("contract:   podlight:policy@0.1.0"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "contract:   podlight:policy@{}",
+            podlight::policy::CONTRACT_VERSION
+        )),
+        "{text}"
+    );
     assert!(text.contains("ok: loads, starts and evaluates"), "{text}");
 }
 

@@ -336,7 +336,7 @@ fn malformed_plugins_are_refused_with_their_own_message() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $e (export "evaluate" (func $f)))
-            (export "podlight:policy/evaluator@0.2.0" (instance $e)))"#),
+            (export "podlight:policy/evaluator@0.1.0" (instance $e)))"#),
     );
     let text = other_version.to_string();
     assert!(
@@ -344,7 +344,7 @@ fn malformed_plugins_are_refused_with_their_own_message() {
         "{text}"
     );
     assert!(
-        text.contains("0.2.0") && text.contains(podlight::policy::CONTRACT_VERSION),
+        text.contains("0.1.0") && text.contains(podlight::policy::CONTRACT_VERSION),
         "{text}"
     );
 
@@ -356,7 +356,7 @@ fn malformed_plugins_are_refused_with_their_own_message() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $e (export "evaluate" (func $f)))
-            (export "podlight:policy/evaluator@0.1.0" (instance $e)))"#),
+            (export "podlight:policy/evaluator@0.2.0" (instance $e)))"#),
     );
     assert!(
         matches!(ungranted, PolicyError::UngrantedImport { .. }),
@@ -374,7 +374,7 @@ fn malformed_plugins_are_refused_with_their_own_message() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $e (export "evaluate" (func $f)))
-            (export "podlight:policy/evaluator@0.1.0" (instance $e)))"#),
+            (export "podlight:policy/evaluator@0.2.0" (instance $e)))"#),
     );
     assert!(
         matches!(mistyped, PolicyError::Invalid { .. }),

@@ -1,33 +1,31 @@
-//! Host bindings generated from `wit/`, and the host side of the `snapshot` resource:
-//! each accessor converts only what the policy asks for.
+//! Host bindings generated from `wit/`, and the host side of the `snapshot`
+//! interface: each function converts only what the policy asks for, from the snapshot
+//! the store holds while `evaluate` runs.
 
-use wasmtime::component::Resource;
-
-use super::sandbox::{PluginState, SnapshotView};
+use super::sandbox::PluginState;
 use crate::state::{self, PodState};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "policy",
     imports: { default: trappable },
-    with: { "podlight:policy/types.snapshot": crate::policy::sandbox::SnapshotView },
 });
 
-use self::podlight::policy::types;
+use self::podlight::policy::{snapshot, types};
 
 impl types::Host for PluginState {}
 
-impl types::HostSnapshot for PluginState {
-    fn led_count(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<u32> {
-        Ok(self.table.get(&this)?.led_count)
+impl snapshot::Host for PluginState {
+    fn led_count(&mut self) -> wasmtime::Result<u32> {
+        Ok(self.current.led_count)
     }
 
-    fn now_ms(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<u64> {
-        Ok(self.table.get(&this)?.snapshot.now_ms)
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.current.snapshot.now_ms)
     }
 
-    fn node(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<types::NodeInfo> {
-        let node = &self.table.get(&this)?.snapshot.node;
+    fn node(&mut self) -> wasmtime::Result<types::NodeInfo> {
+        let node = &self.current.snapshot.node;
         Ok(types::NodeInfo {
             name: node.name.clone(),
             ready: node.ready,
@@ -38,8 +36,8 @@ impl types::HostSnapshot for PluginState {
         })
     }
 
-    fn counts(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<types::StateCounts> {
-        let c = &self.table.get(&this)?.snapshot.counts;
+    fn counts(&mut self) -> wasmtime::Result<types::StateCounts> {
+        let c = &self.current.snapshot.counts;
         Ok(types::StateCounts {
             deleting: c.deleting,
             failed: c.failed,
@@ -52,35 +50,21 @@ impl types::HostSnapshot for PluginState {
         })
     }
 
-    fn pod_count(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.table.get(&this)?.snapshot.pods.len()).unwrap_or(u32::MAX))
+    fn pod_count(&mut self) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.current.snapshot.pods.len()).unwrap_or(u32::MAX))
     }
 
-    fn pod(
-        &mut self,
-        this: Resource<SnapshotView>,
-        index: u32,
-    ) -> wasmtime::Result<Option<types::Pod>> {
-        let pods = &self.table.get(&this)?.snapshot.pods;
-        Ok(pods.get(index as usize).map(pod_record))
-    }
-
-    fn pods(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<Vec<types::Pod>> {
+    fn pod_at(&mut self, index: u32) -> wasmtime::Result<Option<types::Pod>> {
         Ok(self
-            .table
-            .get(&this)?
+            .current
             .snapshot
             .pods
-            .iter()
-            .map(pod_record)
-            .collect())
+            .get(index as usize)
+            .map(pod_record))
     }
 
-    fn drop(&mut self, this: Resource<SnapshotView>) -> wasmtime::Result<()> {
-        // The host owns every snapshot and removes it after the call; a guest only
-        // ever holds a borrow, so there is nothing to do here.
-        let _ = this;
-        Ok(())
+    fn pods(&mut self) -> wasmtime::Result<Vec<types::Pod>> {
+        Ok(self.current.snapshot.pods.iter().map(pod_record).collect())
     }
 }
 

@@ -6,7 +6,7 @@ use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 use super::bindings::{self, exports::podlight::policy::evaluator};
@@ -411,26 +411,15 @@ fn evaluate_in(
     snapshot: &Arc<Snapshot>,
     led_count: u32,
 ) -> Result<Frame, PolicyError> {
-    let view = SnapshotView {
+    store.data_mut().current = SnapshotView {
         snapshot: Arc::clone(snapshot),
         led_count,
     };
-    let handle: Resource<SnapshotView> =
-        store
-            .data_mut()
-            .table
-            .push(view)
-            .map_err(|e| PolicyError::Trap {
-                name: policy.info.name.clone(),
-                reason: e.to_string(),
-            })?;
-    let borrowed = Resource::new_borrow(handle.rep());
     store.set_epoch_deadline(policy.deadline_ticks);
     let outcome = bindings
         .podlight_policy_evaluator()
-        .call_evaluate(&mut *store, borrowed);
-    // The handle is the host's; remove it whatever the call did.
-    let _ = store.data_mut().table.delete(handle);
+        .call_evaluate(&mut *store);
+    store.data_mut().current = SnapshotView::empty();
     let frame = outcome
         .map_err(|e| policy.call_error(e, "evaluate"))?
         .map_err(|message| PolicyError::Reported {

@@ -53,7 +53,7 @@ pub enum PolicyError {
     },
 
     #[error(
-        "plugin {name} imports `{import}`, which podlight does not grant (granted: wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem and wasi:sockets at 0.2, all denying access, and podlight:policy/types); remove the dependency that needs it"
+        "plugin {name} imports `{import}`, which podlight does not grant (granted: wasi:cli, wasi:io, wasi:clocks, wasi:random, wasi:filesystem and wasi:sockets at 0.2, all denying access, and podlight:policy/types and /snapshot); remove the dependency that needs it"
     )]
     UngrantedImport { name: String, import: String },
 

@@ -11,7 +11,8 @@ use super::PolicyError;
 pub const CONTRACT_VERSION: &str = env!("PODLIGHT_CONTRACT_VERSION");
 
 const EVALUATOR: &str = "podlight:policy/evaluator";
-const TYPES: &str = "podlight:policy/types";
+/// The contract's interfaces a plugin may import.
+const CONTRACT_IMPORTS: &[&str] = &["podlight:policy/types", "podlight:policy/snapshot"];
 /// WASI packages linked into the sandbox (all with a context that grants nothing).
 const GRANTED_WASI: &[&str] = &["cli", "io", "clocks", "random", "filesystem", "sockets"];
 
@@ -134,14 +135,14 @@ pub fn check_exports<'a>(
     }
 }
 
-/// Refuses any import outside the granted WASI packages and podlight's own types.
+/// Refuses any import outside the granted WASI packages and the contract's own.
 pub fn check_imports<'a>(
     name: &str,
     imports: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), PolicyError> {
     for import in imports {
         let (base, version) = split_version(import);
-        let granted = if base == TYPES {
+        let granted = if CONTRACT_IMPORTS.contains(&base) {
             version.is_some_and(|v| compatible(v, CONTRACT_VERSION))
         } else if let Some(rest) = base.strip_prefix("wasi:") {
             let package = rest.split('/').next().unwrap_or("");
@@ -173,9 +174,9 @@ mod tests {
 
     #[test]
     fn semver_compatibility_follows_the_zero_minor_rule() {
-        assert!(compatible("0.1.0", "0.1.0"));
-        assert!(compatible("0.1.7", "0.1.0"));
-        assert!(!compatible("0.2.0", "0.1.0"));
+        assert!(compatible("0.2.0", "0.2.0"));
+        assert!(compatible("0.2.7", "0.2.0"));
+        assert!(!compatible("0.1.0", "0.2.0"));
         assert!(compatible("1.4.0", "1.0.0"));
         assert!(!compatible("2.0.0", "1.0.0"));
         assert!(!compatible("", "0.1.0"));
@@ -201,12 +202,14 @@ mod tests {
 
     #[test]
     fn only_granted_imports_pass() {
-        let types = format!("{TYPES}@{CONTRACT_VERSION}");
+        let types = format!("podlight:policy/types@{CONTRACT_VERSION}");
+        let snapshot = format!("podlight:policy/snapshot@{CONTRACT_VERSION}");
         assert!(
             check_imports(
                 "p",
                 [
                     types.as_str(),
+                    snapshot.as_str(),
                     "wasi:io/streams@0.2.6",
                     "wasi:cli/stdout@0.2.0"
                 ]
@@ -218,6 +221,7 @@ mod tests {
             "acme:secrets/vault",
             "wasi:io/streams@0.3.0",
             "podlight:policy/types@0.9.0",
+            "podlight:policy/secrets@0.2.0",
         ] {
             let err = check_imports("p", [bad]).expect_err(bad);
             assert!(err.to_string().contains(bad), "{err}");

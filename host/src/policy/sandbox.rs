@@ -9,17 +9,30 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::output::PluginOutput;
 use crate::state::Snapshot;
 
-/// The `snapshot` resource handed to `evaluate`.
+/// What the `snapshot` functions describe: the snapshot being evaluated and the
+/// device's LED count.
 pub struct SnapshotView {
     pub snapshot: Arc<Snapshot>,
     pub led_count: u32,
 }
 
-/// Store data: a WASI context that grants nothing, the resource table, the limits.
+impl SnapshotView {
+    /// What a policy sees outside `evaluate`: an empty node, no LEDs.
+    pub fn empty() -> SnapshotView {
+        SnapshotView {
+            snapshot: Arc::new(Snapshot::new(Default::default(), Vec::new(), 0)),
+            led_count: 0,
+        }
+    }
+}
+
+/// Store data: a WASI context that grants nothing, WASI's resource table, the
+/// limits, and the snapshot being evaluated.
 pub struct PluginState {
     wasi: WasiCtx,
     pub table: ResourceTable,
     pub limits: StoreLimits,
+    pub current: SnapshotView,
 }
 
 impl PluginState {
@@ -43,6 +56,7 @@ impl PluginState {
             wasi,
             table: ResourceTable::new(),
             limits,
+            current: SnapshotView::empty(),
         }
     }
 }

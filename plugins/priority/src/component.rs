@@ -5,7 +5,8 @@ use std::cell::RefCell;
 
 use crate::{Counts, Settings, frame, parse_settings};
 use exports::podlight::policy::evaluator::{Frame, Guest};
-use podlight::policy::types::{Rgb, Snapshot, StateCounts};
+use podlight::policy::snapshot;
+use podlight::policy::types::{Rgb, StateCounts};
 
 wit_bindgen::generate!({
     world: "policy",
@@ -25,9 +26,9 @@ impl Guest for Priority {
         problem.map_or(Ok(()), Err)
     }
 
-    fn evaluate(snapshot: &Snapshot) -> Result<Frame, String> {
-        let counts = counts_from(snapshot.counts());
-        let leds = SETTINGS.with(|s| frame(&counts, &s.borrow(), snapshot.led_count()));
+    fn evaluate() -> Result<Frame, String> {
+        let counts = counts_from(snapshot::counts());
+        let leds = SETTINGS.with(|s| frame(&counts, &s.borrow(), snapshot::led_count()));
         Ok(Frame {
             leds: leds
                 .into_iter()

@@ -6,7 +6,7 @@
 //! - `read-file`: tries to read `/etc/hostname` through WASI and returns what happened;
 //! - `huge-frame`: returns 10 000 LEDs;
 //! - `print`: writes to stdout and stderr, then returns one white LED;
-//! - `pods`: one LED per pod from `pods()`, checked against `pod(i)`: r = restarts,
+//! - `pods`: one LED per pod from `pods()`, checked against `pod-at(i)`: r = restarts,
 //!   g = state index, b = containers;
 //! - anything else: one LED per state count (r = failed, g = running, b = deleting).
 #![cfg(target_family = "wasm")]
@@ -14,7 +14,8 @@
 use std::cell::RefCell;
 
 use exports::podlight::policy::evaluator::{Frame, Guest};
-use podlight::policy::types::{Rgb, Snapshot};
+use podlight::policy::snapshot;
+use podlight::policy::types::Rgb;
 
 wit_bindgen::generate!({
     world: "policy",
@@ -44,7 +45,7 @@ impl Guest for Testkit {
         Ok(())
     }
 
-    fn evaluate(snapshot: &Snapshot) -> Result<Frame, String> {
+    fn evaluate() -> Result<Frame, String> {
         let mode = MODE.with(|m| m.borrow().clone());
         match mode.as_str() {
             "loop" => {
@@ -78,14 +79,13 @@ impl Guest for Testkit {
                 }])
             }
             "pods" => {
-                let pods = snapshot.pods();
+                let pods = snapshot::pods();
                 let mut leds = Vec::with_capacity(pods.len());
                 for (i, pod) in pods.iter().enumerate() {
-                    let one = snapshot
-                        .pod(i as u32)
-                        .ok_or("pod(i) is none inside pod-count")?;
+                    let one =
+                        snapshot::pod_at(i as u32).ok_or("pod-at(i) is none inside pod-count")?;
                     if one.uid != pod.uid || one.containers.len() != pod.containers.len() {
-                        return Err(format!("pod({i}) differs from pods()[{i}]"));
+                        return Err(format!("pod-at({i}) differs from pods()[{i}]"));
                     }
                     leds.push(Rgb {
                         r: clamp(pod.restarts),
@@ -93,13 +93,13 @@ impl Guest for Testkit {
                         b: clamp(pod.containers.len() as u32),
                     });
                 }
-                if snapshot.pod(pods.len() as u32).is_some() {
-                    return Err("pod(pod-count) is not none".into());
+                if snapshot::pod_at(pods.len() as u32).is_some() {
+                    return Err("pod-at(pod-count) is not none".into());
                 }
                 frame(leds)
             }
             _ => {
-                let c = snapshot.counts();
+                let c = snapshot::counts();
                 frame(vec![Rgb {
                     r: clamp(c.failed),
                     g: clamp(c.running),

@@ -10,7 +10,8 @@
 use std::cell::Cell;
 
 use exports::podlight::policy::evaluator::{Frame, Guest};
-use podlight::policy::types::{Rgb, Snapshot};
+use podlight::policy::snapshot;
+use podlight::policy::types::Rgb;
 
 wit_bindgen::generate!({
     world: "policy",
@@ -59,12 +60,12 @@ impl Guest for Breathe {
         Ok(())
     }
 
-    fn evaluate(snapshot: &Snapshot) -> Result<Frame, String> {
-        let counts = snapshot.counts();
-        let leds = snapshot.led_count() as usize;
+    fn evaluate() -> Result<Frame, String> {
+        let counts = snapshot::counts();
+        let leds = snapshot::led_count() as usize;
         if counts.deleting > 0 {
             let period = PERIOD_MS.with(Cell::get);
-            let phase = (snapshot.now_ms() % period) as f64 / period as f64;
+            let phase = (snapshot::now_ms() % period) as f64 / period as f64;
             // 0 at the start of a breath, peak halfway.
             let level = (1.0 - (phase * std::f64::consts::TAU).cos()) / 2.0;
             let blue = (level * f64::from(PEAK.with(Cell::get))).round() as u8;
