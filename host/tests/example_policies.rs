@@ -1,20 +1,31 @@
-//! The example policies under examples/policies, built by the real toolchain, checked
-//! with `podlight plugin check` and `podlight eval` on the sample snapshots.
+//! The example policies under examples/policies — Rust, JavaScript, Python and Go —
+//! built by their real toolchains, checked with `podlight plugin check` and
+//! `podlight eval` on the sample snapshots, and held to the conformance rules every
+//! policy shares.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
-use serde_json::Value;
-use support::{BREATHE_WASM, repo_root};
+use podlight::frame::Rgb;
+use podlight::policy::{Backend, Policy};
+use serde_json::{Value, json};
+use support::example_policies::{example, example_policies};
+use support::{BREATHE_WASM, engine, repo_root, sample, sample_snapshots};
 
 /// `podlight eval --json --leds 4` of a snapshot file.
 fn eval_file(plugin: &str, snapshot: &Path, extra: &[&str]) -> Value {
+    eval_leds(plugin, snapshot, 4, extra)
+}
+
+/// `podlight eval --json --leds N` of a snapshot file.
+fn eval_leds(plugin: &str, snapshot: &Path, leds: u32, extra: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args(["eval", plugin])
         .arg(snapshot)
-        .args(["--json", "--leds", "4"])
+        .args(["--json", "--leds", &leds.to_string()])
         .args(extra)
         .output()
         .expect("podlight runs");
@@ -115,4 +126,349 @@ fn breathe_is_steady_otherwise() {
             .map(Vec::len),
         Some(4)
     );
+}
+
+/// A snapshot file of these pods (JSON as `podlight snapshot` prints), in `dir`.
+fn snapshot_file(dir: &Path, name: &str, now_ms: u64, pods: Value) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.json"));
+    let snapshot = json!({"nowMs": now_ms, "node": {"name": "n", "ready": true}, "pods": pods});
+    std::fs::write(&path, snapshot.to_string()).expect("write snapshot");
+    path
+}
+
+/// A pod in snapshot JSON: one container in `state` with `restarts`.
+fn pod(
+    namespace: &str,
+    name: &str,
+    created_ms: u64,
+    phase: &str,
+    ready: bool,
+    state: Value,
+    restarts: u32,
+) -> Value {
+    json!({
+        "namespace": namespace, "name": name, "uid": format!("uid-{name}"), "phase": phase,
+        "ready": ready, "createdMs": created_ms,
+        "containers": [{"name": "main", "ready": ready, "restartCount": restarts, "state": state}],
+    })
+}
+
+fn running() -> Value {
+    json!({"running": {}})
+}
+
+fn waiting(reason: &str) -> Value {
+    json!({"waiting": {"reason": reason}})
+}
+
+fn rgb(r: u64, g: u64, b: u64) -> Value {
+    json!({"r": r, "g": g, "b": b})
+}
+
+fn settings_file(dir: &Path, text: &str) -> String {
+    let path = dir.join("settings.json");
+    std::fs::write(&path, text).expect("write settings");
+    path.to_string_lossy().into_owned()
+}
+
+fn wasm(folder: &str) -> String {
+    example(folder).wasm.to_string_lossy().into_owned()
+}
+
+#[test]
+fn every_example_passes_plugin_check() {
+    for policy in example_policies() {
+        let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
+            .args(["plugin", "check", "--json"])
+            .arg(&policy.wasm)
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            policy.language,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            info["contractVersion"],
+            podlight::policy::CONTRACT_VERSION,
+            "{}",
+            policy.language
+        );
+    }
+}
+
+#[test]
+fn blinkt_shows_one_led_per_pod_oldest_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Listed by name; created in another order.
+    let snapshot = snapshot_file(
+        dir.path(),
+        "three",
+        1_764_000_000_000,
+        json!([
+            pod("default", "a-running", 3_000, "Running", true, running(), 0),
+            pod(
+                "default",
+                "b-failed",
+                1_000,
+                "Failed",
+                false,
+                json!({"terminated": {"reason": "Error", "exitCode": 1}}),
+                0
+            ),
+            pod(
+                "default",
+                "c-pending",
+                2_000,
+                "Pending",
+                false,
+                waiting("ContainerCreating"),
+                0
+            ),
+        ]),
+    );
+    let frame = eval_leds(&wasm("js-blinkt"), &snapshot, 4, &[]);
+    // Default brightness 0.2: red, amber, green, then off.
+    assert_eq!(
+        frame["leds"],
+        json!([rgb(51, 0, 0), rgb(51, 32, 0), rgb(0, 51, 0), rgb(0, 0, 0)])
+    );
+    assert!(frame.get("againAfterMs").is_none());
+
+    let s = settings_file(
+        dir.path(),
+        r##"{"brightness": 1, "colors": {"running": "#0000ff"}}"##,
+    );
+    let frame = eval_leds(&wasm("js-blinkt"), &snapshot, 4, &["--settings", &s]);
+    assert_eq!(
+        frame["leds"][2],
+        rgb(0, 0, 255),
+        "settings recolour a state"
+    );
+}
+
+#[test]
+fn blinkt_marks_hidden_pods_on_the_last_led() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pods: Vec<Value> = (0..5)
+        .map(|i| {
+            pod(
+                "default",
+                &format!("p{i}"),
+                1_000 + i,
+                "Running",
+                true,
+                running(),
+                0,
+            )
+        })
+        .collect();
+    let all_running = snapshot_file(dir.path(), "five", 1, json!(pods));
+    let frame = eval_leds(&wasm("js-blinkt"), &all_running, 3, &[]);
+    assert_eq!(
+        frame["leds"],
+        json!([rgb(0, 51, 0), rgb(0, 51, 0), rgb(51, 51, 51)]),
+        "white: more pods than LEDs"
+    );
+    let mut pods = pods;
+    pods[4] = pod(
+        "default",
+        "p4",
+        1_004,
+        "Running",
+        false,
+        waiting("CrashLoopBackOff"),
+        3,
+    );
+    let hidden_failure = snapshot_file(dir.path(), "five-failing", 1, json!(pods));
+    let frame = eval_leds(&wasm("js-blinkt"), &hidden_failure, 3, &[]);
+    assert_eq!(frame["leds"][2], rgb(51, 0, 0), "red: a hidden pod failed");
+}
+
+#[test]
+fn namespaces_show_each_namespace_lit_by_its_readiness() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let py = wasm("python-namespaces");
+    // one-pending: default has 2 of 3 pods ready, kube-system 1 of 1.
+    let frame = eval(&py, "one-pending", &[]);
+    assert_eq!(
+        frame["leds"],
+        json!([
+            rgb(68, 68, 68),
+            rgb(102, 102, 102),
+            rgb(0, 0, 0),
+            rgb(0, 0, 0)
+        ])
+    );
+    let s = settings_file(
+        dir.path(),
+        r##"{"colors": {"kube-system": "#00ff00"}, "brightness": 1}"##,
+    );
+    let frame = eval(&py, "one-pending", &["--settings", &s]);
+    assert_eq!(
+        frame["leds"][0],
+        rgb(170, 170, 170),
+        "default colour, 2/3 ready"
+    );
+    assert_eq!(
+        frame["leds"][1],
+        rgb(0, 255, 0),
+        "its own colour, all ready"
+    );
+    // A failed pod: the namespace blinks red on the snapshot's time.
+    let frame = eval(&py, "crash-loop", &[]);
+    assert_eq!(frame["leds"][0], rgb(68, 0, 0));
+    assert_eq!(frame["againAfterMs"], 500);
+    let later = snapshot_file(
+        dir.path(),
+        "crash-loop-later",
+        1_764_000_000_600,
+        serde_json::from_str::<Value>(
+            &std::fs::read_to_string(repo_root().join("examples/snapshots/crash-loop.json"))
+                .expect("sample"),
+        )
+        .expect("JSON")["pods"]
+            .clone(),
+    );
+    let frame = eval_file(&py, &later, &[]);
+    assert_eq!(
+        frame["leds"][0],
+        rgb(68, 68, 68),
+        "half a second on: its colour"
+    );
+}
+
+#[test]
+fn restart_heat_goes_green_to_red_and_pulses_for_crash_loops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = wasm("go-restart-heat");
+    let heat = |restarts: u32| {
+        let path = snapshot_file(
+            dir.path(),
+            &format!("restarts-{restarts}"),
+            1,
+            json!([pod(
+                "default",
+                "app",
+                1,
+                "Running",
+                true,
+                running(),
+                restarts
+            )]),
+        );
+        eval_leds(&go, &path, 2, &[])
+    };
+    // Brightness 0.3: 77 is full.
+    assert_eq!(heat(0)["leds"][0], rgb(0, 77, 0));
+    assert_eq!(heat(5)["leds"][0], rgb(77, 77, 0));
+    assert_eq!(heat(10)["leds"][1], rgb(77, 0, 0));
+    assert_eq!(heat(50)["leds"][1], rgb(77, 0, 0), "capped at red");
+    assert!(heat(5).get("againAfterMs").is_none(), "steady: no timer");
+
+    let pulse = |ms: u64| {
+        let path = snapshot_file(
+            dir.path(),
+            &format!("crash-{ms}"),
+            1_764_000_000_000 + ms,
+            json!([pod(
+                "default",
+                "api",
+                1,
+                "Running",
+                false,
+                waiting("CrashLoopBackOff"),
+                7
+            )]),
+        );
+        eval_leds(&go, &path, 2, &[])
+    };
+    assert_eq!(pulse(0)["leds"][0], rgb(0, 0, 0), "a pulse starts dark");
+    assert_eq!(pulse(250)["leds"][0], rgb(38, 0, 0));
+    assert_eq!(pulse(500)["leds"][0], rgb(77, 0, 0), "brightest half way");
+    assert_eq!(pulse(0)["againAfterMs"], 40);
+
+    let s = settings_file(dir.path(), r#"{"hotRestarts": 2, "brightness": 1}"#);
+    let path = snapshot_file(
+        dir.path(),
+        "two",
+        1,
+        json!([pod("default", "app", 1, "Running", true, running(), 2)]),
+    );
+    assert_eq!(
+        eval_leds(&go, &path, 1, &["--settings", &s])["leds"][0],
+        rgb(255, 0, 0)
+    );
+}
+
+/// Every policy podlight ships or shows: the built-in one and each example.
+fn every_policy(backend: Backend) -> Vec<(String, Arc<Policy>)> {
+    let engine = engine(backend);
+    let mut policies = vec![
+        ("builtin".to_string(), engine.builtin().expect("builtin")),
+        (
+            "rust-breathe".to_string(),
+            engine.load_file(Path::new(BREATHE_WASM)).expect("breathe"),
+        ),
+    ];
+    for example in example_policies() {
+        let policy = engine
+            .load_file(&example.wasm)
+            .unwrap_or_else(|e| panic!("{}: {e}", example.language));
+        policies.push((example.folder.to_string(), policy));
+    }
+    policies
+        .into_iter()
+        .map(|(name, policy)| (name, Arc::new(policy)))
+        .collect()
+}
+
+fn frames(policy: &Arc<Policy>, settings: Option<&str>, leds: u32) -> Vec<Vec<Rgb>> {
+    let mut instance = policy
+        .instantiate(settings.map(str::to_string))
+        .unwrap_or_else(|e| panic!("{}: settings {settings:?}: {e}", policy.name()));
+    sample_snapshots()
+        .iter()
+        .map(|(name, snapshot)| {
+            instance
+                .evaluate(snapshot, leds)
+                .unwrap_or_else(|e| panic!("{} on {name}: {e}", policy.name()))
+                .leds
+        })
+        .collect()
+}
+
+#[test]
+fn every_policy_meets_the_conformance_rules() {
+    for (name, policy) in every_policy(Backend::Cranelift) {
+        // An empty node, on devices of any size: a frame of exactly that size.
+        for leds in [1, 8, 64] {
+            let frame = policy
+                .instantiate(None)
+                .and_then(|mut i| i.evaluate(&sample("empty-node"), leds))
+                .unwrap_or_else(|e| panic!("{name}: empty node: {e}"));
+            assert_eq!(frame.leds.len(), leds as usize, "{name}");
+        }
+        // Every sample evaluates, and the same input gives the same frame, in a
+        // reused instance and in a fresh one.
+        let defaults = frames(&policy, None, 8);
+        assert!(defaults.iter().all(|f| f.len() == 8), "{name}");
+        assert_eq!(frames(&policy, None, 8), defaults, "{name}: deterministic");
+        assert_eq!(
+            frames(&policy, Some(""), 8),
+            defaults,
+            "{name}: empty settings"
+        );
+        // Malformed settings: reported, never a trap, and the defaults apply.
+        for bad in ["not json {", "[1, 2]"] {
+            let mut instance = policy.instantiate(None).expect("starts");
+            let problem = instance
+                .configure(Some(bad.to_string()))
+                .unwrap_or_else(|e| panic!("{name}: settings {bad:?} trapped: {e}"));
+            assert!(problem.is_some(), "{name}: settings {bad:?} not reported");
+            assert_eq!(frames(&policy, Some(bad), 8), defaults, "{name}: {bad:?}");
+        }
+    }
 }

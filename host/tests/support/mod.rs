@@ -69,4 +69,5 @@ pub fn wat(text: &str) -> Vec<u8> {
 pub mod atomic_writer;
 pub mod cluster;
 pub mod control_plane;
+pub mod example_policies;
 pub mod http_client;
