@@ -1,7 +1,8 @@
 //! Policy evaluation speed: the default policy as Wasm on Cranelift and on Pulley
 //! against the same rule compiled natively, at 0, 10, 110 and 1000 pods; what a full
 //! copy of every pod into the guest costs; a fresh instance per call vs a reused one;
-//! compiling a plugin cold vs loading it from the compile cache.
+//! compiling a plugin cold vs loading it from the compile cache; and the example
+//! policies of every language side by side (size, compile, evaluate at 110 pods).
 //!
 //! Run: `cargo bench -p podlight --bench policy_eval`
 
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 use podlight::policy::native;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine};
 use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
+
+#[path = "../tests/support/example_policies.rs"]
+mod example_policies;
 
 /// A node with `n` pods in a realistic mix: mostly running, some pending, unready,
 /// crash-looping and completed.
@@ -237,4 +241,77 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+
+    languages(&settings);
+}
+
+/// Kubernetes refuses a ConfigMap over 1 MiB.
+const CONFIGMAP_LIMIT: usize = 1 << 20;
+
+fn gzip_size(bytes: &[u8]) -> usize {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("in memory");
+    encoder.finish().expect("in memory").len()
+}
+
+/// Every language's example policy beside the Rust ones and the native rule, on one
+/// engine: what it weighs, how long it takes to compile, how fast it evaluates.
+fn languages(settings: &podlight_priority::Settings) {
+    println!("\n== policies by language, 110 pods, 8 LEDs, cranelift ==");
+    println!(
+        "{:<26} | {:>10} | {:>10} | {:>9} | {:>10} | {:>12}",
+        "policy", "size", "gzip", "ConfigMap", "compile", "evaluate"
+    );
+    let snap = Arc::new(snapshot(110));
+    let native_t = time_per_call(|| {
+        black_box(native::priority_frame(black_box(&snap), settings, 8));
+    });
+    println!(
+        "{:<26} | {:>10} | {:>10} | {:>9} | {:>10} | {}",
+        "native Rust rule (baseline)",
+        "-",
+        "-",
+        "-",
+        "-",
+        micros(native_t)
+    );
+    let engine = PolicyEngine::new(EngineOptions::default()).expect("engine");
+    let mut plugins: Vec<(String, std::path::PathBuf)> = vec![
+        (
+            "Rust: priority (default)".into(),
+            env!("PODLIGHT_PRIORITY_WASM").into(),
+        ),
+        ("Rust: breathe".into(), env!("PODLIGHT_BREATHE_WASM").into()),
+    ];
+    plugins.extend(
+        example_policies::example_policies()
+            .iter()
+            .map(|e| (format!("{}: {}", e.language, e.folder), e.wasm.clone())),
+    );
+    for (name, path) in plugins {
+        let bytes = std::fs::read(&path).expect("plugin built");
+        let gz = gzip_size(&bytes);
+        let start = Instant::now();
+        let policy = Arc::new(engine.load_file(&path).expect("loads"));
+        let compile = start.elapsed();
+        let mut instance = policy.instantiate(None).expect("starts");
+        let t = time_per_call(|| {
+            black_box(instance.evaluate(&snap, 8).expect("evaluates"));
+        });
+        let fits = if bytes.len() <= CONFIGMAP_LIMIT {
+            "yes"
+        } else if gz <= CONFIGMAP_LIMIT {
+            "as .gz"
+        } else {
+            "no"
+        };
+        println!(
+            "{name:<26} | {:>7.0} KB | {:>7.0} KB | {fits:>9} | {:>7.0} ms | {}",
+            bytes.len() as f64 / 1024.0,
+            gz as f64 / 1024.0,
+            compile.as_secs_f64() * 1e3,
+            micros(t)
+        );
+    }
 }

@@ -11,7 +11,10 @@ package export_podlight_policy_evaluator
 import (
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 
+	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	"wit_component/podlight_policy_evaluator"
 	"wit_component/podlight_policy_snapshot"
@@ -30,6 +33,31 @@ var defaults = settings{HotRestarts: 10, Brightness: 0.3, PulseMs: 1000}
 const stepMs = 40
 
 var current = defaults
+
+// Go's collector reads the clock, and a component may not call the host while the
+// host is copying a value into it (cabi_realloc): a collection triggered by such a
+// copy traps. So nothing collects on its own; an evaluation starts with a collection,
+// where calling the host is allowed, once the heap has grown by 4 MiB.
+func init() {
+	debug.SetGCPercent(-1)
+}
+
+const collectAfter = 4 << 20
+
+var heapAfterCollection uint64
+
+func collectIfDue() {
+	// What the host copied in for the last evaluation stays pinned until released
+	// here: an export without arguments never releases it itself.
+	witRuntime.Unpin()
+	var stats runtime.MemStats
+	runtime.ReadMemStats(&stats)
+	if stats.HeapAlloc-heapAfterCollection >= collectAfter {
+		runtime.GC()
+		runtime.ReadMemStats(&stats)
+		heapAfterCollection = stats.HeapAlloc
+	}
+}
 
 func Configure(text witTypes.Option[string]) witTypes.Result[witTypes.Unit, string] {
 	current = defaults
@@ -73,6 +101,7 @@ func heatColour(heat float64) podlight_policy_types.Rgb {
 }
 
 func Evaluate() witTypes.Result[podlight_policy_evaluator.Frame, string] {
+	collectIfDue()
 	leds := make([]podlight_policy_types.Rgb, podlight_policy_snapshot.LedCount())
 	again := witTypes.None[uint32]()
 	pods := podlight_policy_snapshot.Pods()
