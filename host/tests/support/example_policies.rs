@@ -1,5 +1,7 @@
 //! The example policies in other languages, built once per test process by
 //! `scripts/build-example-policies` with their real toolchains (npm, PyPI, Go).
+//! Shared by the tests and the policy benchmark, which each use part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
