@@ -48,10 +48,13 @@ async fn manifests_are_accepted_and_least_privilege() {
     let plane = ControlPlane::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let deploy = deploy_copy(dir.path());
-    let rendered = ok(
-        &plane.kubectl(&["kustomize", &deploy.join("base").to_string_lossy()]),
-        "kustomize",
-    );
+    let render = |dir: &str| {
+        ok(
+            &plane.kubectl(&["kustomize", &deploy.join(dir).to_string_lossy()]),
+            &format!("kustomize {dir}"),
+        )
+    };
+    let rendered = render("base");
     assert!(
         rendered.contains("binaryData:") && rendered.contains("priority.wasm"),
         "the plugin rides as binary data"
@@ -73,6 +76,30 @@ async fn manifests_are_accepted_and_least_privilege() {
         &plane.kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()]),
         "server-side dry run",
     );
+    // Each overlay, as the API server would store it.
+    for overlay in ["privileged", "device-plugin", "large-policy"] {
+        let rendered = render(&format!("overlays/{overlay}"));
+        let file = dir.path().join(format!("{overlay}.yaml"));
+        std::fs::write(&file, &rendered).expect("write");
+        ok(
+            &plane.kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()]),
+            &format!("server-side dry run of overlays/{overlay}"),
+        );
+        match overlay {
+            "device-plugin" => {
+                assert!(rendered.contains("squat.ai/blinkstick"), "{rendered}");
+                assert!(
+                    rendered.contains("path: /dev/blinkstick/hidraw*"),
+                    "only the udev rule's BlinkStick links are offered"
+                );
+            }
+            "large-policy" => {
+                assert!(rendered.contains("initContainers:") && rendered.contains("emptyDir:"));
+                assert!(rendered.contains("--policy=namespaces"));
+            }
+            _ => assert!(rendered.contains("privileged: true")),
+        }
+    }
 
     ok(
         &plane.kubectl(&[

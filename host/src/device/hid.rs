@@ -10,6 +10,22 @@ use super::DeviceError;
 use super::protocol::{PRODUCT_ID, VENDOR_ID};
 use super::transport::{Bus, DeviceInfo, Transport};
 
+/// Where the udev rule links each stick's hidraw node (`/dev/blinkstick/hidrawN`).
+const LINK_DIR: &str = "/dev/blinkstick";
+
+/// Where a stick's node is in this filesystem: `/dev/hidrawN` on a host; in a
+/// container that a device plugin handed only the udev rule's link, that link.
+fn reachable_node(path: &str, link_dir: &Path) -> String {
+    let node = Path::new(path);
+    if node.exists() {
+        return path.to_string();
+    }
+    match node.file_name().map(|name| link_dir.join(name)) {
+        Some(linked) if linked.exists() => linked.to_string_lossy().into_owned(),
+        _ => path.to_string(),
+    }
+}
+
 /// The machine's USB HID bus.
 pub struct HidBus {
     api: Mutex<HidApi>,
@@ -47,7 +63,7 @@ impl Bus for HidBus {
                 release: d.release_number(),
                 manufacturer: d.manufacturer_string().unwrap_or_default().to_string(),
                 product: d.product_string().unwrap_or_default().to_string(),
-                path: d.path().to_string_lossy().into_owned(),
+                path: reachable_node(&d.path().to_string_lossy(), Path::new(LINK_DIR)),
             })
             .collect();
         sticks.sort_by(|a, b| a.serial.cmp(&b.serial));
@@ -127,5 +143,31 @@ impl Transport for HidTransport {
         // reports, so a zero-timeout read of a present stick returns nothing.
         let mut buf = [0u8; 64];
         self.device.read_timeout(&mut buf, 0).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_node_is_found_under_the_udev_link() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let links = dir.path().join("blinkstick");
+        std::fs::create_dir(&links).expect("mkdir");
+        let host_node = dir.path().join("hidraw3");
+        // On a host: the node itself.
+        std::fs::write(&host_node, b"").expect("node");
+        let host_path = host_node.to_string_lossy().into_owned();
+        assert_eq!(reachable_node(&host_path, &links), host_path);
+        // In a container: only the link the device plugin mounted.
+        std::fs::remove_file(&host_node).expect("rm");
+        std::fs::write(links.join("hidraw3"), b"").expect("link");
+        assert_eq!(
+            reachable_node(&host_path, &links),
+            links.join("hidraw3").to_string_lossy()
+        );
+        // Neither: the original path, so the error names it.
+        assert_eq!(reachable_node("/dev/hidraw99", &links), "/dev/hidraw99");
     }
 }

@@ -17,8 +17,9 @@ pub use protocol::{Layout, Model};
 pub use transport::{Bus, DeviceInfo, Transport};
 pub use writer::{FrameWriter, WriterOptions};
 
-/// The udev rule that gives the `plugdev` group access to BlinkSticks through hidraw.
-pub const UDEV_RULE: &str = r#"KERNEL=="hidraw*", SUBSYSTEM=="hidraw", ATTRS{idVendor}=="20a0", ATTRS{idProduct}=="41e5", MODE="0660", GROUP="plugdev""#;
+/// The udev rule that gives the `plugdev` group access to BlinkSticks through hidraw
+/// and links each under `/dev/blinkstick/` (deploy/udev, where operators take it from).
+pub const UDEV_RULE: &str = include_str!("../../../deploy/udev/85-blinkstick.rules");
 
 /// What went wrong talking to a stick.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
