@@ -52,10 +52,11 @@ impl Console {
         (body[..end].to_string(), rc)
     }
 
-    fn stick(&self) -> Vec<StickLine> {
+    /// The log of the stick whose lines carry this prefix.
+    fn log(&self, prefix: &str) -> Vec<StickLine> {
         self.text
             .lines()
-            .filter_map(|l| l.strip_prefix("stick: "))
+            .filter_map(|l| l.strip_prefix(prefix))
             .filter_map(|l| {
                 let (ms, text) = l.split_once(' ')?;
                 Some(StickLine {
@@ -69,7 +70,7 @@ impl Console {
     /// The stick's log from `mark from` up to the next mark.
     fn stick_during(&self, from: &str) -> Vec<StickLine> {
         let mark = format!("mark {from}");
-        self.stick()
+        self.log("stick: ")
             .into_iter()
             .skip_while(|l| l.text != mark)
             .skip(1)
@@ -116,20 +117,23 @@ fn podlight_drives_a_virtual_stick_through_hidraw_in_a_vm() {
     let (listed, rc) = console.step("devices-unknown-model");
     assert_eq!(rc, 0, "{listed}");
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("devices --json");
-    assert_eq!(listed[0]["serial"], "BS012345-3.1");
-    assert_eq!(listed[0]["release"], "0x0000");
-    assert_eq!(listed[0]["manufacturer"], "");
-    assert!(listed[0]["model"].is_null(), "{listed}");
+    assert_eq!(listed[1]["serial"], "BS012345-3.1");
+    assert_eq!(listed[1]["release"], "0x0000");
+    assert_eq!(listed[1]["manufacturer"], "");
+    assert!(listed[1]["model"].is_null(), "{listed}");
     let (listed, rc) = console.step("devices");
     assert_eq!(rc, 0, "{listed}");
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("devices --json");
-    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
-    assert_eq!(listed[0]["serial"], "BS012345-3.1");
-    assert_eq!(listed[0]["model"], "strip");
-    assert_eq!(listed[0]["leds"], 8);
-    assert_eq!(listed[0]["access"], "ok");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    // Sorted by serial: the Pro first.
+    assert_eq!(listed[0]["serial"], "BS000777-3.0");
+    let strip = &listed[1];
+    assert_eq!(strip["serial"], "BS012345-3.1");
+    assert_eq!(strip["model"], "strip");
+    assert_eq!(strip["leds"], 8);
+    assert_eq!(strip["access"], "ok");
     assert!(
-        listed[0]["path"]
+        strip["path"]
             .as_str()
             .is_some_and(|p| p.starts_with("/dev/hidraw")),
         "{listed}"
@@ -140,6 +144,17 @@ fn podlight_drives_a_virtual_stick_through_hidraw_in_a_vm() {
     let red = "060000ff0000ff0000ff0000ff0000ff0000ff0000ff0000ff00";
     assert_eq!(red, report_6(&[(255, 0, 0); 8]));
     assert_eq!(reports(&console.stick_during("set-red")), [red]);
+
+    // The Pro, picked by serial: WS2812 mode first (report 4), then the same frame;
+    // the strip saw nothing of it.
+    assert_eq!(console.step("pro-red").1, 0);
+    let pro: Vec<StickLine> = console
+        .log("pro: ")
+        .into_iter()
+        .filter(|l| l.text.starts_with("set "))
+        .collect();
+    assert_eq!(reports(&pro), ["0402", red]);
+    assert!(reports(&console.stick_during("pro-red")).is_empty());
 
     // A policy evaluation reaches the stick as the frame the same policy gives here.
     let (shown, rc) = console.step("eval");

@@ -8,10 +8,15 @@ mkfifo /tmp/stick.ctl
 podlight emulate --model $model --serial BS012345-3.1 </tmp/stick.ctl >/tmp/stick.log 2>&1 &
 stick=$!
 exec 3>/tmp/stick.ctl
+# A second stick of another model, to be picked by serial.
+mkfifo /tmp/pro.ctl
+podlight emulate --model pro --serial BS000777-3.0 </tmp/pro.ctl >/tmp/pro.log 2>&1 &
+pro=$!
+exec 4>/tmp/pro.ctl
 
 wait_for_node() {
   i=0
-  while [ ! -e /dev/hidraw0 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+  while [ ! -e /dev/hidraw1 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 }
 step() {
   echo "mark $1" >&3
@@ -28,19 +33,23 @@ podlight devices --json --model $model
 echo "== rc $?"
 
 step set-red
-podlight set red --fade 0 --model $model
+podlight set red --fade 0 --model $model --serial BS012345-3.1
+echo "== rc $?"
+
+step pro-red
+podlight set red --fade 0 --model pro --leds 8 --serial BS000777-3.0
 echo "== rc $?"
 
 step eval
-podlight eval builtin "$(ls /data/*.json | head -n1)" --show --model $model --json
+podlight eval builtin "$(ls /data/*.json | head -n1)" --show --model $model --serial BS012345-3.1 --json
 echo "== rc $?"
 
 step fade-blue
-podlight set blue --fade 300 --model $model
+podlight set blue --fade 300 --model $model --serial BS012345-3.1
 echo "== rc $?"
 
 step hold-green
-podlight set green --fade 0 --hold --model $model &
+podlight set green --fade 0 --hold --model $model --serial BS012345-3.1 &
 holder=$!
 sleep 1
 step replug
@@ -53,5 +62,7 @@ wait $holder
 echo "== rc $?"
 
 echo quit >&3
-wait $stick
+echo quit >&4
+wait $stick $pro
 sed 's/^/stick: /' /tmp/stick.log
+sed 's/^/pro: /' /tmp/pro.log
