@@ -193,6 +193,12 @@ fn podlight_drives_a_virtual_stick_through_hidraw_in_a_vm() {
         .map(|r| hex::decode(r).expect("hex")[4])
         .collect();
     assert!(blue.windows(2).all(|w| w[0] <= w[1]), "{blue:?}");
+    // It starts from what the stick showed (read back over GET_REPORT), not from off.
+    let first = hex::decode(&fade[0]).expect("hex");
+    assert!(
+        first[3] > 0,
+        "the first step keeps the earlier red: {first:?}"
+    );
 
     // Unplugged and replugged while the frame holds still: re-sent within a second.
     let green = report_6(&[(0, 255, 0); 8]);

@@ -375,6 +375,14 @@ mod tests {
                 now = after_busy(now);
             }
             assert_eq!(&fw.leds()[..layout.led_count], &leds[..], "{model:?}");
+            // Read back where the firmware can tell (one channel's worth at most).
+            match layout.readback_report() {
+                Some((id, size)) => {
+                    let report = fw.get_feature(id, size, now).expect("read back");
+                    assert_eq!(layout.decode_readback(&report), Some(leds), "{model:?}");
+                }
+                None => assert!(layout.led_count > 64, "{model:?}"),
+            }
         }
     }
 

@@ -290,6 +290,25 @@ impl DeviceManager {
         written
     }
 
+    /// What the sticks show now, read back from their firmware, when every one can
+    /// tell — so the first fade starts from there, not from off.
+    pub fn read_shown(&mut self) -> Option<Vec<Rgb>> {
+        let mut frame = Vec::new();
+        for stick in &mut self.sticks {
+            let layout = stick.layout?;
+            let open = stick.open.as_mut()?;
+            let (id, size) = layout.readback_report()?;
+            let report = open.transport.get_feature(id, size).ok()?;
+            let leds = layout.decode_readback(&report)?;
+            match self.joining {
+                Joining::Strip => frame.extend(leds),
+                Joining::Mirror if frame.is_empty() => frame = leds,
+                Joining::Mirror => {}
+            }
+        }
+        Some(frame)
+    }
+
     /// Notices sticks pulled out while the frame held still, so that they get it
     /// again when they are back. True if any was lost.
     pub fn check_connected(&mut self) -> bool {

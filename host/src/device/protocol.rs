@@ -211,6 +211,41 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// How to read back what the stick shows, when the firmware can tell: report 1
+    /// for one LED; the frame report when every LED is on channel 0 (a GET names no
+    /// channel, and the firmware answers with channel 0).
+    pub fn readback_report(&self) -> Option<(u8, usize)> {
+        if self.single_led() {
+            return report_size(REPORT_COLOR).map(|size| (REPORT_COLOR, size));
+        }
+        if self.led_count > PRO_CHANNEL_LEDS {
+            return None;
+        }
+        let (id, _) = frame_report_for(self.led_count)?;
+        report_size(id).map(|size| (id, size))
+    }
+
+    /// The LEDs a read-back report shows, as many as the layout drives; none if the
+    /// bytes are not that report.
+    pub fn decode_readback(&self, report: &[u8]) -> Option<Vec<Rgb>> {
+        let (id, size) = self.readback_report()?;
+        if report.len() != size || report.first() != Some(&id) {
+            return None;
+        }
+        if id == REPORT_COLOR {
+            return Some(vec![Rgb::new(report[1], report[2], report[3])]);
+        }
+        Some(
+            report[2..]
+                .chunks_exact(3)
+                .take(self.led_count)
+                .map(|grb| Rgb::new(grb[1], grb[0], grb[2]))
+                .collect(),
+        )
+    }
+}
+
 /// Report 1: `[1, R, G, B]`, LED 0.
 pub fn encode_color(c: Rgb) -> Vec<u8> {
     vec![REPORT_COLOR, c.r, c.g, c.b]

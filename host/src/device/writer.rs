@@ -167,6 +167,10 @@ impl WriterLoop {
 
     fn run(mut self) {
         self.manager.reconnect_due();
+        if let Some(shown) = self.manager.read_shown() {
+            // Where the first fade starts; nothing new to draw.
+            self.record_shown(shown);
+        }
         loop {
             let (target, stop) = self.wait();
             if let Some(leds_off) = stop {
@@ -217,6 +221,10 @@ impl WriterLoop {
         if let Some(observer) = self.observer.as_mut() {
             observer(&frame, settled);
         }
+        self.record_shown(frame);
+    }
+
+    fn record_shown(&mut self, frame: Vec<Rgb>) {
         lock(&self.shared.shown).clone_from(&frame);
         self.current = frame;
     }
@@ -311,6 +319,24 @@ mod tests {
             (5..=17).contains(&n),
             "300 ms at 50 fps is at most 16 steps: {n}"
         );
+    }
+
+    #[test]
+    fn the_first_fade_starts_from_what_the_stick_shows() {
+        let bus = EmulatorBus::new();
+        let stick = bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let lit = vec![Rgb::new(200, 0, 0); 8];
+        let report = crate::device::protocol::Layout::new(Model::Strip, None).frame_reports(&lit);
+        lock(&stick)
+            .set_feature(&report[0], Instant::now() - Duration::from_secs(1))
+            .expect("the stick takes the frame");
+        let w = writer(&bus, WriterOptions::default());
+        let target = vec![Rgb::new(0, 0, 200); 8];
+        w.set_target(target.clone());
+        wait_for("the target", || bus.leds(SERIAL) == Some(target.clone()));
+        let first_write = lock(&stick).received()[1].1.clone();
+        // GRB: the first step of the fade is still mostly red, not near off.
+        assert!(first_write[3] > 150, "{first_write:?}");
     }
 
     #[test]
