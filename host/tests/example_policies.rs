@@ -26,6 +26,9 @@ fn eval_leds(plugin: &str, snapshot: &Path, leds: u32, extra: &[&str]) -> Value 
         .args(["eval", plugin])
         .arg(snapshot)
         .args(["--json", "--leds", &leds.to_string()])
+        // Each plugin is compiled once for the whole test run, not once per eval.
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"))
         .args(extra)
         .output()
         .expect("podlight runs");

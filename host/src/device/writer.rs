@@ -291,6 +291,27 @@ mod tests {
         )
     }
 
+    /// A writer that switches colours at once.
+    fn instant_writer(bus: &EmulatorBus) -> FrameWriter {
+        writer(
+            bus,
+            WriterOptions {
+                fade: Duration::ZERO,
+                ..WriterOptions::default()
+            },
+        )
+    }
+
+    /// A strip behind an instant writer, already showing `frame`.
+    fn strip_showing(frame: &[Rgb]) -> (EmulatorBus, FrameWriter) {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = instant_writer(&bus);
+        w.set_target(frame.to_vec());
+        wait_for("the frame", || bus.leds(SERIAL).as_deref() == Some(frame));
+        (bus, w)
+    }
+
     fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let until = Instant::now() + Duration::from_secs(5);
         while !done() {
@@ -343,13 +364,7 @@ mod tests {
     fn burst_of_targets_coalesces_to_the_last() {
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(
-            &bus,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-        );
+        let w = instant_writer(&bus);
         for i in 0..1000u32 {
             w.set_target(vec![Rgb::new((i % 256) as u8, (i / 256) as u8, 1); 8]);
         }
@@ -363,18 +378,8 @@ mod tests {
 
     #[test]
     fn unchanged_target_writes_nothing() {
-        let bus = EmulatorBus::new();
-        bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(
-            &bus,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-        );
         let frame = vec![Rgb::new(1, 2, 3); 8];
-        w.set_target(frame.clone());
-        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        let (bus, w) = strip_showing(&frame);
         let before = writes(&bus);
         for _ in 0..5 {
             w.set_target(frame.clone());
@@ -402,18 +407,8 @@ mod tests {
     /// Shows a frame, pulls the stick out, optionally sets a new target while it is
     /// gone, plugs it back in and checks that the latest frame is back within a second.
     fn replug(target_while_gone: Option<Vec<Rgb>>) {
-        let bus = EmulatorBus::new();
-        bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(
-            &bus,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-        );
         let frame = vec![Rgb::new(0, 40, 0); 8];
-        w.set_target(frame.clone());
-        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        let (bus, w) = strip_showing(&frame);
         bus.unplug(SERIAL);
         if let Some(target) = &target_while_gone {
             w.set_target(target.clone());
@@ -449,13 +444,7 @@ mod tests {
     #[test]
     fn no_stick_at_start_then_one_arrives() {
         let bus = EmulatorBus::new();
-        let w = writer(
-            &bus,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-        );
+        let w = instant_writer(&bus);
         let frame = vec![Rgb::new(9, 9, 9); 8];
         w.set_target(frame.clone());
         std::thread::sleep(Duration::from_millis(100));
@@ -466,18 +455,8 @@ mod tests {
 
     #[test]
     fn shutdown_turns_the_leds_off() {
-        let bus = EmulatorBus::new();
-        bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let w = writer(
-            &bus,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-        );
         let frame = vec![Rgb::new(5, 5, 5); 8];
-        w.set_target(frame.clone());
-        wait_for("the frame", || bus.leds(SERIAL) == Some(frame.clone()));
+        let (bus, w) = strip_showing(&frame);
         w.shutdown(true);
         assert_eq!(bus.leds(SERIAL), Some(vec![Rgb::OFF; 8]));
     }
