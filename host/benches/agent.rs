@@ -58,7 +58,7 @@ fn node_with(n: usize, failing: bool) -> Snapshot {
                             reason: "CrashLoopBackOff".into(),
                         }
                     } else {
-                        ContainerState::Running {}
+                        ContainerState::Running { started_ms: None }
                     },
                     ..ContainerInfo::default()
                 }],

@@ -8,10 +8,17 @@
 //! 10x faster (steps of ≈2 ms instead of ≈20 ms) and on 10 of the 100 burst events;
 //! its times are scaled back up and marked `scaled`. Write counts are exact.
 //!
+//! Then the writer's CPU time, against a reproduction of the writer before its
+//! wake-ups were fixed (`support/spinning_writer.rs`): per unchanged evaluation (the
+//! same frame set again, as after most pod changes), per second of a 25 fps animation,
+//! and per minute of idling (measured over 10 s).
+//!
 //! Run: `cargo bench -p podlight --bench device_writer`
 
 #[path = "support/prototype.rs"]
 mod prototype;
+#[path = "support/spinning_writer.rs"]
+mod spinning_writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +96,99 @@ fn podlight(events: &[Rgb], spacing: Duration) -> (Duration, usize) {
     (took, writes(&bus) - before)
 }
 
+/// CPU time this process has used (all threads; the bench's own thread mostly sleeps).
+fn process_cpu() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// CPU used while `work` runs.
+fn cpu_during(work: impl FnOnce()) -> Duration {
+    let before = process_cpu();
+    work();
+    process_cpu() - before
+}
+
+/// Writer CPU: per unchanged target, per second of a 25 fps animation, per idle
+/// minute, for a writer behind `set_target`.
+fn writer_cpu(set_target: &dyn Fn(Vec<Rgb>)) -> (Duration, Duration, Duration) {
+    const UNCHANGED: u32 = 20;
+    const ANIMATION: Duration = Duration::from_secs(2);
+    const IDLE: Duration = Duration::from_secs(10);
+    let steady = vec![colour(7); LEDS];
+    set_target(steady.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let unchanged = cpu_during(|| {
+        for _ in 0..UNCHANGED {
+            set_target(steady.clone());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }) / UNCHANGED;
+    let animation = cpu_during(|| {
+        let start = Instant::now();
+        let mut i = 0usize;
+        while start.elapsed() < ANIMATION {
+            set_target(vec![colour(i); LEDS]);
+            i += 1;
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    })
+    .div_f64(ANIMATION.as_secs_f64());
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = cpu_during(|| std::thread::sleep(IDLE)).mul_f64(60.0 / IDLE.as_secs_f64());
+    (unchanged, animation, idle)
+}
+
+fn cpu_table() {
+    let bus = stick();
+    let baseline = {
+        let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+        let writer = spinning_writer::SpinningWriter::spawn(
+            manager,
+            WriterOptions::default().fade,
+            WriterOptions::default().frame_interval,
+        );
+        writer_cpu(&|leds| writer.set_target(leds))
+    };
+    let bus = stick();
+    let fixed = {
+        let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+        let writer = FrameWriter::spawn(manager, WriterOptions::default(), None);
+        writer_cpu(&|leds| writer.set_target(leds))
+    };
+    println!("\nWriter CPU time (300 ms fade, 50 fps cap; process CPU clock)");
+    println!(
+        "{:<34} | {:>16} | {:>16}",
+        "case", "spinning (before)", "podlight (now)"
+    );
+    let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+    println!(
+        "{:<34} | {:>16} | {:>16}",
+        "per unchanged evaluation",
+        ms(baseline.0),
+        ms(fixed.0)
+    );
+    println!(
+        "{:<34} | {:>16} | {:>16}",
+        "per second of a 25 fps animation",
+        ms(baseline.1),
+        ms(fixed.1)
+    );
+    println!(
+        "{:<34} | {:>16} | {:>16}",
+        "per idle minute",
+        ms(baseline.2),
+        ms(fixed.2)
+    );
+}
+
 fn main() {
     let one = [colour(1)];
     let burst: Vec<Rgb> = (1..=100).map(colour).collect();
@@ -138,4 +238,5 @@ fn main() {
         ob_time.as_secs_f64() / pb_time.as_secs_f64(),
         ob_writes as f64 / pb_writes as f64,
     );
+    cpu_table();
 }

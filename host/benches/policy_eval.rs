@@ -30,7 +30,11 @@ fn snapshot(n: usize) -> Snapshot {
                         reason: "ContainerCreating".into(),
                     },
                 ),
-                1 => ("Running", false, ContainerState::Running {}),
+                1 => (
+                    "Running",
+                    false,
+                    ContainerState::Running { started_ms: None },
+                ),
                 2 => (
                     "Succeeded",
                     false,
@@ -46,7 +50,11 @@ fn snapshot(n: usize) -> Snapshot {
                         reason: "CrashLoopBackOff".into(),
                     },
                 ),
-                _ => ("Running", true, ContainerState::Running {}),
+                _ => (
+                    "Running",
+                    true,
+                    ContainerState::Running { started_ms: None },
+                ),
             };
             PodInfo {
                 namespace: format!("team-{}", i % 7),

@@ -56,6 +56,7 @@ enum PluginCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
+    commands::set_json_logs(cli.log_format == "json");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

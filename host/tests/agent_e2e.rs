@@ -17,7 +17,9 @@ use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
 use serde_json::json;
 use support::TESTKIT_WASM;
 use support::atomic_writer::AtomicDir;
-use support::cluster::{create_node, create_pod, delete_pod, set_status, status_for};
+use support::cluster::{
+    crash_loop_status, create_node, create_pod, delete_pod, set_status, status_for,
+};
 use support::control_plane::ControlPlane;
 
 const SERIAL: &str = "BS000001-3.0";
@@ -163,6 +165,97 @@ async fn pod_lifecycle_reaches_the_stick_in_the_right_colours() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_stays_red_through_its_restarts_and_a_recovery_turns_green() {
+    let (dirs, policies) = temp_policies();
+    std::fs::create_dir_all(&policies).expect("dir");
+    let run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "flaky", NODE, json!({"app": "flaky"})).await;
+    set_status(&admin, NS, "flaky", status_for("running")).await;
+    run.shows_all("running before the first crash: green", GREEN)
+        .await;
+    let writes = || {
+        run.bus
+            .stick(SERIAL)
+            .map_or(0, |s| s.lock().map(|f| f.received().len()).unwrap_or(0))
+    };
+    let mut snapshots = run.state.snapshot.clone();
+    let mut timeline = Vec::new();
+    let started = Instant::now();
+    let mut red_writes = None;
+    for restarts in 0..3 {
+        for phase in ["terminated", "backoff", "running"] {
+            let restarts = if phase == "running" {
+                restarts + 1
+            } else {
+                restarts
+            };
+            set_status(
+                &admin,
+                NS,
+                "flaky",
+                crash_loop_status(phase, restarts, Duration::from_secs(1)),
+            )
+            .await;
+            // The agent has seen this phase: the container state in its snapshot.
+            support::cluster::wait_for_snapshot(
+                &mut snapshots,
+                Duration::from_secs(20),
+                phase,
+                |s| {
+                    s.pods.iter().any(|p| {
+                        p.restarts() == restarts
+                            && match &p.containers[0].state {
+                                podlight::state::ContainerState::Terminated { .. } => {
+                                    phase == "terminated"
+                                }
+                                podlight::state::ContainerState::Waiting { .. } => {
+                                    phase == "backoff"
+                                }
+                                podlight::state::ContainerState::Running { .. } => {
+                                    phase == "running"
+                                }
+                            }
+                    })
+                },
+            )
+            .await;
+            run.shows_all(&format!("cycle {restarts}, {phase}: red"), RED)
+                .await;
+            let shown = run.bus.leds(SERIAL).unwrap_or_default();
+            timeline.push(format!(
+                "{:>6.2} s  cycle {restarts} {phase:<10} {}",
+                started.elapsed().as_secs_f64(),
+                shown.first().map(Rgb::to_string).unwrap_or_default()
+            ));
+            // Red once, then no write at all: no flicker through yellow or green.
+            let now = writes();
+            assert_eq!(
+                *red_writes.get_or_insert(now),
+                now,
+                "the stick was written again during the crash loop:\n{}",
+                timeline.join("\n")
+            );
+        }
+    }
+    println!("crash-loop frame timeline:\n{}", timeline.join("\n"));
+    // Recovered: running since just under the recovery time, then green on time
+    // alone, with no further change from the API.
+    let recovery = Duration::from_millis(podlight::state::CRASH_RECOVERY_MS);
+    set_status(
+        &admin,
+        NS,
+        "flaky",
+        crash_loop_status("running", 3, recovery - Duration::from_secs(3)),
+    )
+    .await;
+    run.shows_all("still red just before the recovery time", RED)
+        .await;
+    run.shows_all("green once running for the recovery time", GREEN)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_swaps_change_colours_and_bad_plugins_are_refused() {
     let (dirs, policies) = temp_policies();
     let mut volume = AtomicDir::new(&policies);
@@ -302,36 +395,9 @@ async fn stopping_turns_the_leds_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stick_plugged_in_later_gets_a_frame_sized_for_it() {
-    let snapshot = podlight::state::Snapshot::from_json(
-        &std::fs::read_to_string(support::repo_root().join("examples/snapshots/crash-loop.json"))
-            .expect("sample"),
-    )
-    .expect("snapshot");
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
     let bus = EmulatorBus::new();
-    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
-    let writer = Arc::new(FrameWriter::spawn(
-        manager,
-        WriterOptions {
-            fade: Duration::ZERO,
-            ..WriterOptions::default()
-        },
-        None,
-    ));
-    let state = AgentState::new(rx, writer.status(), None);
-    let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
-    let source = PolicySource {
-        dir: None,
-        name: "priority".into(),
-    };
-    let _agent = Agent::start(AgentParts {
-        engine,
-        source,
-        writer,
-        state: Arc::clone(&state),
-        events: EventSink::none(),
-    })
-    .await;
+    let (_agent, state, _snapshots) =
+        agent_without_cluster(&bus, "crash-loop", None, "priority").await;
     assert!(!state.ready().0, "no stick yet: not ready");
     tokio::time::sleep(Duration::from_millis(100)).await;
     bus.plug(Firmware::new(Model::Strip, SERIAL));
@@ -345,4 +411,105 @@ async fn a_stick_plugged_in_later_gets_a_frame_sized_for_it() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(state.ready().0, "{}", state.ready().1);
+}
+
+/// The agent on a fixed sample snapshot (no cluster) and the stick(s) on `bus`,
+/// without fades, running policy `name` from `dir` (or the built-in one). The
+/// snapshot's sender is returned too: the agent stops evaluating when it is dropped.
+async fn agent_without_cluster(
+    bus: &EmulatorBus,
+    sample_name: &str,
+    dir: Option<&Path>,
+    name: &str,
+) -> (Agent, Arc<AgentState>, SnapshotSender) {
+    let (tx, rx) = tokio::sync::watch::channel(support::sample(sample_name));
+    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
+    let writer = Arc::new(FrameWriter::spawn(
+        manager,
+        WriterOptions {
+            fade: Duration::ZERO,
+            ..WriterOptions::default()
+        },
+        None,
+    ));
+    let state = AgentState::new(rx, writer.status(), None);
+    let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
+    let agent = Agent::start(AgentParts {
+        engine,
+        source: PolicySource {
+            dir: dir.map(Path::to_path_buf),
+            name: name.into(),
+        },
+        writer,
+        state: Arc::clone(&state),
+        events: EventSink::none(),
+    })
+    .await;
+    (agent, state, tx)
+}
+
+type SnapshotSender = tokio::sync::watch::Sender<Arc<podlight::state::Snapshot>>;
+
+/// Runs `plugin` as the agent's policy on the sample snapshot `sample_name`, which
+/// never changes, on an emulated strip without fades; returns the intervals between
+/// the first `frames` frames written after the first one.
+async fn animation_intervals(plugin: &Path, sample_name: &str, frames: usize) -> Vec<Duration> {
+    let bus = EmulatorBus::new();
+    let stick = bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(plugin, dir.path().join("animated.wasm")).expect("copy plugin");
+    let (agent, state, _snapshots) =
+        agent_without_cluster(&bus, sample_name, Some(dir.path()), "animated").await;
+    assert_eq!(state.policy().name, "animated", "{:?}", state.policy());
+    let received = || {
+        stick
+            .lock()
+            .map(|s| s.received().iter().map(|(at, _)| *at).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received().len() < frames + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the frame must keep changing on an unchanged snapshot; {} writes: {:?}",
+            received().len(),
+            bus.leds(SERIAL)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.stop(true).await;
+    let times = received();
+    times[1..=frames]
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .collect()
+}
+
+/// The policies ask to be evaluated again every 40 ms; the agent evaluates at most
+/// once per 20 ms frame tick and writes only changed frames.
+fn assert_animation_cadence(name: &str, mut intervals: Vec<Duration>) {
+    intervals.sort();
+    let median = intervals[intervals.len() / 2];
+    let shortest = intervals[0];
+    println!(
+        "{name}: {} frame changes, median interval {median:?}, shortest {shortest:?}",
+        intervals.len() + 1
+    );
+    assert!(
+        shortest >= Duration::from_millis(15),
+        "{name}: no faster than the frame tick: {intervals:?}"
+    );
+    assert!(
+        median <= Duration::from_millis(250),
+        "{name}: animates at about the 40 ms asked for: {intervals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn animated_policies_move_on_an_unchanged_node() {
+    let breathe = animation_intervals(Path::new(support::BREATHE_WASM), "deleting", 20).await;
+    assert_animation_cadence("rust-breathe", breathe);
+    let heat = support::example_policies::example("go-restart-heat");
+    let pulse = animation_intervals(&heat.wasm, "crash-loop", 20).await;
+    assert_animation_cadence("go-restart-heat", pulse);
 }

@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,24 +13,6 @@ use support::cluster::{create_node, create_pod};
 use support::control_plane::ControlPlane;
 use support::http_client::{free_port, get};
 use support::repo_root;
-
-/// deploy/ copied to a temp dir with the built plugin where the generator wants it.
-fn deploy_copy(dir: &Path) -> std::path::PathBuf {
-    let target = dir.join("deploy");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(repo_root().join("deploy"))
-        .arg(&target)
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    std::fs::write(
-        target.join("base/policies/priority.wasm"),
-        podlight::policy::BUILTIN_PRIORITY,
-    )
-    .expect("plugin");
-    target
-}
 
 fn ok(output: &std::process::Output, what: &str) -> String {
     assert!(
@@ -47,7 +28,8 @@ fn ok(output: &std::process::Output, what: &str) -> String {
 async fn manifests_are_accepted_and_least_privilege() {
     let plane = ControlPlane::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let deploy = deploy_copy(dir.path());
+    // The manifests as cloned: no build step before an install.
+    let deploy = repo_root().join("deploy");
     let render = |dir: &str| {
         ok(
             &plane.kubectl(&["kustomize", &deploy.join(dir).to_string_lossy()]),
@@ -56,8 +38,12 @@ async fn manifests_are_accepted_and_least_privilege() {
     };
     let rendered = render("base");
     assert!(
-        rendered.contains("binaryData:") && rendered.contains("priority.wasm"),
-        "the plugin rides as binary data"
+        rendered.contains("priority.json") && !rendered.contains("binaryData:"),
+        "the base ships settings; the binary embeds the default policy"
+    );
+    assert!(
+        rendered.contains("startupProbe:"),
+        "the first compile is covered"
     );
     assert!(!rendered.contains("subPath"), "subPath mounts never update");
     let file = dir.path().join("base.yaml");

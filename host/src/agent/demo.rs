@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
+use crate::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot, wall_clock_ms};
 
 /// The scenario's steps, in order; it loops.
 pub const DEMO_STEPS: usize = 6;
@@ -51,7 +51,7 @@ pub fn demo_snapshots(step: usize, now_ms: u64) -> Snapshot {
     let creating = || ContainerState::Waiting {
         reason: "ContainerCreating".into(),
     };
-    let running = || ContainerState::Running {};
+    let running = || ContainerState::Running { started_ms: None };
     let crashing = || ContainerState::Waiting {
         reason: "CrashLoopBackOff".into(),
     };
@@ -109,18 +109,13 @@ impl Drop for DemoScenario {
 
 impl DemoScenario {
     pub fn start(step: Duration) -> DemoScenario {
-        let now = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        };
-        let (tx, snapshots) = watch::channel(Arc::new(demo_snapshots(0, now())));
+        let (tx, snapshots) = watch::channel(Arc::new(demo_snapshots(0, wall_clock_ms())));
         let task = tokio::spawn(async move {
             let mut n = 0usize;
             loop {
                 tokio::time::sleep(step).await;
                 n += 1;
-                tx.send_replace(Arc::new(demo_snapshots(n, now())));
+                tx.send_replace(Arc::new(demo_snapshots(n, wall_clock_ms())));
             }
         });
         DemoScenario { snapshots, task }

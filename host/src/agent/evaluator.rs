@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::AgentState;
 use crate::device::FrameWriter;
 use crate::policy::PolicyInstance;
-use crate::state::Snapshot;
+use crate::state::{Snapshot, wall_clock_ms};
 
 /// One frame tick: the writer's 50 fps.
 pub const FRAME_TICK: Duration = Duration::from_millis(20);
@@ -88,7 +88,7 @@ async fn evaluate_once(
     let started = std::time::Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
         let mut instance = instance;
-        let result = instance.evaluate(&snapshot, leds);
+        let result = instance.evaluate_at(&snapshot, leds, wall_clock_ms());
         (instance, result)
     })
     .await;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::evaluator::PolicyCommand;
 use super::{AgentState, EventSink};
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
-use crate::state::Snapshot;
+use crate::state::{Snapshot, wall_clock_ms};
 
 /// Quiet time after the last file event before reading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -174,7 +174,7 @@ async fn prepare(
         };
         let policy: Arc<Policy> = Arc::new(policy);
         let mut instance = policy.instantiate(settings)?;
-        instance.evaluate(&snapshot, leds)?;
+        instance.evaluate_at(&snapshot, leds, wall_clock_ms())?;
         Ok::<_, PolicyError>((instance, origin))
     })
     .await

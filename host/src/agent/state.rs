@@ -101,8 +101,12 @@ impl AgentState {
         (synced, self.device.connected.load(Ordering::Relaxed) > 0)
     }
 
-    /// The watch has listed once (or there is no cluster), and a device is present.
+    /// A policy is active, the watch has listed once (or there is no cluster), and a
+    /// device is present.
     pub fn ready(&self) -> (bool, String) {
+        if lock(&self.policy).name.is_empty() {
+            return (false, "the policy is still being loaded".to_string());
+        }
         let (synced, device) = self.ready_parts();
         let reason = match (synced, device) {
             (true, true) => "ok".to_string(),

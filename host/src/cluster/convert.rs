@@ -15,8 +15,10 @@ fn container_info(status: &ContainerStatus, init: bool) -> ContainerInfo {
         ContainerState::Waiting {
             reason: waiting.reason.clone().unwrap_or_default(),
         }
-    } else if state.and_then(|s| s.running.as_ref()).is_some() {
-        ContainerState::Running {}
+    } else if let Some(running) = state.and_then(|s| s.running.as_ref()) {
+        ContainerState::Running {
+            started_ms: running.started_at.as_ref().map(millis),
+        }
     } else if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
         ContainerState::Terminated {
             reason: terminated.reason.clone().unwrap_or_default(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::convert::{node_info, pod_info};
-use crate::state::Snapshot;
+use crate::state::{Snapshot, wall_clock_ms};
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -61,7 +61,7 @@ impl NodeWatch {
         let empty = Arc::new(Snapshot::new(
             node_info(&options.node, None),
             Vec::new(),
-            now_ms(),
+            wall_clock_ms(),
         ));
         let (sender, snapshots) = watch::channel(empty);
         let status = Arc::new(ClusterStatus::default());
@@ -163,14 +163,12 @@ impl Stores {
             .map(|p| pod_info(&p))
             .collect();
         let node = self.node.state().into_iter().next();
-        Snapshot::new(node_info(&self.node_name, node.as_deref()), pods, now_ms())
+        Snapshot::new(
+            node_info(&self.node_name, node.as_deref()),
+            pods,
+            wall_clock_ms(),
+        )
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Same node and pods: the time alone does not make a new snapshot.
@@ -193,17 +191,34 @@ async fn run(
             tracing::warn!(%error, "watch failed; retrying with backoff");
         }
     };
-    while let Some(item) = events.next().await {
-        note(item);
-        // Take whatever else has already arrived, then build one snapshot for all.
-        while let Some(Some(item)) = events.next().now_or_never() {
-            note(item);
+    // When a pod's classification changes with time alone (a restarted container
+    // reaching its recovery time), the snapshot is built again then.
+    let mut reclassify_at = tokio::time::Instant::now();
+    let mut reclassify = false;
+    loop {
+        tokio::select! {
+            item = events.next() => {
+                let Some(item) = item else { return };
+                note(item);
+                // Take whatever else has already arrived, then build one snapshot for all.
+                while let Some(Some(item)) = events.next().now_or_never() {
+                    note(item);
+                }
+            }
+            () = tokio::time::sleep_until(reclassify_at), if reclassify => reclassify = false,
         }
         if !stores.ready() {
             continue;
         }
         let first = !status.synced.swap(true, Ordering::AcqRel);
         let snapshot = stores.snapshot();
+        if let Some(at) = snapshot.reclassified_at_ms() {
+            reclassify = true;
+            reclassify_at = tokio::time::Instant::now()
+                + Duration::from_millis(at.saturating_sub(snapshot.now_ms));
+        } else {
+            reclassify = false;
+        }
         if first || !visibly_equal(&snapshot, &sender.borrow()) {
             status.snapshots.fetch_add(1, Ordering::Relaxed);
             sender.send_replace(Arc::new(snapshot));

@@ -134,19 +134,21 @@ async fn serve(
         dir: Some(args.policy_dir.clone()),
         name: args.policy.clone(),
     };
+    // Serving first: /healthz answers (and /readyz says why not ready) while the
+    // first policy compiles.
+    let (stop_http, stop_rx) = watch::channel(false);
+    let (address, http) = podlight::http::serve(args.listen, Arc::clone(&state), stop_rx)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(%address, "serving /healthz, /readyz, /metrics and the status page");
     let agent = Agent::start(AgentParts {
         engine,
         source,
         writer,
-        state: Arc::clone(&state),
+        state,
         events,
     })
     .await;
-    let (stop_http, stop_rx) = watch::channel(false);
-    let (address, http) = podlight::http::serve(args.listen, state, stop_rx)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(%address, "serving /healthz, /readyz, /metrics and the status page");
 
     wait_for_stop(stop_after).await?;
     tracing::info!("shutting down");

@@ -11,7 +11,7 @@ use podlight::device::emulator::EmulatorBus;
 use podlight::device::hid::HidBus;
 use podlight::device::protocol::{self, Layout, Model};
 use podlight::device::uhid::UhidStick;
-use podlight::device::virtual_display::{terminal_observer, virtual_stick};
+use podlight::device::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
 use podlight::device::writer::FrameObserver;
 use podlight::device::{
     Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, UDEV_RULE,
@@ -95,7 +95,8 @@ impl DeviceArgs {
     }
 
     pub fn observer(&self) -> Option<FrameObserver> {
-        (self.device == DeviceKind::Virtual).then(terminal_observer)
+        (self.device == DeviceKind::Virtual)
+            .then(|| frame_observer(FrameDisplay::for_stderr(super::json_logs())))
     }
 }
 

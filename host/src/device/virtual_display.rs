@@ -32,19 +32,48 @@ pub fn virtual_stick(led_count: usize) -> (Arc<EmulatorBus>, DeviceOptions) {
     )
 }
 
-/// Draws frames on stderr: redrawn in place on a terminal (every fade step), one
-/// line per settled frame otherwise.
-pub fn terminal_observer() -> FrameObserver {
-    let tty = std::io::stderr().is_terminal();
-    Box::new(move |leds: &[Rgb], settled: bool| {
-        let mut err = std::io::stderr().lock();
-        let _ = if tty {
-            write!(err, "\r\x1b[2K{}", ansi_blocks(leds))
-        } else if settled {
-            writeln!(err, "leds: {}", ansi_blocks(leds))
+/// How the virtual device shows its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameDisplay {
+    /// Redrawn in place on a terminal, every fade step.
+    Terminal,
+    /// A `leds: …` line on stderr per settled frame (colour blocks and `#rrggbb`).
+    Lines,
+    /// A log event per settled frame (`frame shown`, field `leds`), so a JSON log
+    /// stays JSON.
+    Log,
+}
+
+impl FrameDisplay {
+    /// On a terminal, redraw; otherwise lines, or log events when the log is JSON.
+    pub fn for_stderr(json_logs: bool) -> FrameDisplay {
+        if json_logs {
+            FrameDisplay::Log
+        } else if std::io::stderr().is_terminal() {
+            FrameDisplay::Terminal
         } else {
-            Ok(())
-        };
-        let _ = err.flush();
+            FrameDisplay::Lines
+        }
+    }
+}
+
+/// Shows the virtual stick's frames as `display` says.
+pub fn frame_observer(display: FrameDisplay) -> FrameObserver {
+    Box::new(move |leds: &[Rgb], settled: bool| match display {
+        FrameDisplay::Terminal => {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}", ansi_blocks(leds));
+            let _ = err.flush();
+        }
+        FrameDisplay::Lines if settled => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "leds: {}", ansi_blocks(leds));
+            let _ = err.flush();
+        }
+        FrameDisplay::Log if settled => {
+            let codes: Vec<String> = leds.iter().map(Rgb::to_string).collect();
+            tracing::info!(leds = %codes.join(" "), "frame shown");
+        }
+        FrameDisplay::Lines | FrameDisplay::Log => {}
     })
 }

@@ -139,7 +139,9 @@ struct WriterLoop {
     /// What the sticks show now.
     current: Vec<Rgb>,
     fade: Option<(Fade, Instant)>,
-    last_write: Option<Instant>,
+    /// When the last frame was written or the last fade step taken: the next one is
+    /// due no sooner than a frame interval later.
+    last_step: Option<Instant>,
     last_presence_check: Instant,
 }
 
@@ -160,7 +162,7 @@ impl WriterLoop {
             shared,
             current: Vec::new(),
             fade: None,
-            last_write: None,
+            last_step: None,
             last_presence_check: Instant::now(),
         }
     }
@@ -187,28 +189,57 @@ impl WriterLoop {
             }
             let reconnected = self.manager.reconnect_due();
             if let Some(target) = target {
-                let capped = target.iter().map(|&c| self.cap(c)).collect();
-                self.fade = Some((
-                    Fade::new(&self.current, capped, self.options.fade),
-                    Instant::now(),
-                ));
+                self.retarget(target);
             }
+            let now = Instant::now();
             let (frame, settled) = match &self.fade {
                 Some((fade, started)) => {
-                    let elapsed = started.elapsed();
+                    let elapsed = now.saturating_duration_since(*started);
                     (fade.at(elapsed), fade.done(elapsed))
                 }
                 None => (self.current.clone(), true),
             };
+            let fading = self.fade.is_some();
+            if fading {
+                // The step is taken whether or not it changes a colour: the next one
+                // is due a frame interval from now, not at once.
+                self.last_step = Some(now);
+            }
             if settled {
                 self.fade = None;
             }
             if frame != self.current || reconnected {
                 self.manager.show(&frame, reconnected);
-                self.last_write = Some(Instant::now());
+                self.last_step = Some(now);
                 self.publish(frame, settled);
+            } else if fading && settled {
+                // The last step already showed the target: nothing to write, but
+                // observers still learn that the fade has settled.
+                self.publish(frame, true);
             }
         }
+    }
+
+    /// Starts a fade from what is shown now to `target` (capped), unless the sticks
+    /// already show it or a fade to it is already running: an unchanged frame costs
+    /// nothing, and repeating a target does not restart its fade.
+    fn retarget(&mut self, target: Vec<Rgb>) {
+        let capped: Vec<Rgb> = target.iter().map(|&c| self.cap(c)).collect();
+        if capped == self.current {
+            self.fade = None;
+            return;
+        }
+        if self
+            .fade
+            .as_ref()
+            .is_some_and(|(fade, _)| fade.target() == capped.as_slice())
+        {
+            return;
+        }
+        self.fade = Some((
+            Fade::new(&self.current, capped, self.options.fade),
+            Instant::now(),
+        ));
     }
 
     fn cap(&self, c: Rgb) -> Rgb {
@@ -230,7 +261,8 @@ impl WriterLoop {
     }
 
     /// Sleeps until there is work: a new target (no sooner than one frame interval
-    /// after the last write), the next fade step, a reconnect attempt, or a stop.
+    /// after the last step), the next fade step, a reconnect attempt, a presence
+    /// check, or a stop.
     fn wait(&mut self) -> (Option<Vec<Rgb>>, Option<bool>) {
         let mut slot = lock(&self.shared.slot);
         loop {
@@ -239,7 +271,7 @@ impl WriterLoop {
             }
             let now = Instant::now();
             let next_frame = self
-                .last_write
+                .last_step
                 .map_or(now, |t| t + self.options.frame_interval);
             if slot.target.is_some() && now >= next_frame {
                 return (slot.target.take(), None);
@@ -386,6 +418,68 @@ mod tests {
             std::thread::sleep(Duration::from_millis(25));
         }
         assert_eq!(writes(&bus), before);
+    }
+
+    /// CPU time the writer's thread has used so far.
+    fn writer_cpu(w: &FrameWriter) -> Duration {
+        use std::os::unix::thread::JoinHandleExt;
+        let thread = w.thread.as_ref().expect("the writer thread runs");
+        let mut clock: libc::clockid_t = 0;
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the thread is alive (joined only on drop) and both pointers are valid.
+        unsafe {
+            assert_eq!(
+                libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock),
+                0
+            );
+            assert_eq!(libc::clock_gettime(clock, &mut now), 0);
+        }
+        Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+    }
+
+    #[test]
+    fn unchanged_targets_and_idle_time_cost_next_to_no_cpu() {
+        let frame = vec![Rgb::new(1, 2, 3); 8];
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        // The default fade: an unchanged target used to restart a 300 ms fade that
+        // spun the thread while writing nothing.
+        let w = writer(&bus, WriterOptions::default());
+        w.set_target(frame.clone());
+        wait_for("the frame", || {
+            bus.leds(SERIAL).as_deref() == Some(&frame[..])
+        });
+        let before = writer_cpu(&w);
+        for _ in 0..20 {
+            w.set_target(frame.clone());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        std::thread::sleep(Duration::from_millis(400));
+        let used = writer_cpu(&w) - before;
+        // Spinning costs the whole second; twenty wakeups and a few presence checks
+        // cost well under a millisecond each.
+        assert!(used < Duration::from_millis(100), "writer CPU: {used:?}");
+    }
+
+    #[test]
+    fn repeating_the_target_of_a_running_fade_does_not_restart_it() {
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Strip, SERIAL));
+        let w = writer(&bus, WriterOptions::default());
+        let target = vec![Rgb::new(0, 200, 0); 8];
+        let start = Instant::now();
+        w.set_target(target.clone());
+        // Resent every 40 ms, as an animated policy's unchanged frame is.
+        while bus.leds(SERIAL) != Some(target.clone()) {
+            assert!(start.elapsed() < Duration::from_secs(5), "never reached");
+            w.set_target(target.clone());
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let n = writes(&bus);
+        assert!(n <= 17, "one 300 ms fade, not a restarted one: {n} writes");
     }
 
     #[test]

@@ -21,7 +21,7 @@ impl snapshot::Host for PluginState {
     }
 
     fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.current.snapshot.now_ms)
+        Ok(self.current.now_ms)
     }
 
     fn node(&mut self) -> wasmtime::Result<types::NodeInfo> {
@@ -90,7 +90,7 @@ fn container_record(c: &state::ContainerInfo) -> types::Container {
             state::ContainerState::Waiting { reason } => {
                 types::ContainerState::Waiting(reason.clone())
             }
-            state::ContainerState::Running {} => types::ContainerState::Running,
+            state::ContainerState::Running { .. } => types::ContainerState::Running,
             state::ContainerState::Terminated { reason, exit_code } => {
                 types::ContainerState::Terminated(types::TerminatedState {
                     reason: reason.clone(),

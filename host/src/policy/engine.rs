@@ -382,12 +382,25 @@ impl PolicyInstance {
         Ok(problem)
     }
 
-    /// Evaluates one snapshot for a device of `led_count` LEDs. The frame is padded
-    /// with off LEDs or truncated to exactly `led_count`.
+    /// Evaluates one snapshot for a device of `led_count` LEDs at the snapshot's own
+    /// time (a replay: the same snapshot always gives the same frame). The frame is
+    /// padded with off LEDs or truncated to exactly `led_count`.
     pub fn evaluate(
         &mut self,
         snapshot: &Arc<Snapshot>,
         led_count: u32,
+    ) -> Result<Frame, PolicyError> {
+        self.evaluate_at(snapshot, led_count, snapshot.now_ms)
+    }
+
+    /// Evaluates one snapshot with `now-ms` at `now_ms`: a live agent passes the wall
+    /// clock, so a policy animating on `again-after-ms` sees time move although the
+    /// node's state (and so the snapshot) stays the same.
+    pub fn evaluate_at(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+        led_count: u32,
+        now_ms: u64,
     ) -> Result<Frame, PolicyError> {
         let (mut store, bindings) = match self.live.take() {
             Some(live) => live,
@@ -396,7 +409,12 @@ impl PolicyInstance {
                 (store, bindings)
             }
         };
-        let result = evaluate_in(&self.policy, &mut store, &bindings, snapshot, led_count);
+        let view = SnapshotView {
+            snapshot: Arc::clone(snapshot),
+            led_count,
+            now_ms,
+        };
+        let result = evaluate_in(&self.policy, &mut store, &bindings, view);
         if result.is_ok() {
             self.live = Some((store, bindings));
         }
@@ -408,13 +426,10 @@ fn evaluate_in(
     policy: &Policy,
     store: &mut Store<PluginState>,
     bindings: &bindings::Policy,
-    snapshot: &Arc<Snapshot>,
-    led_count: u32,
+    view: SnapshotView,
 ) -> Result<Frame, PolicyError> {
-    store.data_mut().current = SnapshotView {
-        snapshot: Arc::clone(snapshot),
-        led_count,
-    };
+    let led_count = view.led_count;
+    store.data_mut().current = view;
     store.set_epoch_deadline(policy.deadline_ticks);
     let outcome = bindings
         .podlight_policy_evaluator()

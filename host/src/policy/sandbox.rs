@@ -9,11 +9,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use super::output::PluginOutput;
 use crate::state::Snapshot;
 
-/// What the `snapshot` functions describe: the snapshot being evaluated and the
-/// device's LED count.
+/// What the `snapshot` functions describe: the snapshot being evaluated, the
+/// device's LED count and the time of the evaluation.
 pub struct SnapshotView {
     pub snapshot: Arc<Snapshot>,
     pub led_count: u32,
+    pub now_ms: u64,
 }
 
 impl SnapshotView {
@@ -22,6 +23,7 @@ impl SnapshotView {
         SnapshotView {
             snapshot: Arc::new(Snapshot::new(Default::default(), Vec::new(), 0)),
             led_count: 0,
+            now_ms: 0,
         }
     }
 }

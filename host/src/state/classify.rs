@@ -4,11 +4,14 @@
 //! `CrashLoopBackOff` only as a container's waiting reason; image and config errors are
 //! waiting reasons too; OOMKilled is a (last) termination reason; Evicted is phase Failed
 //! with `status.reason`; a terminating pod keeps its phase and only gains a
-//! deletionTimestamp.
+//! deletionTimestamp. Between two restarts of a crash loop the kubelet shows the
+//! container `terminated` (reason Error), then `waiting` CrashLoopBackOff, then
+//! `running` again with `lastState.terminated` set: each of those is a failure until
+//! the container has run for [`CRASH_RECOVERY_MS`].
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContainerState, PodInfo};
+use super::{ContainerInfo, ContainerState, PodInfo};
 
 /// The state of one pod. Declaration order is precedence: earlier states win.
 #[derive(
@@ -67,12 +70,23 @@ const FAILED_WAITING_REASONS: &[&str] = &[
 
 const OOM_KILLED: &str = "OOMKilled";
 
-/// Classifies a pod, returning its state and a short reason for people.
-pub fn classify(pod: &PodInfo) -> (PodState, String) {
+/// The termination reason of a container that exited 0.
+const COMPLETED: &str = "Completed";
+
+/// How long a container whose previous run failed must run again before its pod
+/// counts as recovered. Crash-looping containers often run for seconds between
+/// restarts; a minute is longer than that and than the kubelet's first back-offs
+/// (10, 20, 40 s), so the light stays red through a crash loop, yet an operator who
+/// fixed the cause sees green a minute later.
+pub const CRASH_RECOVERY_MS: u64 = 60_000;
+
+/// Classifies a pod at `now_ms` (wall clock, ms since the Unix epoch), returning its
+/// state and a short reason for people.
+pub fn classify(pod: &PodInfo, now_ms: u64) -> (PodState, String) {
     if pod.deleting {
         return (PodState::Deleting, "Terminating".to_string());
     }
-    if let Some(reason) = failure_reason(pod) {
+    if let Some(reason) = failure_reason(pod, now_ms) {
         return (PodState::Failed, reason);
     }
     match pod.phase.as_str() {
@@ -91,7 +105,26 @@ pub fn classify(pod: &PodInfo) -> (PodState, String) {
     }
 }
 
-fn failure_reason(pod: &PodInfo) -> Option<String> {
+/// When the pod's classification will change with time alone, if it will: the
+/// moment a container restarted after a failure has run for [`CRASH_RECOVERY_MS`].
+pub fn reclassified_at(pod: &PodInfo, now_ms: u64) -> Option<u64> {
+    if pod.deleting || pod.phase == "Failed" {
+        return None;
+    }
+    pod.containers
+        .iter()
+        .filter(|c| last_run_failed(c).is_some())
+        .filter_map(|c| match c.state {
+            ContainerState::Running {
+                started_ms: Some(started),
+            } => Some(started.saturating_add(CRASH_RECOVERY_MS)),
+            _ => None,
+        })
+        .filter(|&at| at > now_ms)
+        .min()
+}
+
+fn failure_reason(pod: &PodInfo, now_ms: u64) -> Option<String> {
     if pod.phase == "Failed" {
         let reason = if pod.status_reason.is_empty() {
             "Failed"
@@ -100,16 +133,48 @@ fn failure_reason(pod: &PodInfo) -> Option<String> {
         };
         return Some(reason.to_string());
     }
-    pod.containers.iter().find_map(|c| match &c.state {
+    pod.containers
+        .iter()
+        .find_map(|c| container_failure(c, now_ms))
+}
+
+/// Why a container counts as failed, if it does:
+/// - it waits for a reason that needs someone to fix something (CrashLoopBackOff,
+///   image and config errors);
+/// - it terminated with OOMKilled or a non-zero exit code (in a pod that is not
+///   finished, so it is restarted or the pod has failed);
+/// - its previous run failed (`lastState.terminated` with a reason other than
+///   Completed) and it has not yet run for [`CRASH_RECOVERY_MS`] since it restarted
+///   (it waits, or runs since less than that, or since a time the API did not give).
+fn container_failure(c: &ContainerInfo, now_ms: u64) -> Option<String> {
+    match &c.state {
         ContainerState::Waiting { reason } if FAILED_WAITING_REASONS.contains(&reason.as_str()) => {
-            Some(reason.clone())
+            return Some(reason.clone());
         }
-        ContainerState::Terminated { reason, .. } if reason == OOM_KILLED => Some(reason.clone()),
-        _ if c.last_termination_reason.as_deref() == Some(OOM_KILLED) => {
-            Some(OOM_KILLED.to_string())
+        ContainerState::Terminated { reason, exit_code }
+            if reason == OOM_KILLED || *exit_code != 0 =>
+        {
+            return Some(if reason.is_empty() {
+                format!("ExitCode{exit_code}")
+            } else {
+                reason.clone()
+            });
         }
-        _ => None,
-    })
+        // Ran to completion: whatever happened before, it is done now.
+        ContainerState::Terminated { .. } => return None,
+        ContainerState::Running {
+            started_ms: Some(started),
+        } if now_ms.saturating_sub(*started) >= CRASH_RECOVERY_MS => return None,
+        _ => {}
+    }
+    last_run_failed(c).map(str::to_string)
+}
+
+/// The reason the container's previous run ended, if it was a failure.
+fn last_run_failed(c: &ContainerInfo) -> Option<&str> {
+    c.last_termination_reason
+        .as_deref()
+        .filter(|reason| !reason.is_empty() && *reason != COMPLETED)
 }
 
 fn waiting_reason(pod: &PodInfo) -> Option<&str> {
@@ -122,7 +187,8 @@ fn waiting_reason(pod: &PodInfo) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::ContainerInfo;
+
+    const NOW: u64 = 1_764_000_000_000;
 
     fn pod(phase: &str, ready: bool, containers: Vec<ContainerInfo>) -> PodInfo {
         PodInfo {
@@ -151,8 +217,12 @@ mod tests {
 
     #[test]
     fn running_and_ready_is_running() {
-        let p = pod("Running", true, vec![container(ContainerState::Running {})]);
-        assert_eq!(classify(&p), (PodState::Running, "Running".into()));
+        let p = pod(
+            "Running",
+            true,
+            vec![container(ContainerState::Running { started_ms: None })],
+        );
+        assert_eq!(classify(&p, NOW), (PodState::Running, "Running".into()));
     }
 
     #[test]
@@ -160,9 +230,9 @@ mod tests {
         let p = pod(
             "Running",
             false,
-            vec![container(ContainerState::Running {})],
+            vec![container(ContainerState::Running { started_ms: None })],
         );
-        assert_eq!(classify(&p).0, PodState::Unready);
+        assert_eq!(classify(&p, NOW).0, PodState::Unready);
     }
 
     #[test]
@@ -170,7 +240,10 @@ mod tests {
         let mut c = waiting("CrashLoopBackOff");
         c.restart_count = 5;
         let p = pod("Running", false, vec![c]);
-        assert_eq!(classify(&p), (PodState::Failed, "CrashLoopBackOff".into()));
+        assert_eq!(
+            classify(&p, NOW),
+            (PodState::Failed, "CrashLoopBackOff".into())
+        );
     }
 
     #[test]
@@ -182,7 +255,7 @@ mod tests {
             "CreateContainerConfigError",
         ] {
             let p = pod("Pending", false, vec![waiting(reason)]);
-            assert_eq!(classify(&p), (PodState::Failed, reason.into()));
+            assert_eq!(classify(&p, NOW), (PodState::Failed, reason.into()));
         }
     }
 
@@ -191,7 +264,7 @@ mod tests {
         let mut init = waiting("CrashLoopBackOff");
         init.init = true;
         let p = pod("Pending", false, vec![init, waiting("PodInitializing")]);
-        assert_eq!(classify(&p).0, PodState::Failed);
+        assert_eq!(classify(&p, NOW).0, PodState::Failed);
     }
 
     #[test]
@@ -200,12 +273,96 @@ mod tests {
             reason: "OOMKilled".into(),
             exit_code: 137,
         });
-        assert_eq!(classify(&pod("Running", false, vec![now])).1, "OOMKilled");
-        let mut again = container(ContainerState::Running {});
+        assert_eq!(
+            classify(&pod("Running", false, vec![now]), NOW).1,
+            "OOMKilled"
+        );
+        let mut again = container(ContainerState::Running { started_ms: None });
         again.last_termination_reason = Some("OOMKilled".into());
         assert_eq!(
-            classify(&pod("Running", true, vec![again])).0,
+            classify(&pod("Running", true, vec![again]), NOW).0,
             PodState::Failed
+        );
+    }
+
+    /// The container of a crash loop as the kubelet shows it in each phase of one
+    /// restart cycle, `restarts` restarts in.
+    fn crash_cycle(restarts: u32, started_ms: u64) -> [ContainerInfo; 3] {
+        let last = (restarts > 0).then(|| "Error".to_string());
+        let mut terminated = container(ContainerState::Terminated {
+            reason: "Error".into(),
+            exit_code: 1,
+        });
+        terminated.restart_count = restarts;
+        terminated.last_termination_reason = last.clone();
+        let mut backoff = waiting("CrashLoopBackOff");
+        backoff.restart_count = restarts;
+        backoff.last_termination_reason = Some("Error".into());
+        let mut running = container(ContainerState::Running {
+            started_ms: Some(started_ms),
+        });
+        running.ready = true;
+        running.restart_count = restarts + 1;
+        running.last_termination_reason = Some("Error".into());
+        [terminated, backoff, running]
+    }
+
+    #[test]
+    fn a_crash_loop_stays_failed_through_its_restarts() {
+        for restarts in 0..3 {
+            for c in crash_cycle(restarts, NOW - 5_000) {
+                let state = format!("{:?}", c.state);
+                let p = pod("Running", c.ready, vec![c]);
+                assert_eq!(classify(&p, NOW).0, PodState::Failed, "{state}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_restarted_container_recovers_after_running_for_the_recovery_time() {
+        let [.., running] = crash_cycle(2, NOW - CRASH_RECOVERY_MS);
+        let p = pod("Running", true, vec![running]);
+        assert_eq!(classify(&p, NOW), (PodState::Running, "Running".into()));
+        assert_eq!(classify(&p, NOW - 1).0, PodState::Failed);
+        assert_eq!(reclassified_at(&p, NOW - 1), Some(NOW));
+        assert_eq!(reclassified_at(&p, NOW), None);
+    }
+
+    #[test]
+    fn a_completed_run_after_a_failed_one_is_not_a_failure() {
+        let mut init = container(ContainerState::Terminated {
+            reason: "Completed".into(),
+            exit_code: 0,
+        });
+        init.init = true;
+        init.last_termination_reason = Some("Error".into());
+        let mut c = container(ContainerState::Running {
+            started_ms: Some(NOW),
+        });
+        c.ready = true;
+        assert_eq!(
+            classify(&pod("Running", true, vec![init, c]), NOW).0,
+            PodState::Running
+        );
+        let mut exited_cleanly = container(ContainerState::Running {
+            started_ms: Some(NOW),
+        });
+        exited_cleanly.last_termination_reason = Some("Completed".into());
+        assert_eq!(
+            classify(&pod("Running", false, vec![exited_cleanly]), NOW).0,
+            PodState::Unready
+        );
+    }
+
+    #[test]
+    fn a_non_zero_exit_in_an_unfinished_pod_is_failed() {
+        let exited = container(ContainerState::Terminated {
+            reason: String::new(),
+            exit_code: 3,
+        });
+        assert_eq!(
+            classify(&pod("Running", false, vec![exited]), NOW),
+            (PodState::Failed, "ExitCode3".into())
         );
     }
 
@@ -213,8 +370,8 @@ mod tests {
     fn evicted_is_failed_with_its_reason() {
         let mut p = pod("Failed", false, vec![]);
         p.status_reason = "Evicted".into();
-        assert_eq!(classify(&p), (PodState::Failed, "Evicted".into()));
-        assert_eq!(classify(&pod("Failed", false, vec![])).1, "Failed");
+        assert_eq!(classify(&p, NOW), (PodState::Failed, "Evicted".into()));
+        assert_eq!(classify(&pod("Failed", false, vec![]), NOW).1, "Failed");
     }
 
     #[test]
@@ -224,7 +381,7 @@ mod tests {
             exit_code: 0,
         });
         assert_eq!(
-            classify(&pod("Succeeded", false, vec![done])).0,
+            classify(&pod("Succeeded", false, vec![done]), NOW).0,
             PodState::Succeeded
         );
     }
@@ -233,23 +390,23 @@ mod tests {
     fn pending_reports_the_waiting_reason() {
         let p = pod("Pending", false, vec![waiting("ContainerCreating")]);
         assert_eq!(
-            classify(&p),
+            classify(&p, NOW),
             (PodState::Pending, "ContainerCreating".into())
         );
-        assert_eq!(classify(&pod("Pending", false, vec![])).1, "Pending");
+        assert_eq!(classify(&pod("Pending", false, vec![]), NOW).1, "Pending");
     }
 
     #[test]
     fn deleting_wins_over_everything() {
         let mut p = pod("Running", false, vec![waiting("CrashLoopBackOff")]);
         p.deleting = true;
-        assert_eq!(classify(&p).0, PodState::Deleting);
+        assert_eq!(classify(&p, NOW).0, PodState::Deleting);
     }
 
     #[test]
     fn unknown_phase_is_unknown() {
         assert_eq!(
-            classify(&pod("Unknown", false, vec![])).0,
+            classify(&pod("Unknown", false, vec![]), NOW).0,
             PodState::Unknown
         );
     }

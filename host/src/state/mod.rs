@@ -7,7 +7,8 @@
 mod classify;
 mod snapshot;
 
-pub use classify::{PodState, classify};
+pub use classify::{CRASH_RECOVERY_MS, PodState, classify, reclassified_at};
 pub use snapshot::{
     ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot, SnapshotError, StateCounts,
+    wall_clock_ms,
 };

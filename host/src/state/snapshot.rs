@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{PodState, classify};
+use super::{PodState, classify, reclassified_at};
 
 /// The node object's conditions and scheduling flag.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -27,7 +27,12 @@ pub enum ContainerState {
         #[serde(default)]
         reason: String,
     },
-    Running {},
+    #[serde(rename_all = "camelCase")]
+    Running {
+        /// `startedAt` in milliseconds since the Unix epoch, if the API gave it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_ms: Option<u64>,
+    },
     #[serde(rename_all = "camelCase")]
     Terminated {
         #[serde(default)]
@@ -177,6 +182,14 @@ impl From<SnapshotFile> for Snapshot {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch, as snapshots and policies
+/// see time (0 if the clock is before the epoch).
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A snapshot file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -192,7 +205,7 @@ impl Snapshot {
     pub fn new(node: NodeInfo, mut pods: Vec<PodInfo>, now_ms: u64) -> Self {
         let mut counts = StateCounts::default();
         for pod in &mut pods {
-            let (state, reason) = classify(pod);
+            let (state, reason) = classify(pod, now_ms);
             pod.state = state;
             pod.reason = reason;
             counts.add(state);
@@ -204,6 +217,16 @@ impl Snapshot {
             pods,
             counts,
         }
+    }
+
+    /// When the classification of a pod will change with time alone (a restarted
+    /// container reaching its recovery time), if it will: the snapshot should be
+    /// built again then.
+    pub fn reclassified_at_ms(&self) -> Option<u64> {
+        self.pods
+            .iter()
+            .filter_map(|pod| reclassified_at(pod, self.now_ms))
+            .min()
     }
 
     pub fn from_json(text: &str) -> Result<Self, SnapshotError> {

@@ -178,3 +178,40 @@ pub fn states(snapshot: &Snapshot) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The status of a pod whose container `main` is in one phase of a crash loop, as the
+/// kubelet writes it: `terminated` (Error) right after a crash, `backoff` (waiting
+/// CrashLoopBackOff), or `running` again since `started_ago`. `restarts` is the
+/// restart count so far.
+pub fn crash_loop_status(phase: &str, restarts: u32, started_ago: Duration) -> Value {
+    let last = (restarts > 0)
+        .then(|| json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-25T10:00:00Z", "finishedAt": "2026-11-25T10:00:05Z"}}));
+    let (ready, state, last) = match phase {
+        "terminated" => (
+            false,
+            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-25T10:00:00Z", "finishedAt": "2026-11-25T10:00:05Z"}}),
+            last,
+        ),
+        "backoff" => (
+            false,
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off restarting failed container"}}),
+            Some(
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-25T10:00:00Z", "finishedAt": "2026-11-25T10:00:05Z"}}),
+            ),
+        ),
+        "running" => {
+            let started = k8s_openapi::jiff::Timestamp::now()
+                - k8s_openapi::jiff::SignedDuration::try_from(started_ago).expect("a duration");
+            (
+                true,
+                json!({"running": {"startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}}),
+                Some(
+                    json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": "2026-11-25T10:00:00Z", "finishedAt": "2026-11-25T10:00:05Z"}}),
+                ),
+            )
+        }
+        other => panic!("no crash-loop phase {other}"),
+    };
+    json!({"phase": "Running", "conditions": ready_condition(ready),
+           "containerStatuses": [container(ready, restarts, state, last)]})
+}

@@ -1,0 +1,515 @@
+//! podlight as a user runs it: the image built here (scripts/build-image), a real
+//! one-node cluster (scripts/real-node: kubelet, containerd, kube-proxy, the control
+//! plane), `kubectl apply --server-side -k` of deploy/base with only the image and the
+//! device changed (tests/real_node/kustomization.yaml), and the frames read from the
+//! pod's own status API over the pod network. Needs root, like the node.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::http_client::get_from;
+use support::{TESTKIT_WASM, repo_root};
+
+const GREEN: &str = "#001900";
+const RED: &str = "#320000";
+const OFF: &str = "#000000";
+
+/// The running node; `scripts/real-node down` when dropped, whatever happened.
+struct RealNode {
+    kubeconfig: PathBuf,
+}
+
+impl RealNode {
+    fn up(sync_frequency: &str) -> RealNode {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/real-node"))
+            .arg("up")
+            .env("REALNODE_SYNC", sync_frequency)
+            .output()
+            .expect("scripts/real-node runs");
+        assert!(
+            out.status.success(),
+            "the real node did not come up:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        RealNode { kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(support::control_plane::bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// kubectl that must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn import(&self, archive: &Path, repo: &str) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/real-node"))
+            .arg("import")
+            .arg(archive)
+            .arg(repo)
+            .output()
+            .expect("scripts/real-node runs");
+        assert!(
+            out.status.success(),
+            "importing {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The podlight pod's JSON (the DaemonSet's only pod).
+    fn podlight_pod(&self) -> Option<Value> {
+        let out = self.kubectl(&[
+            "-n",
+            "podlight",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=podlight",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+    }
+
+    /// Waits for a Ready podlight pod; its name and IP.
+    fn ready_podlight(&self, limit: Duration) -> (String, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(pod) = self.podlight_pod() {
+                let ready = pod["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                if ready {
+                    let name = pod["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let ip = pod["status"]["podIP"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    return (name, ip);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no Ready podlight pod within {limit:?}: {}\n{}",
+                self.podlight_pod()
+                    .map(|p| p["status"].to_string())
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(&self.kubectl(&["-n", "podlight", "get", "events"]).stdout)
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Replaces the policies ConfigMap the way the README says.
+    fn apply_policies(&self, files: &[(&str, &Path)]) {
+        let mut args = vec![
+            "-n".to_string(),
+            "podlight".into(),
+            "create".into(),
+            "configmap".into(),
+            "podlight-policies".into(),
+            "--dry-run=client".into(),
+            "-o".into(),
+            "yaml".into(),
+        ];
+        for (key, path) in files {
+            args.push(format!("--from-file={key}={}", path.display()));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let manifest = self.ok(&args);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("policies.yaml");
+        std::fs::write(&file, manifest).expect("write");
+        self.ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            &file.to_string_lossy(),
+        ]);
+    }
+}
+
+impl Drop for RealNode {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/real-node"))
+            .arg("down")
+            .status();
+    }
+}
+
+/// The agent's /api/state, read over the pod network.
+fn agent_state(pod_ip: &str) -> Option<Value> {
+    let (status, body) = get_from(pod_ip, 9102, "/api/state")?;
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+fn leds(state: &Value) -> Vec<String> {
+    state["leds"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the agent shows `want`; how long it took.
+fn shows(pod_ip: &str, what: &str, want: &[&str], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let state = agent_state(pod_ip);
+        let now = state.as_ref().map(leds).unwrap_or_default();
+        if now == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}: the agent shows {now:?}, want {want:?}; pods: {}",
+            state.map(|s| s["pods"].to_string()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn all(colour: &str) -> Vec<&str> {
+    vec![colour; 8]
+}
+
+/// A workload pod on the node from the image built with the node.
+fn workload(node: &RealNode, name: &str, args: &[&str], memory_limit: Option<&str>) {
+    let mut container = serde_json::json!({
+        "name": "main", "image": "realnode.local/workload:1", "imagePullPolicy": "Never",
+        "args": args,
+    });
+    if let Some(limit) = memory_limit {
+        container["resources"] = serde_json::json!({"limits": {"memory": limit}});
+    }
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 1},
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("pod.json");
+    std::fs::write(&file, pod.to_string()).expect("write");
+    node.ok(&["apply", "-f", &file.to_string_lossy()]);
+}
+
+/// The container's main process as the host sees it: (pid, uid line, root mount).
+fn agent_process() -> Option<(u32, String, String)> {
+    for entry in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !cmdline.starts_with(b"/podlight\0run\0") {
+            continue;
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let uid = status.lines().find(|l| l.starts_with("Uid:"))?.to_string();
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+        let root = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))?
+            .to_string();
+        return Some((pid, uid, root));
+    }
+    None
+}
+
+/// The memory the container's cgroup holds (v1), in MiB.
+fn cgroup_memory_mib(pid: u32) -> Option<f64> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))?;
+    let usage =
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/memory.usage_in_bytes"))
+            .ok()?;
+    Some(usage.trim().parse::<f64>().ok()? / (1024.0 * 1024.0))
+}
+
+#[test]
+fn the_daemonset_runs_on_a_real_node() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the real node needs root (cgroups, bridges, iptables)"
+    );
+    let images = tempfile::tempdir().expect("temp dir");
+    let archive = images.path().join("podlight.tar");
+    let build = Command::new("bash")
+        .arg(repo_root().join("scripts/build-image"))
+        .args(["amd64", "test"])
+        .arg(&archive)
+        .output()
+        .expect("scripts/build-image runs");
+    assert!(
+        build.status.success(),
+        "building the image: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&build.stdout).trim());
+
+    // The kubelet syncs pods every 2 s, so a ConfigMap swap reaches the volume in ≤ 3 s.
+    let up = Instant::now();
+    let node = RealNode::up("2s");
+    node.import(&archive, "realnode.local/podlight");
+    node.ok(&["label", "node", "realnode", "podlight.dev/blinkstick=true"]);
+    node.ok(&[
+        "apply",
+        "--server-side",
+        "-k",
+        &repo_root().join("host/tests/real_node").to_string_lossy(),
+    ]);
+    let (pod, ip) = node.ready_podlight(Duration::from_secs(180));
+    println!(
+        "real node: up → podlight Ready in {:.1} s",
+        up.elapsed().as_secs_f64()
+    );
+
+    // As UID 65532 on a read-only root, admitted at the restricted level.
+    let (pid, uid, root) = agent_process().expect("the podlight process on the host");
+    assert!(
+        uid.split_whitespace().skip(1).all(|id| id == "65532"),
+        "{uid}"
+    );
+    assert!(
+        root.split_whitespace()
+            .nth(5)
+            .is_some_and(|o| o.split(',').any(|f| f == "ro")),
+        "read-only root: {root}"
+    );
+    let namespace = node.ok(&["get", "namespace", "podlight", "-o", "json"]);
+    assert!(namespace.contains("\"pod-security.kubernetes.io/enforce\": \"restricted\""));
+
+    // Its ServiceAccount through the in-cluster config: the node and its own pod.
+    let state = agent_state(&ip).expect("the status API over the pod network");
+    assert_eq!(state["node"]["name"], "realnode", "{state}");
+    assert_eq!(state["ready"], true, "{state}");
+    shows(
+        &ip,
+        "podlight itself, running: green",
+        &all(GREEN),
+        Duration::from_secs(30),
+    );
+
+    // Workloads as the kubelet runs them.
+    workload(&node, "sleeper", &[], None);
+    shows(
+        &ip,
+        "a running workload: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    workload(&node, "crasher", &["exit", "1", "1"], None);
+    shows(&ip, "a crash loop: red", &all(RED), Duration::from_secs(90));
+    // Through its restarts it stays red.
+    let until = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < until {
+        let now = agent_state(&ip).map(|s| leds(&s)).unwrap_or_default();
+        assert_eq!(now, all(RED), "a crash loop flickered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let restarts = node.ok(&[
+        "get",
+        "pod",
+        "crasher",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert!(
+        restarts.trim().parse::<u32>().unwrap_or(0) >= 1,
+        "it restarted: {restarts}"
+    );
+    node.ok(&["delete", "pod", "crasher", "--wait=true"]);
+    shows(
+        &ip,
+        "recovered: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    workload(&node, "hog", &["oom"], Some("16Mi"));
+    shows(&ip, "OOMKilled: red", &all(RED), Duration::from_secs(90));
+    node.ok(&["delete", "pod", "hog", "--wait=true"]);
+    shows(
+        &ip,
+        "recovered again: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    let steady_mib = cgroup_memory_mib(pid);
+
+    // A policy swap through the kubelet's own ..data swap, no restart.
+    let swap = Instant::now();
+    node.apply_policies(&[("priority.wasm", Path::new(TESTKIT_WASM))]);
+    let mut counts = all(OFF);
+    let took = {
+        // The testkit shows running pods on LED 0: podlight and the sleeper.
+        counts[0] = "#000200";
+        shows(&ip, "the testkit policy", &counts, Duration::from_secs(60))
+    };
+    println!(
+        "real node: ConfigMap apply → new frame in {:.2} s (syncFrequency 2s)",
+        swap.elapsed().as_secs_f64().max(took.as_secs_f64())
+    );
+    let swapped_mib = cgroup_memory_mib(pid);
+    let restarts = node.ok(&[
+        "-n",
+        "podlight",
+        "get",
+        "pod",
+        &pod,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts.trim(), "0", "swapped without a restart");
+
+    // A broken plugin: the colours stay, and a Warning Event names the pod.
+    let broken = images.path().join("broken.wasm");
+    std::fs::write(&broken, b"\0asm\x0d\0\x01\0garbage").expect("write");
+    node.apply_policies(&[("priority.wasm", &broken)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = node.ok(&[
+            "-n",
+            "podlight",
+            "get",
+            "events",
+            "--field-selector",
+            "reason=PolicyReloadFailed",
+            "-o",
+            "json",
+        ]);
+        let events: Value = serde_json::from_str(&events).expect("events JSON");
+        let on_pod = events["items"].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .any(|e| e["involvedObject"]["name"] == pod.as_str() && e["type"] == "Warning")
+        });
+        if on_pod {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Warning Event on {pod}: {events}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        agent_state(&ip).map(|s| leds(&s)).unwrap_or_default(),
+        counts,
+        "the last good policy still shows"
+    );
+
+    // Back to the built-in policy: the base's settings alone.
+    node.apply_policies(&[(
+        "priority.json",
+        &repo_root().join("deploy/base/policies/priority.json"),
+    )]);
+    shows(
+        &ip,
+        "the built-in policy again",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+
+    // The kubelet's SIGTERM turns the LEDs off before the container ends.
+    let mut logs = Command::new(support::control_plane::bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        .args(["-n", "podlight", "logs", "-f", &pod])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl logs");
+    let stdout = logs.stdout.take().expect("log stream");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    node.ok(&["rollout", "restart", "daemonset/podlight", "-n", "podlight"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => lines.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old pod did not end:\n{}",
+            lines.join("\n")
+        );
+    }
+    let _ = logs.wait();
+    let frames: Vec<&String> = lines.iter().filter(|l| l.contains("frame shown")).collect();
+    let last: Value = frames
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no frame in the JSON log:\n{}", lines.join("\n")));
+    assert_eq!(
+        last["fields"]["leds"],
+        all(OFF).join(" "),
+        "the LEDs go off on SIGTERM:\n{}",
+        lines.join("\n")
+    );
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "every log line is JSON: {line:?}"
+        );
+    }
+    let (_, new_ip) = node.ready_podlight(Duration::from_secs(120));
+    shows(
+        &new_ip,
+        "the restarted pod: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    println!(
+        "real node: podlight container memory (cgroup) steady {:.1} MiB, after a policy swap {:.1} MiB",
+        steady_mib.unwrap_or(f64::NAN),
+        swapped_mib.unwrap_or(f64::NAN)
+    );
+}
