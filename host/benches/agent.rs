@@ -115,6 +115,7 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
     let source = PolicySource {
         dir: Some(policies.to_path_buf()),
         name: "priority".into(),
+        api: None,
     };
     let agent = Agent::start(AgentParts {
         engine,
@@ -319,6 +320,7 @@ async fn main() {
     let source = PolicySource {
         dir: None,
         name: "priority".into(),
+        api: None,
     };
     let _podlight = Agent::start(AgentParts {
         engine,

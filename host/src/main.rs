@@ -51,6 +51,9 @@ enum Command {
 enum PluginCommand {
     /// Validate a plugin and describe it (contract version, size, imports).
     Check(policy::CheckArgs),
+    /// Compile a plugin under a memory and CPU budget (what podlight runs as its
+    /// compiling child process).
+    Compile(policy::CompileArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,11 +62,21 @@ fn main() -> ExitCode {
     commands::set_json_logs(cli.log_format == "json");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read the output stopped reading (`| head`): nothing more to say.
+        Err(error) if is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("podlight: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Human-readable logs on a terminal, JSON lines for clusters; the level from
@@ -88,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => policy::eval(args),
         Command::Snapshot(args) => cluster::snapshot(args),
         Command::Plugin(PluginCommand::Check(args)) => policy::plugin_check(args),
+        Command::Plugin(PluginCommand::Compile(args)) => policy::plugin_compile(args),
         Command::Devices(args) => device::devices(args),
         Command::Set(args) => device::set(args),
         Command::Off(args) => device::off(args),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
-use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
+use podlight::agent::{Agent, AgentParts, AgentState, ApiPolicies, EventSink, PolicySource};
+use podlight::cluster::{ConnectOptions, NodeWatch, PolicyConfigMapWatch, WatchOptions, client};
 use podlight::device::emulator::{EmulatorBus, Firmware};
 use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
@@ -18,7 +18,7 @@ use serde_json::json;
 use support::TESTKIT_WASM;
 use support::atomic_writer::AtomicDir;
 use support::cluster::{
-    crash_loop_status, create_node, create_pod, delete_pod, set_status, status_for,
+    apply_policies, crash_loop_status, create_node, create_pod, delete_pod, set_status, status_for,
 };
 use support::control_plane::ControlPlane;
 
@@ -36,12 +36,31 @@ struct Running {
     state: Arc<AgentState>,
     agent: Option<Agent>,
     _watch: NodeWatch,
+    _policies: Option<PolicyConfigMapWatch>,
     _dirs: tempfile::TempDir,
 }
 
 impl Running {
     async fn start(policies: &Path, dirs: tempfile::TempDir, agent_pod: bool) -> Running {
-        let plane = ControlPlane::start().await;
+        Running::start_on(
+            ControlPlane::start().await,
+            policies,
+            dirs,
+            agent_pod,
+            false,
+        )
+        .await
+    }
+
+    /// The agent on `plane`, also watching the policies ConfigMap through the API
+    /// when `api` (the plane's API server may be down at start).
+    async fn start_on(
+        plane: ControlPlane,
+        policies: &Path,
+        dirs: tempfile::TempDir,
+        agent_pod: bool,
+        api: bool,
+    ) -> Running {
         let admin = plane.client().await;
         create_node(&admin, NODE).await;
         plane.namespace(NS).await;
@@ -81,7 +100,7 @@ impl Running {
                 json!({"app": "podlight"}),
             )
             .await;
-            EventSink::new(agent_client, "podlight", "podlight-agent", None)
+            EventSink::new(agent_client.clone(), "podlight", "podlight-agent", None)
         } else {
             EventSink::none()
         };
@@ -92,9 +111,16 @@ impl Running {
             })
             .expect("engine"),
         );
+        let policy_watch = api.then(|| {
+            PolicyConfigMapWatch::start(agent_client.clone(), "podlight", "podlight-policies")
+        });
         let source = PolicySource {
             dir: Some(policies.to_path_buf()),
             name: "priority".into(),
+            api: policy_watch.as_ref().map(|w| ApiPolicies {
+                configmap: "podlight/podlight-policies".into(),
+                files: w.files(),
+            }),
         };
         let agent = Agent::start(AgentParts {
             engine,
@@ -110,6 +136,7 @@ impl Running {
             state,
             agent: Some(agent),
             _watch: watch,
+            _policies: policy_watch,
             _dirs: dirs,
         }
     }
@@ -397,7 +424,7 @@ async fn stopping_turns_the_leds_off() {
 async fn a_stick_plugged_in_later_gets_a_frame_sized_for_it() {
     let bus = EmulatorBus::new();
     let (_agent, state, _snapshots) =
-        agent_without_cluster(&bus, "crash-loop", None, "priority").await;
+        agent_without_cluster(&bus, "crash-loop", None, "priority", None).await;
     assert!(!state.ready().0, "no stick yet: not ready");
     tokio::time::sleep(Duration::from_millis(100)).await;
     bus.plug(Firmware::new(Model::Strip, SERIAL));
@@ -421,6 +448,7 @@ async fn agent_without_cluster(
     sample_name: &str,
     dir: Option<&Path>,
     name: &str,
+    api: Option<ApiPolicies>,
 ) -> (Agent, Arc<AgentState>, SnapshotSender) {
     let (tx, rx) = tokio::sync::watch::channel(support::sample(sample_name));
     let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
@@ -439,6 +467,7 @@ async fn agent_without_cluster(
         source: PolicySource {
             dir: dir.map(Path::to_path_buf),
             name: name.into(),
+            api,
         },
         writer,
         state: Arc::clone(&state),
@@ -459,7 +488,7 @@ async fn animation_intervals(plugin: &Path, sample_name: &str, frames: usize) ->
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::copy(plugin, dir.path().join("animated.wasm")).expect("copy plugin");
     let (agent, state, _snapshots) =
-        agent_without_cluster(&bus, sample_name, Some(dir.path()), "animated").await;
+        agent_without_cluster(&bus, sample_name, Some(dir.path()), "animated", None).await;
     assert_eq!(state.policy().name, "animated", "{:?}", state.policy());
     let received = || {
         stick
@@ -512,4 +541,213 @@ async fn animated_policies_move_on_an_unchanged_node() {
     let heat = support::example_policies::example("go-restart-heat");
     let pulse = animation_intervals(&heat.wasm, "crash-loop", 20).await;
     assert_animation_cadence("go-restart-heat", pulse);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_agent, state, _snapshots) =
+        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
+    // A plain copy (not a kubelet-style swap) of a plugin whose trial evaluation traps.
+    std::fs::write(dir.path().join("priority.json"), "trap").expect("settings");
+    std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
+    wait_for_failed_reloads(&state, 1).await;
+    assert!(
+        state
+            .policy()
+            .last_error
+            .is_some_and(|e| e.contains("unreachable") || e.contains("trap")),
+        "{:?}",
+        state.policy()
+    );
+    // Reading the file again must not count as a change: no retry, no new report.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        failed_reloads(&state, 1),
+        "retried: {}",
+        state.metrics.render(&state)
+    );
+    assert_eq!(
+        bus.leds(SERIAL),
+        Some(vec![RED; 8]),
+        "the built-in policy runs on"
+    );
+    // A new version of the file is tried again.
+    std::fs::write(
+        dir.path().join("priority.wasm"),
+        b"\0asm\x0d\0\x01\0garbage",
+    )
+    .expect("write");
+    wait_for_failed_reloads(&state, 2).await;
+}
+
+fn failed_reloads(state: &AgentState, n: u32) -> bool {
+    state.metrics.render(state).contains(&format!(
+        r#"podlight_policy_reloads_total{{result="failed"}} {n}"#
+    ))
+}
+
+async fn wait_for_failed_reloads(state: &AgentState, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !failed_reloads(state, n) {
+        assert!(
+            Instant::now() < deadline,
+            "{n} failed reloads: {}",
+            state.metrics.render(state)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_fails_at_start_shows_its_error() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("priority.wasm"),
+        b"\0asm\x0d\0\x01\0garbage",
+    )
+    .expect("write");
+    let (_agent, state, _snapshots) =
+        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
+    let policy = state.policy();
+    assert_eq!(policy.origin, "builtin", "{policy:?}");
+    assert!(policy.last_error.is_some(), "{policy:?}");
+}
+
+/// Waits until `f` holds, polling; panics with `what` after 20 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_swap_through_the_api_without_waiting_for_the_mount() {
+    let (dirs, policies) = temp_policies();
+    let mut volume = AtomicDir::new(&policies);
+    volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+    let run = Running::start_on(ControlPlane::start().await, &policies, dirs, true, true).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    set_status(&admin, NS, "web", status_for("running")).await;
+    run.shows_all("the mounted builtin: green", GREEN).await;
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(0, 1, 0);
+    let blue_settings = br##"{"rules": [{"states": ["running"], "color": "#0000ff"}]}"##;
+    // Twenty swaps through the API alone; the mounted files never change.
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        if i % 2 == 0 {
+            apply_policies(&admin, &[("priority.wasm", &testkit)]).await;
+            run.shows("the testkit from the API", &counts).await;
+        } else {
+            apply_policies(
+                &admin,
+                &[
+                    ("priority.wasm", BUILTIN_PRIORITY),
+                    ("priority.json", blue_settings),
+                ],
+            )
+            .await;
+            run.shows_all(
+                "the builtin with settings from the API",
+                Rgb::new(0, 0, 255),
+            )
+            .await;
+        }
+        took.push(started.elapsed());
+    }
+    took.sort();
+    println!(
+        "ConfigMap apply → new frame through the API, 20 swaps: p50 {:?}, p95 {:?}, max {:?}",
+        took[10], took[18], took[19]
+    );
+    assert!(
+        run.state
+            .policy()
+            .origin
+            .contains("configmap podlight/podlight-policies"),
+        "{:?}",
+        run.state.policy()
+    );
+    // The kubelet's later copy of the same content changes nothing.
+    let ok_before = run.state.metrics.render(&run.state);
+    volume.publish(&[
+        ("priority.wasm", BUILTIN_PRIORITY),
+        ("priority.json", blue_settings),
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ok_after = run.state.metrics.render(&run.state);
+    let reloads = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with(r#"podlight_policy_reloads_total{result="ok"}"#))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        reloads(&ok_before),
+        reloads(&ok_after),
+        "no reload for the same content"
+    );
+    // A broken plugin through the API: the colours stay, the error shows.
+    apply_policies(&admin, &[("priority.wasm", b"\0asm\x0d\0\x01\0garbage")]).await;
+    eventually("the failure to be reported", || {
+        run.state.policy().last_error.is_some()
+    })
+    .await;
+    run.shows_all("the last good policy, still", Rgb::new(0, 0, 255))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mount_applies_until_the_api_answers_then_the_api_wins() {
+    let mut plane = ControlPlane::start().await;
+    let admin = plane.client().await;
+    plane.namespace("podlight").await;
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    apply_policies(&admin, &[("priority.wasm", &testkit)]).await;
+    let agent_client = client(&ConnectOptions {
+        kubeconfig: Some(plane.kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .expect("client");
+    plane.stop_apiserver();
+    // The mount holds the builtin; the API (down) holds the testkit.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut volume = AtomicDir::new(dir.path());
+    volume.publish(&[("priority.wasm", BUILTIN_PRIORITY)]);
+    let policy_watch = PolicyConfigMapWatch::start(agent_client, "podlight", "podlight-policies");
+    let api = ApiPolicies {
+        configmap: "podlight/podlight-policies".into(),
+        files: policy_watch.files(),
+    };
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let (_agent, state, _snapshots) =
+        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", Some(api)).await;
+    eventually("the mounted builtin: red for the crash loop", || {
+        bus.leds(SERIAL) == Some(vec![RED; 8])
+    })
+    .await;
+    assert!(
+        state.policy().origin.ends_with("priority.wasm"),
+        "{:?}",
+        state.policy()
+    );
+    plane.start_apiserver().await;
+    // failed=1 running=3 deleting=0 on LED 0: the API's testkit.
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(1, 3, 0);
+    eventually("the API's policy once it answers", || {
+        bus.leds(SERIAL) == Some(counts.clone())
+    })
+    .await;
 }

@@ -272,3 +272,98 @@ fn devices_without_a_stick_says_so_and_prints_the_udev_rule() {
         stderr(&set)
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    for args in [
+        &[
+            "eval",
+            "builtin",
+            "examples/snapshots/busy-node.json",
+            "--json",
+        ][..],
+        &["plugin", "check", "builtin"],
+    ] {
+        // The reader is gone before podlight writes a byte (`podlight … | head -0`).
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("podlight runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked") && !stderr(&out).contains("podlight:"),
+            "{args:?}: no panic, no error message: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// Peak RSS of finished children of this process (getrusage), in MiB.
+fn children_peak_mib() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+#[test]
+fn a_plugin_too_expensive_to_compile_is_refused_by_its_budget() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // About 90 KB; compiling it unbounded takes about 1 GB and 5 s.
+    let bomb = dir.path().join("bomb.wasm");
+    std::fs::write(&bomb, support::expensive_to_compile(3000)).expect("write");
+    let bomb = bomb.to_string_lossy().into_owned();
+    for (what, budget, says) in [
+        (
+            "memory",
+            &["--compile-memory-mib", "96"][..],
+            "96 MiB of memory",
+        ),
+        (
+            "time",
+            &["--compile-memory-mib", "8192", "--compile-cpu-seconds", "1"],
+            "1 s of CPU time",
+        ),
+    ] {
+        for command in ["check", "eval"] {
+            let mut args = vec!["plugin", "check", bomb.as_str()];
+            if command == "eval" {
+                args = vec!["eval", bomb.as_str(), "examples/snapshots/crash-loop.json"];
+            }
+            args.extend_from_slice(budget);
+            let started = std::time::Instant::now();
+            let out = podlight(&args, None);
+            let message = stderr(&out);
+            println!(
+                "{command} over the {what} budget: exit {:?} in {:.2} s, children's peak so far {:.0} MiB: {}",
+                out.status.code(),
+                started.elapsed().as_secs_f64(),
+                children_peak_mib(),
+                message.trim()
+            );
+            assert_eq!(out.status.code(), Some(1), "{message}");
+            assert!(
+                message.contains("compile budget") && message.contains(says),
+                "{command}, {what}: {message}"
+            );
+        }
+    }
+    // Within the budget, an ordinary plugin compiles in the child as before.
+    let out = podlight(
+        &[
+            "plugin",
+            "check",
+            support::TESTKIT_WASM,
+            "--compile-memory-mib",
+            "96",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

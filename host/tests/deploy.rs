@@ -115,6 +115,12 @@ async fn manifests_are_accepted_and_least_privilege() {
         can(&["create", "events.events.k8s.io", "-n", "podlight"]),
         "events in its namespace"
     );
+    for verb in ["get", "list", "watch"] {
+        assert!(
+            can(&[verb, "configmaps/podlight-policies", "-n", "podlight"]),
+            "{verb} its policies ConfigMap"
+        );
+    }
     for denied in [
         &["get", "secrets"][..],
         &["get", "secrets", "-n", "podlight"],
@@ -122,6 +128,9 @@ async fn manifests_are_accepted_and_least_privilege() {
         &["delete", "pods"],
         &["get", "configmaps", "-n", "kube-system"],
         &["list", "configmaps", "-n", "default"],
+        &["list", "configmaps", "-n", "podlight"],
+        &["get", "configmaps/other", "-n", "podlight"],
+        &["update", "configmaps/podlight-policies", "-n", "podlight"],
         &["create", "events.events.k8s.io", "-n", "default"],
         &["patch", "nodes"],
     ] {

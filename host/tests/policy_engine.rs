@@ -243,8 +243,8 @@ fn pod_accessors_carry_every_pod() {
     }
 }
 
-#[test]
-fn plugin_output_goes_to_the_log_tagged_with_its_name() {
+/// Everything logged while `f` runs, without ANSI colours.
+fn capture_log(f: impl FnOnce()) -> String {
     use std::sync::Mutex;
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -266,7 +266,13 @@ fn plugin_output_goes_to_the_log_tagged_with_its_name() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned()
+}
+
+#[test]
+fn plugin_output_goes_to_the_log_tagged_with_its_name() {
+    let log = capture_log(|| {
         let engine = engine(Backend::native());
         let mut instance = testkit(&engine)
             .instantiate(Some("print".into()))
@@ -276,7 +282,6 @@ fn plugin_output_goes_to_the_log_tagged_with_its_name() {
             .expect("evaluates");
         assert_eq!(frame.leds, vec![Rgb::new(255, 255, 255)]);
     });
-    let log = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();
     assert!(
         log.contains("hello from stdout") && log.contains("stream=\"stdout\""),
         "{log}"
@@ -286,6 +291,41 @@ fn plugin_output_goes_to_the_log_tagged_with_its_name() {
         "{log}"
     );
     assert!(log.contains("plugin=podlight_testkit"), "{log}");
+}
+
+#[test]
+fn plugin_text_is_bounded_and_stripped_of_control_characters() {
+    let mut error = None;
+    let log = capture_log(|| {
+        let engine = engine(Backend::native());
+        let mut instance = testkit(&engine)
+            .instantiate(Some("hostile-text".into()))
+            .expect("starts");
+        error = Some(
+            instance
+                .evaluate(&sample("empty-node"), 1)
+                .expect_err("reports an error"),
+        );
+    });
+    let message = error.expect("an error").to_string();
+    assert!(message.len() < 2048, "bounded: {} bytes", message.len());
+    assert!(message.contains("more bytes cut"), "says it was cut");
+    assert!(
+        !message.chars().any(char::is_control),
+        "no control characters: {message:?}"
+    );
+    assert!(
+        message.contains("\\u{1b}[2J"),
+        "escapes shown, not run: {message:?}"
+    );
+    // Its output too: escapes shown as text, the long line cut.
+    assert!(
+        log.contains("\\u{1b}[2J\\u{1b}[Hcleared\\u{d}forged"),
+        "{log}"
+    );
+    assert!(!log.contains('\x1b'), "no raw escape reached the log");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 2048, "the 100 KB line is cut: {longest} bytes");
 }
 
 fn load_error(engine: &PolicyEngine, bytes: &[u8]) -> PolicyError {
@@ -411,7 +451,7 @@ fn size_cap_applies_before_and_after_decompression() {
     assert!(gz.len() < 100_000, "compresses under the cap");
     assert!(matches!(
         engine.load_bytes("big-gz", &gz),
-        Err(PolicyError::TooLarge { .. })
+        Err(PolicyError::DecompressesTooLarge { .. })
     ));
 }
 

@@ -264,6 +264,106 @@ fn cgroup_memory_mib(pid: u32) -> Option<f64> {
     Some(usage.trim().parse::<f64>().ok()? / (1024.0 * 1024.0))
 }
 
+/// The final stage of deploy/Dockerfile: (user, entrypoint, command, copied binary).
+fn dockerfile_final_stage() -> (String, Vec<String>, Vec<String>, String) {
+    let text = std::fs::read_to_string(repo_root().join("deploy/Dockerfile")).expect("Dockerfile");
+    let stage = text.rsplit("\nFROM ").next().expect("a final stage");
+    let value = |key: &str| {
+        stage
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in the final stage"))
+            .trim()
+            .to_string()
+    };
+    let exec_form = |text: String| -> Vec<String> {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    };
+    let copy = value("COPY --from=build ");
+    let target = copy
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    (
+        value("USER "),
+        exec_form(value("ENTRYPOINT ")),
+        exec_form(value("CMD ")),
+        target,
+    )
+}
+
+/// The image archive describes what the Dockerfile's final stage builds: the same
+/// user, entrypoint and command, and the static binary at the same path.
+fn assert_image_matches_dockerfile(archive: &Path, dir: &Path) {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(&layout).expect("dir");
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&layout)
+        .status();
+    assert!(
+        untar.is_ok_and(|s| s.success()),
+        "untar {}",
+        archive.display()
+    );
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let json = |path: PathBuf| -> Value {
+        serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("JSON blob")
+    };
+    let index = json(layout.join("index.json"));
+    let manifest = json(blob(
+        index["manifests"][0]["digest"]
+            .as_str()
+            .expect("a manifest"),
+    ));
+    let config = json(blob(
+        manifest["config"]["digest"].as_str().expect("a config"),
+    ));
+    let (user, entrypoint, cmd, binary) = dockerfile_final_stage();
+    assert_eq!(config["config"]["User"], user.as_str());
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(entrypoint)
+    );
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(cmd));
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["architecture"], "amd64");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(
+        layers.len(),
+        1,
+        "one layer, as COPY onto a static base gives"
+    );
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("dir");
+    let layer = blob(layers[0]["digest"].as_str().expect("a layer"));
+    let untar = Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(&rootfs)
+        .status();
+    assert!(untar.is_ok_and(|s| s.success()), "untar the layer");
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let built = std::fs::read(target_dir.join("static/amd64/podlight"))
+        .expect("scripts/build-static's binary");
+    let shipped = std::fs::read(rootfs.join(binary.trim_start_matches('/')))
+        .expect("the binary in the image");
+    assert!(
+        built == shipped,
+        "the image carries scripts/build-static's binary at {binary}"
+    );
+}
+
 #[test]
 fn the_daemonset_runs_on_a_real_node() {
     // SAFETY: geteuid has no preconditions.
@@ -286,6 +386,7 @@ fn the_daemonset_runs_on_a_real_node() {
         String::from_utf8_lossy(&build.stderr)
     );
     eprintln!("{}", String::from_utf8_lossy(&build.stdout).trim());
+    assert_image_matches_dockerfile(&archive, images.path());
 
     // The kubelet syncs pods every 2 s, so a ConfigMap swap reaches the volume in ≤ 3 s.
     let up = Instant::now();

@@ -76,6 +76,66 @@ async fn snapshot_prints_the_nodes_state_for_eval() {
         "image pull error is red"
     );
 
+    // Each way the cluster can refuse us, said at once with the server's URL.
+    let url = format!("https://127.0.0.1:{}", plane.port);
+    let refused = |args: &[&str], want: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = podlight(args, &[]);
+        let message = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {message}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{args:?} answered at once, not after retrying: {message}"
+        );
+        for part in want {
+            assert!(message.contains(part), "{args:?} says {part:?}: {message}");
+        }
+    };
+    refused(
+        &[
+            "snapshot",
+            "--kubeconfig",
+            &kubeconfig,
+            "--node",
+            "no-such-node",
+        ],
+        &["no node named no-such-node", &url],
+    );
+    let wrong_token = plane.dir().join("wrong-token.kubeconfig");
+    std::fs::write(
+        &wrong_token,
+        std::fs::read_to_string(&kubeconfig)
+            .expect("kubeconfig")
+            .replace("token: ", "token: wrong"),
+    )
+    .expect("write");
+    refused(
+        &[
+            "snapshot",
+            "--kubeconfig",
+            &wrong_token.to_string_lossy(),
+            "--node",
+            "node-s",
+        ],
+        &["401 Unauthorized", &url],
+    );
+    let nobody = plane.service_account_kubeconfig("default", "nobody").await;
+    refused(
+        &[
+            "snapshot",
+            "--kubeconfig",
+            &nobody.to_string_lossy(),
+            "--node",
+            "node-s",
+        ],
+        &[
+            "403 Forbidden",
+            "system:serviceaccount:default:nobody",
+            "nodes",
+            &url,
+        ],
+    );
+
     // The prototype's variable still works.
     let out = podlight(
         &["snapshot", "--kubeconfig", &kubeconfig],
@@ -112,7 +172,10 @@ fn snapshot_without_a_node_name_or_cluster_says_what_to_do() {
     );
     assert_eq!(out.status.code(), Some(1));
     let message = String::from_utf8_lossy(&out.stderr);
-    assert!(message.contains("did not answer within 2 s"), "{message}");
+    assert!(
+        message.contains("https://127.0.0.1:1/") && message.contains("os error 111"),
+        "the URL and the OS error: {message}"
+    );
 
     let out = podlight(
         &[

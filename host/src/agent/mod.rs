@@ -10,7 +10,7 @@ mod state;
 
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
-pub use reload::{PolicySource, load_initial};
+pub use reload::{ApiPolicies, PolicySource, load_initial};
 pub use state::{AgentState, PolicyStatus};
 
 use std::sync::Arc;

@@ -4,7 +4,15 @@
 //! A changed plugin is compiled off the hot path and trial-evaluated on the current
 //! snapshot before it replaces the running one; a bad one never does. A settings-only
 //! change is applied without recompiling.
+//!
+//! With the policies ConfigMap also watched through the API, the API wins whenever it
+//! has the ConfigMap: it is the newer of the two (the kubelet copies the same object
+//! into the volume up to a minute and a half later), so the volume's later swap to
+//! the same content hashes the same and does nothing. The mount is what the agent
+//! starts from, and what applies while the API has not answered or has no such
+//! ConfigMap.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,10 +20,11 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
 use super::{AgentState, EventSink};
+use crate::cluster::PolicyFiles;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
 use crate::state::{Snapshot, wall_clock_ms};
 
@@ -23,16 +32,34 @@ use crate::state::{Snapshot, wall_clock_ms};
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// `DIR/NAME.wasm` (or `.wasm.gz`) with settings `DIR/NAME.json`; the built-in policy
-/// when the directory has no such plugin.
+/// when the directory has no such plugin. With `api`, the same keys of the policies
+/// ConfigMap as the API serves it win over the directory (see the module's doc).
 #[derive(Debug, Clone)]
 pub struct PolicySource {
     pub dir: Option<PathBuf>,
     pub name: String,
+    pub api: Option<ApiPolicies>,
 }
 
-/// What the directory holds now.
+/// The policies ConfigMap as the API serves it.
+#[derive(Debug, Clone)]
+pub struct ApiPolicies {
+    /// `namespace/name`, for messages.
+    pub configmap: String,
+    pub files: watch::Receiver<PolicyFiles>,
+}
+
+/// A plugin file: where it came from (for people), its name and its bytes.
+#[derive(Debug, Clone)]
+struct PluginFile {
+    origin: String,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+/// What the source holds now.
 struct Found {
-    plugin: Option<(PathBuf, Vec<u8>)>,
+    plugin: Option<PluginFile>,
     settings: Option<String>,
 }
 
@@ -44,7 +71,41 @@ pub struct Fingerprint {
 }
 
 impl PolicySource {
+    /// The policy files in the plain directory `dir`, watched for changes.
+    pub fn directory(dir: Option<PathBuf>, name: &str) -> PolicySource {
+        PolicySource {
+            dir,
+            name: name.to_string(),
+            api: None,
+        }
+    }
+
     fn read(&self) -> std::io::Result<Found> {
+        if let Some(api) = &self.api
+            && let PolicyFiles::Present(files) = &*api.files.borrow()
+        {
+            return Ok(self.read_files(&api.configmap, files));
+        }
+        self.read_dir()
+    }
+
+    /// The plugin and settings among a ConfigMap's keys.
+    fn read_files(&self, configmap: &str, files: &BTreeMap<String, Vec<u8>>) -> Found {
+        let plugin = ["wasm", "wasm.gz"].iter().find_map(|ext| {
+            let key = format!("{}.{ext}", self.name);
+            files.get(&key).map(|bytes| PluginFile {
+                origin: format!("configmap {configmap}, key {key}"),
+                name: self.name.clone(),
+                bytes: bytes.clone(),
+            })
+        });
+        let settings = files
+            .get(&format!("{}.json", self.name))
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        Found { plugin, settings }
+    }
+
+    fn read_dir(&self) -> std::io::Result<Found> {
         let Some(dir) = &self.dir else {
             return Ok(Found {
                 plugin: None,
@@ -60,7 +121,11 @@ impl PolicySource {
         for ext in ["wasm", "wasm.gz"] {
             let path = dir.join(format!("{}.{ext}", self.name));
             if let Some(bytes) = read_if_there(&path)? {
-                plugin = Some((path, bytes));
+                plugin = Some(PluginFile {
+                    origin: path.display().to_string(),
+                    name: self.name.clone(),
+                    bytes,
+                });
                 break;
             }
         }
@@ -73,7 +138,7 @@ impl PolicySource {
 impl Found {
     fn fingerprint(&self) -> Fingerprint {
         let plugin = match &self.plugin {
-            Some((_, bytes)) => hex::encode(Sha256::digest(bytes)),
+            Some(file) => hex::encode(Sha256::digest(&file.bytes)),
             None => BUILTIN_NAME.to_string(),
         };
         Fingerprint {
@@ -106,6 +171,7 @@ pub async fn load_initial(
     let fingerprint = found.fingerprint();
     let snapshot = state.snapshot.borrow().clone();
     let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+    let mut failure = None;
     if found.plugin.is_some() {
         match prepare(Arc::clone(engine), &found, snapshot, leds).await {
             Ok((instance, origin)) => {
@@ -115,7 +181,10 @@ pub async fn load_initial(
                     fingerprint,
                 };
             }
-            Err(error) => report_failure(state, events, &error).await,
+            Err(error) => {
+                report_failure(state, events, &error).await;
+                failure = Some(error);
+            }
         }
     }
     let builtin_settings = if source.name == "priority" {
@@ -138,6 +207,11 @@ pub async fn load_initial(
         Err(error) => panic!("the built-in policy does not start: {error}"),
     };
     publish_active(state, &instance, BUILTIN_NAME.to_string(), &fallback);
+    if failure.is_some() {
+        // The built-in policy runs because the directory's plugin failed: that stays
+        // visible until a reload succeeds.
+        state.update_policy(|p| p.last_error = failure);
+    }
     Loaded {
         instance,
         fingerprint,
@@ -156,20 +230,7 @@ async fn prepare(
     let settings = found.settings.clone();
     tokio::task::spawn_blocking(move || {
         let (policy, origin) = match plugin {
-            Some((path, bytes)) => {
-                let name = path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let name = name
-                    .trim_end_matches(".gz")
-                    .trim_end_matches(".wasm")
-                    .to_string();
-                (
-                    engine.load_bytes(&name, &bytes)?,
-                    path.display().to_string(),
-                )
-            }
+            Some(file) => (engine.load_bytes(&file.name, &file.bytes)?, file.origin),
             None => (engine.builtin()?, BUILTIN_NAME.to_string()),
         };
         let policy: Arc<Policy> = Arc::new(policy);
@@ -208,7 +269,7 @@ async fn report_failure(state: &AgentState, events: &EventSink, error: &str) {
 
 /// Watches the policy directory while alive.
 pub struct ReloadWatcher {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -219,24 +280,15 @@ impl Drop for ReloadWatcher {
 }
 
 impl ReloadWatcher {
-    /// Starts watching the reloader's policy directory; none without one.
+    /// Starts watching the reloader's policy directory and ConfigMap; none without
+    /// either.
     pub fn start(reloader: Reloader) -> Option<ReloadWatcher> {
-        let dir = reloader.source.dir.clone()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let handler = move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = tx.send(());
-            }
+        let watcher = match &reloader.source.dir {
+            Some(dir) => watch_directory(dir, tx),
+            None => None,
         };
-        let mut watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot watch the policy directory; policy changes need a restart");
-                return None;
-            }
-        };
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policy directory; using what was loaded at start");
+        if watcher.is_none() && reloader.source.api.is_none() {
             return None;
         }
         let task = tokio::spawn(reloader.run(rx));
@@ -245,6 +297,30 @@ impl ReloadWatcher {
             task,
         })
     }
+}
+
+/// Sends a unit on `tx` for every change in `dir`; none (logged) if it cannot.
+fn watch_directory(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| changes_content(&e.kind)) {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch the policy directory; policy changes need a restart");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policy directory; using what was loaded at start");
+        return None;
+    }
+    Some(watcher)
 }
 
 /// Reloads the policy when its files change, sending swaps to the evaluator.
@@ -260,8 +336,28 @@ pub struct Reloader {
 
 impl Reloader {
     async fn run(mut self, mut file_events: mpsc::UnboundedReceiver<()>) {
-        while file_events.recv().await.is_some() {
-            settle(&mut file_events).await;
+        let mut api = self.source.api.as_ref().map(|a| a.files.clone());
+        let mut files_open = true;
+        loop {
+            if !files_open && api.is_none() {
+                return;
+            }
+            tokio::select! {
+                event = file_events.recv(), if files_open => {
+                    if event.is_none() {
+                        files_open = false;
+                        continue;
+                    }
+                    settle(&mut file_events).await;
+                }
+                // The API's object changes whole: no need to wait for more.
+                changed = api_changed(&mut api) => {
+                    if !changed {
+                        api = None;
+                        continue;
+                    }
+                }
+            }
             self.reload(&mut file_events).await;
         }
     }
@@ -320,6 +416,31 @@ impl Reloader {
                 }
             }
         }
+    }
+}
+
+/// Whether a file event can change what the directory holds. Opening, reading and
+/// closing a file (the reloader's own reads among them) and metadata changes cannot:
+/// counting them made every read of a failing plugin trigger another reload.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::ModifyKind;
+    match kind {
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Any
+        | EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Other => true,
+    }
+}
+
+/// Resolves when the API's ConfigMap changes (false once its watch is gone); never
+/// without one.
+async fn api_changed(api: &mut Option<watch::Receiver<PolicyFiles>>) -> bool {
+    match api {
+        Some(files) => files.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -108,6 +108,17 @@ impl AgentState {
             return (false, "the policy is still being loaded".to_string());
         }
         let (synced, device) = self.ready_parts();
+        let node_missing = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| synced && !c.node_found.load(Ordering::Acquire));
+        if node_missing {
+            let name = self.snapshot.borrow().node.name.clone();
+            return (
+                false,
+                format!("node {name} does not exist (yet); check --node / NODE_NAME"),
+            );
+        }
         let reason = match (synced, device) {
             (true, true) => "ok".to_string(),
             (false, _) => "the cluster watch has not synced yet".to_string(),

@@ -1,7 +1,9 @@
 //! Which node, and how to reach the API server.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,14 +20,38 @@ pub enum ClusterError {
          pass --kubeconfig or set KUBECONFIG"
     )]
     NoConfig { reason: String },
-    #[error("cannot set up the Kubernetes client: {0}")]
-    Client(String),
+    #[error("cannot set up the Kubernetes client: {source}")]
+    Client {
+        #[source]
+        source: kube::Error,
+    },
     #[error("the API server at {url} did not answer within {seconds} s: {reason}")]
     Unreachable {
         url: String,
         seconds: u64,
         reason: String,
     },
+    #[error(
+        "the API server at {url} cannot be reached: {reason}; check the server address in the \
+         kubeconfig and that the API server is running"
+    )]
+    Connect { url: String, reason: String },
+    #[error(
+        "the API server at {url} refused our credentials (401 Unauthorized); the token or \
+         client certificate in the kubeconfig (in a pod: the ServiceAccount token) is wrong or \
+         expired"
+    )]
+    Unauthorized { url: String },
+    #[error(
+        "the API server at {url} denied access (403 Forbidden): {message}; grant that \
+         permission (deploy/base/rbac.yaml has what podlight needs)"
+    )]
+    Forbidden { url: String, message: String },
+    #[error(
+        "the API server at {url} has no node named {node}; check --node / NODE_NAME \
+         (`kubectl get nodes` lists them)"
+    )]
+    NodeNotFound { url: String, node: String },
 }
 
 /// The node to watch: the flag, else `NODE_NAME`, else the prototype's `NODE_HOSTNAME`.
@@ -48,6 +74,18 @@ pub struct ConnectOptions {
 /// A client: with `--kubeconfig`/`--context`, from that file and context; otherwise
 /// the in-cluster config inside a pod, else `KUBECONFIG` or `~/.kube/config`.
 pub async fn client(options: &ConnectOptions) -> Result<kube::Client, ClusterError> {
+    Ok(connect(options).await?.client)
+}
+
+/// A client and the API server it talks to, for messages.
+pub struct Connection {
+    pub client: kube::Client,
+    /// The API server's URL, as configured.
+    pub url: String,
+}
+
+/// [`client`], keeping the server's URL.
+pub async fn connect(options: &ConnectOptions) -> Result<Connection, ClusterError> {
     let kube_options = KubeConfigOptions {
         context: options.context.clone(),
         ..KubeConfigOptions::default()
@@ -76,7 +114,62 @@ pub async fn client(options: &ConnectOptions) -> Result<kube::Client, ClusterErr
                 reason: e.to_string(),
             })?,
     };
-    kube::Client::try_from(config).map_err(|e| ClusterError::Client(e.to_string()))
+    let url = config.cluster_url.to_string();
+    let client =
+        kube::Client::try_from(config).map_err(|source| ClusterError::Client { source })?;
+    Ok(Connection { client, url })
+}
+
+impl Connection {
+    /// One request for the node, within `timeout`: says at once whether the server
+    /// answers, takes our credentials, lets us read nodes, and knows the node — each
+    /// with its own message. The watch retries all of these by itself; this is for
+    /// telling people.
+    pub async fn check_node(&self, node: &str, timeout: Duration) -> Result<(), ClusterError> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let url = self.url.clone();
+        match tokio::time::timeout(timeout, nodes.get_opt(node)).await {
+            Err(_) => Err(ClusterError::Unreachable {
+                url,
+                seconds: timeout.as_secs(),
+                reason: "no answer".to_string(),
+            }),
+            Ok(Ok(Some(_))) => Ok(()),
+            Ok(Ok(None)) => Err(ClusterError::NodeNotFound {
+                url,
+                node: node.to_string(),
+            }),
+            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
+                Err(ClusterError::Unauthorized { url })
+            }
+            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
+                Err(ClusterError::Forbidden {
+                    url,
+                    message: status.message,
+                })
+            }
+            Ok(Err(error)) => Err(ClusterError::Connect {
+                url,
+                reason: error_chain(&error),
+            }),
+        }
+    }
+}
+
+/// An error and its sources in one line: kube's transport errors keep the OS error
+/// ("Connection refused (os error 111)") at the bottom of the chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 
 mod config;
 mod convert;
+mod policies;
 mod watch;
 
-pub use config::{ClusterError, ConnectOptions, client, node_name};
+pub use config::{ClusterError, ConnectOptions, Connection, client, connect, node_name};
 pub use convert::{node_info, pod_info};
+pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
 pub use watch::{ClusterStatus, NodeWatch, WatchOptions};

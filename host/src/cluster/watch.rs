@@ -32,6 +32,8 @@ pub struct WatchOptions {
 pub struct ClusterStatus {
     /// Every watcher has listed once.
     pub synced: AtomicBool,
+    /// The node object exists (known once synced).
+    pub node_found: AtomicBool,
     /// Watch errors (each is followed by a retry with backoff).
     pub watch_errors: AtomicU64,
     /// Watch events received.
@@ -211,6 +213,13 @@ async fn run(
             continue;
         }
         let first = !status.synced.swap(true, Ordering::AcqRel);
+        let node_found = !stores.node.is_empty();
+        let was_found = status.node_found.swap(node_found, Ordering::AcqRel);
+        if !node_found && (first || was_found) {
+            tracing::warn!(node = %stores.node_name, "no such node (yet); waiting for it");
+        } else if node_found && !first && !was_found {
+            tracing::info!(node = %stores.node_name, "the node exists now");
+        }
         let snapshot = stores.snapshot();
         if let Some(at) = snapshot.reclassified_at_ms() {
             reclassify = true;

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use podlight::agent::{Agent, AgentParts, AgentState, DemoScenario, EventSink, PolicySource};
-use podlight::cluster::ClusterStatus;
+use podlight::agent::{
+    Agent, AgentParts, AgentState, ApiPolicies, DemoScenario, EventSink, PolicySource,
+};
+use podlight::cluster::{ClusterStatus, PolicyConfigMapWatch};
 use podlight::device::{DeviceManager, FrameWriter, WriterOptions};
 use podlight::state::Snapshot;
 use tokio::sync::watch;
@@ -54,6 +56,11 @@ pub struct RunArgs {
     pod_name: Option<String>,
     #[arg(long, env = "POD_NAMESPACE")]
     pod_namespace: Option<String>,
+    /// Also watch this ConfigMap (in the pod's namespace) through the API: a policy
+    /// change applies as soon as the API server has it, not when the kubelet next
+    /// updates the mounted directory (up to 90 s later). Needs get/list/watch on it.
+    #[arg(long, env = "PODLIGHT_POLICY_CONFIGMAP")]
+    policy_configmap: Option<String>,
     #[command(flatten)]
     agent: AgentArgs,
 }
@@ -70,31 +77,74 @@ pub struct DemoArgs {
     agent: AgentArgs,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs the agent's future on its own runtime. On the way out, work still running on
+/// blocking threads (a plugin compile waiting on its child) is not waited for: the
+/// process exits, and the compiling child dies with it.
+fn on_runtime(agent: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .context("cannot start the async runtime")
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(agent);
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    runtime()?.block_on(async {
-        let (watch, client) = args.cluster.start().await?;
+    on_runtime(async {
+        let (node, connection) = args.cluster.connect().await?;
+        // Unlike `snapshot`, the agent does not give up when the first check fails:
+        // the watch retries, so a node added later, a fixed RBAC rule or a server back
+        // up need no restart. The error is said once, here; `/readyz` tells the rest.
+        if let Err(error) = connection.check_node(&node, CHECK_TIMEOUT).await {
+            tracing::error!(%error, "the cluster check failed; watching anyway and retrying");
+        }
+        let watch = args.cluster.watch(node, &connection);
+        let policies = match (&args.policy_configmap, &args.pod_namespace) {
+            (Some(name), Some(namespace)) => Some((
+                PolicyConfigMapWatch::start(connection.client.clone(), namespace, name),
+                format!("{namespace}/{name}"),
+            )),
+            (Some(name), None) => {
+                tracing::warn!(configmap = %name, "--policy-configmap needs POD_NAMESPACE (the downward API's metadata.namespace); using the mounted directory alone");
+                None
+            }
+            (None, _) => None,
+        };
+        let api = policies.as_ref().map(|(watch, configmap)| ApiPolicies {
+            configmap: configmap.clone(),
+            files: watch.files(),
+        });
         let events = match (&args.pod_namespace, &args.pod_name) {
-            (Some(namespace), Some(name)) => EventSink::new(client, namespace, name, None),
+            (Some(namespace), Some(name)) => {
+                EventSink::new(connection.client, namespace, name, None)
+            }
             _ => {
-                tracing::info!("POD_NAME/POD_NAMESPACE not set: reload failures are logged but not recorded as Events");
+                tracing::info!(
+                    "POD_NAME/POD_NAMESPACE not set: reload failures are logged but not recorded as Events"
+                );
                 EventSink::none()
             }
         };
-        serve(&args.agent, watch.snapshots(), Some(watch.status()), events, None).await
+        serve(
+            &args.agent,
+            watch.snapshots(),
+            Some(watch.status()),
+            events,
+            api,
+            None,
+        )
+        .await
     })
 }
 
+/// How long the agent gives the API server's first answer before saying what is wrong.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn demo(mut args: DemoArgs) -> Result<()> {
     args.agent.device.device = DeviceKind::Virtual;
-    runtime()?.block_on(async {
+    on_runtime(async {
         let scenario = DemoScenario::start(Duration::from_secs_f64(args.step.max(0.1)));
         let stop_after = args.duration.map(Duration::from_secs_f64);
         serve(
@@ -102,6 +152,7 @@ pub fn demo(mut args: DemoArgs) -> Result<()> {
             scenario.snapshots.clone(),
             None,
             EventSink::none(),
+            None,
             stop_after,
         )
         .await
@@ -114,6 +165,7 @@ async fn serve(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     cluster: Option<Arc<ClusterStatus>>,
     events: EventSink,
+    api: Option<ApiPolicies>,
     stop_after: Option<Duration>,
 ) -> Result<()> {
     let (bus, options) = args.device.open()?;
@@ -133,6 +185,7 @@ async fn serve(
     let source = PolicySource {
         dir: Some(args.policy_dir.clone()),
         name: args.policy.clone(),
+        api,
     };
     // Serving first: /healthz answers (and /readyz says why not ready) while the
     // first policy compiles.
@@ -141,19 +194,41 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(%address, "serving /healthz, /readyz, /metrics and the status page");
-    let agent = Agent::start(AgentParts {
+    // A stop is honoured even while the first policy still compiles.
+    let stop = wait_for_stop(stop_after);
+    tokio::pin!(stop);
+    let starting = Agent::start(AgentParts {
         engine,
         source,
-        writer,
+        writer: Arc::clone(&writer),
         state,
         events,
-    })
-    .await;
-
-    wait_for_stop(stop_after).await?;
-    tracing::info!("shutting down");
-    let _ = stop_http.send(true);
-    agent.stop(args.leave_leds_on).await;
+    });
+    let agent = tokio::select! {
+        agent = starting => Some(agent),
+        stopped = &mut stop => {
+            stopped?;
+            None
+        }
+    };
+    if let Some(agent) = agent {
+        drop(writer);
+        stop.await?;
+        tracing::info!("shutting down");
+        let _ = stop_http.send(true);
+        agent.stop(args.leave_leds_on).await;
+    } else {
+        tracing::info!("shutting down while the first policy was still loading");
+        let _ = stop_http.send(true);
+        if !args.leave_leds_on {
+            let off = vec![podlight::frame::Rgb::OFF; writer.shown().len()];
+            writer.set_target(off.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                writer.wait_until_shown(&off, Duration::from_secs(1))
+            })
+            .await;
+        }
+    }
     let _ = tokio::time::timeout(Duration::from_millis(500), http).await;
     Ok(())
 }

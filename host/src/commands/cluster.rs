@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use podlight::cluster::{ClusterError, ConnectOptions, NodeWatch, WatchOptions, client, node_name};
+use podlight::cluster::{
+    ClusterError, ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name,
+};
 
 /// Which node and pods to watch, and how to reach the API server.
 #[derive(Args, Debug, Clone)]
@@ -28,20 +30,25 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// Starts the watch; also returns the client, for recording Events.
-    pub async fn start(&self) -> Result<(NodeWatch, kube::Client)> {
+    /// The node's name and a connection to the API server (nothing sent yet).
+    pub async fn connect(&self) -> Result<(String, Connection)> {
         let node = node_name(self.node.as_deref())?;
-        let connect = ConnectOptions {
+        let connection = connect(&ConnectOptions {
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
-        };
-        let client = client(&connect).await?;
+        })
+        .await?;
+        Ok((node, connection))
+    }
+
+    /// Starts watching `node`'s pods and the node.
+    pub fn watch(&self, node: String, connection: &Connection) -> NodeWatch {
         let options = WatchOptions {
             node,
             namespaces: self.namespaces.clone(),
             label_selector: self.selector.clone(),
         };
-        Ok((NodeWatch::start(client.clone(), options), client))
+        NodeWatch::start(connection.client.clone(), options)
     }
 }
 
@@ -49,7 +56,7 @@ impl ClusterArgs {
 pub struct SnapshotArgs {
     #[command(flatten)]
     cluster: ClusterArgs,
-    /// How long to wait for the API server, in seconds.
+    /// How long to wait for the API server to answer and the watch to list, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
 }
@@ -61,14 +68,19 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let (watch, _) = args.cluster.start().await?;
-        if !watch.wait_synced(Duration::from_secs(args.timeout)).await {
+        let timeout = Duration::from_secs(args.timeout);
+        let (node, connection) = args.cluster.connect().await?;
+        // Wrong credentials, missing permissions, a closed port or an unknown node:
+        // said at once, not after the watch has retried until the timeout.
+        connection.check_node(&node, timeout).await?;
+        let watch = args.cluster.watch(node, &connection);
+        if !watch.wait_synced(timeout).await {
             let errors = watch
                 .status()
                 .watch_errors
                 .load(std::sync::atomic::Ordering::Relaxed);
             bail!(ClusterError::Unreachable {
-                url: "the configured cluster".into(),
+                url: connection.url,
                 seconds: args.timeout,
                 reason: format!(
                     "{errors} failed attempts to list pods and the node (see the log above)"
@@ -76,7 +88,7 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
             });
         }
         let snapshot = watch.snapshots().borrow().clone();
-        println!("{}", snapshot.to_json_pretty());
+        outln!("{}", snapshot.to_json_pretty())?;
         Ok(())
     })
 }

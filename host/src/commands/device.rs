@@ -145,7 +145,7 @@ pub fn devices(args: DevicesArgs) -> Result<()> {
         }));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(());
     }
     for row in &rows {
@@ -155,7 +155,7 @@ pub fn devices(args: DevicesArgs) -> Result<()> {
                 .map(str::to_string)
                 .unwrap_or_else(|| row[key].to_string())
         };
-        println!(
+        outln!(
             "{}  model={}  leds={}  release={}  manufacturer={:?}  product={:?}  path={}  access={}",
             text("serial"),
             row["model"].as_str().unwrap_or("unknown (pass --model)"),
@@ -165,7 +165,7 @@ pub fn devices(args: DevicesArgs) -> Result<()> {
             text("product"),
             text("path"),
             text("access"),
-        );
+        )?;
     }
     if rows.iter().any(|r| r["access"] == "permission denied") {
         eprintln!(

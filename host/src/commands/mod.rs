@@ -1,3 +1,12 @@
+/// `println!` that returns the write's error instead of panicking, so that a closed
+/// pipe (`podlight snapshot | head`) ends the command quietly (see `main`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod agent;
 pub mod cluster;
 pub mod device;

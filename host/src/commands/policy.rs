@@ -1,14 +1,19 @@
-//! `podlight eval` and `podlight plugin check`.
+//! `podlight eval`, `podlight plugin check` and `podlight plugin compile`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::device::WriterOptions;
 use podlight::frame::ansi_blocks;
-use podlight::policy::{BUILTIN_NAME, Backend, EngineOptions, Policy, PolicyEngine};
+use podlight::policy::compile::{EXIT_INVALID, limit_this_process};
+use podlight::policy::{
+    BUILTIN_NAME, Backend, ChildCompiler, CompileBudget, Compiler, EngineOptions, Policy,
+    PolicyEngine, PolicyError,
+};
 use podlight::state::Snapshot;
 
 use super::device::{DeviceArgs, ShowArgs, show};
@@ -34,6 +39,12 @@ pub struct EngineArgs {
     /// policy is about 18 MiB).
     #[arg(long, default_value_t = 32)]
     max_plugin_mib: usize,
+    /// Memory one plugin's compile may use, in MiB (it runs in a child process).
+    #[arg(long, default_value_t = CompileBudget::default().memory >> 20, env = "PODLIGHT_COMPILE_MEMORY_MIB")]
+    compile_memory_mib: usize,
+    /// CPU time one plugin's compile may use, in seconds (twice that in wall time).
+    #[arg(long, default_value_t = CompileBudget::default().cpu.as_secs(), env = "PODLIGHT_COMPILE_CPU_SECONDS")]
+    compile_cpu_seconds: u64,
 }
 
 impl EngineArgs {
@@ -43,13 +54,27 @@ impl EngineArgs {
             memory_limit: self.memory_mib << 20,
             max_plugin_size: self.max_plugin_mib << 20,
             cache_dir: self.cache_dir.clone(),
-            backend: if self.pulley {
-                Backend::Pulley
-            } else {
-                Backend::native()
-            },
+            backend: self.backend(),
+            parallel_compilation: true,
+            compiler: Compiler::Child(ChildCompiler {
+                program: std::env::current_exe()
+                    .context("cannot find this program, to compile plugins with")?,
+                budget: CompileBudget {
+                    memory: self.compile_memory_mib << 20,
+                    cpu: Duration::from_secs(self.compile_cpu_seconds),
+                    wall: Duration::from_secs(self.compile_cpu_seconds.saturating_mul(2)),
+                },
+            }),
         };
         Ok(PolicyEngine::new(options)?)
+    }
+
+    fn backend(&self) -> Backend {
+        if self.pulley {
+            Backend::Pulley
+        } else {
+            Backend::native()
+        }
     }
 
     fn load(&self, engine: &PolicyEngine, plugin: &str) -> Result<Policy> {
@@ -139,11 +164,11 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     if args.json {
-        println!("{}", serde_json::to_string(&frame)?);
+        outln!("{}", serde_json::to_string(&frame)?)?;
     } else {
-        println!("{}", ansi_blocks(&frame.leds));
+        outln!("{}", ansi_blocks(&frame.leds))?;
         if let Some(ms) = frame.again_after_ms {
-            println!("again after {ms} ms");
+            outln!("again after {ms} ms")?;
         }
     }
     match manager {
@@ -179,15 +204,15 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     instance.evaluate(&empty, 1)?;
     let info = policy.info();
     if json {
-        println!("{}", serde_json::to_string_pretty(info)?);
+        outln!("{}", serde_json::to_string_pretty(info)?)?;
         return Ok(());
     }
-    println!("plugin:     {}", info.name);
-    println!(
+    outln!("plugin:     {}", info.name)?;
+    outln!(
         "contract:   podlight:policy@{} (host speaks {})",
         info.contract_version,
         podlight::policy::CONTRACT_VERSION
-    );
+    )?;
     let size = if info.gzip {
         format!(
             "{} bytes gzip, {} bytes component",
@@ -196,13 +221,72 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     } else {
         format!("{} bytes", info.component_bytes)
     };
-    println!("size:       {size}");
-    println!("sha256:     {}", info.sha256);
-    println!("backend:    {}", engine.options().backend.name());
-    println!("imports:    {}", info.imports.len());
+    outln!("size:       {size}")?;
+    outln!("sha256:     {}", info.sha256)?;
+    outln!("backend:    {}", engine.options().backend.name())?;
+    outln!("imports:    {}", info.imports.len())?;
     for import in &info.imports {
-        println!("  {import}");
+        outln!("  {import}")?;
     }
-    println!("ok: loads, starts and evaluates an empty node");
+    outln!("ok: loads, starts and evaluates an empty node")?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// The component to compile (.wasm, uncompressed).
+    input: PathBuf,
+    /// Where to write the compiled artifact.
+    output: PathBuf,
+    /// Compile for the Pulley interpreter.
+    #[arg(long)]
+    pulley: bool,
+    /// Refuse to use more memory than this, in MiB.
+    #[arg(long)]
+    memory_budget_mib: Option<usize>,
+    /// Refuse to use more CPU time than this, in seconds.
+    #[arg(long)]
+    cpu_budget_seconds: Option<u64>,
+}
+
+/// Compiles one plugin for this machine's engine, under budgets applied to this very
+/// process: the agent and the other commands run this as their compiling child, and
+/// load only what it writes.
+pub fn plugin_compile(args: CompileArgs) -> Result<()> {
+    let defaults = CompileBudget::default();
+    limit_this_process(
+        args.memory_budget_mib.map_or(defaults.memory, |m| m << 20),
+        args.cpu_budget_seconds
+            .map_or(defaults.cpu, Duration::from_secs),
+    )
+    .context("cannot apply the compile budget")?;
+    let bytes = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let engine = PolicyEngine::new(EngineOptions {
+        backend: if args.pulley {
+            Backend::Pulley
+        } else {
+            Backend::native()
+        },
+        // One thread: a lower memory peak within the budget, and the agent's other
+        // core stays free.
+        parallel_compilation: false,
+        ..EngineOptions::default()
+    })?;
+    let name = args
+        .input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let artifact = match engine.precompile(&name, &bytes) {
+        Ok(artifact) => artifact,
+        Err(PolicyError::Invalid { reason, .. }) => {
+            eprintln!("{reason}");
+            std::process::exit(EXIT_INVALID);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    std::fs::write(&args.output, artifact)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
     Ok(())
 }

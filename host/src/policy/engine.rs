@@ -11,9 +11,11 @@ use wasmtime::{Config, Engine, Store, Trap};
 
 use super::bindings::{self, exports::podlight::policy::evaluator};
 use super::cache::CompileCache;
+use super::compile::Compiler;
 use super::inspect::{self, PluginInfo, WasmKind};
 use super::output::PluginOutput;
 use super::sandbox::{PluginState, SnapshotView};
+use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 use super::{MAX_FRAME_LEDS, PolicyError};
 use crate::frame::{Frame, Rgb};
 use crate::state::Snapshot;
@@ -66,6 +68,11 @@ pub struct EngineOptions {
     /// Where compiled plugins are kept; none disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub backend: Backend,
+    /// Where plugins are compiled (the built-in one always in this process).
+    pub compiler: Compiler,
+    /// Compile a plugin's functions on several threads: faster, but with a higher
+    /// memory peak. The compiling child turns it off.
+    pub parallel_compilation: bool,
 }
 
 impl Default for EngineOptions {
@@ -76,6 +83,8 @@ impl Default for EngineOptions {
             max_plugin_size: 32 << 20,
             cache_dir: None,
             backend: Backend::native(),
+            compiler: Compiler::InProcess,
+            parallel_compilation: true,
         }
     }
 }
@@ -94,6 +103,7 @@ impl PolicyEngine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        config.parallel_compilation(options.parallel_compilation);
         if options.backend == Backend::Pulley {
             let target = if cfg!(target_pointer_width = "64") {
                 "pulley64"
@@ -123,9 +133,25 @@ impl PolicyEngine {
         &self.options
     }
 
-    /// The default policy compiled into the binary.
+    /// The default policy compiled into the binary (in this process: it ships with
+    /// it and is tested).
     pub fn builtin(&self) -> Result<Policy, PolicyError> {
-        self.load_bytes(super::BUILTIN_NAME, super::BUILTIN_PRIORITY)
+        self.load(
+            super::BUILTIN_NAME,
+            super::BUILTIN_PRIORITY,
+            &Compiler::InProcess,
+        )
+    }
+
+    /// Compiles a component into an artifact for this engine, in this process: what
+    /// `podlight plugin compile` (the compiling child) runs.
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, PolicyError> {
+        self.engine
+            .precompile_component(bytes)
+            .map_err(|e| PolicyError::Invalid {
+                name: name.to_string(),
+                reason: sanitize(&format!("{e:#}"), MAX_PLUGIN_TEXT),
+            })
     }
 
     /// Loads a `.wasm` or `.wasm.gz` file; the plugin is named after the file.
@@ -153,6 +179,10 @@ impl PolicyEngine {
 
     /// Checks, compiles (or fetches from the cache) and links a plugin.
     pub fn load_bytes(&self, name: &str, file: &[u8]) -> Result<Policy, PolicyError> {
+        self.load(name, file, &self.options.compiler)
+    }
+
+    fn load(&self, name: &str, file: &[u8], compiler: &Compiler) -> Result<Policy, PolicyError> {
         let limit = self.options.max_plugin_size;
         if file.len() > limit {
             return Err(PolicyError::TooLarge {
@@ -191,11 +221,7 @@ impl PolicyEngine {
         let component = match cached {
             Some(component) => component,
             None => {
-                let component =
-                    Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
-                        name: name.to_string(),
-                        reason: format!("{e:#}"),
-                    })?;
+                let component = self.compile(name, bytes, compiler)?;
                 if let Some(cache) = &self.cache {
                     cache.store(&self.engine, &sha256, &component);
                 }
@@ -236,6 +262,41 @@ impl PolicyEngine {
             deadline_ticks: deadline_ticks(self.options.deadline),
             deadline_ms: u64::try_from(self.options.deadline.as_millis()).unwrap_or(u64::MAX),
             memory_limit: self.options.memory_limit,
+        })
+    }
+}
+
+impl PolicyEngine {
+    fn compile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        compiler: &Compiler,
+    ) -> Result<Component, PolicyError> {
+        let child = match compiler {
+            Compiler::InProcess => {
+                return Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
+                    name: name.to_string(),
+                    reason: sanitize(&format!("{e:#}"), MAX_PLUGIN_TEXT),
+                });
+            }
+            Compiler::Child(child) => child,
+        };
+        let work = self
+            .options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let artifact = child.compile(self.options.backend, name, bytes, &work)?;
+        // SAFETY: the artifact was just written by this same binary's
+        // `plugin compile` (Engine::precompile_component) for this engine's
+        // configuration, into a file only this process and its child use; wasmtime
+        // checks its header and compatibility before using it.
+        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| {
+            PolicyError::Compiler {
+                name: name.to_string(),
+                reason: format!("the compiled artifact does not load: {e:#}"),
+            }
         })
     }
 }
@@ -329,7 +390,10 @@ impl Policy {
             .podlight_policy_evaluator()
             .call_configure(&mut store, settings)
             .map_err(|e| self.call_error(e, "configure"))?;
-        Ok((store, bindings, configured.err()))
+        let problem = configured
+            .err()
+            .map(|text| sanitize(&text, MAX_PLUGIN_TEXT));
+        Ok((store, bindings, problem))
     }
 
     /// Turns a failed call into the error that says what happened.
@@ -350,6 +414,8 @@ impl Policy {
                 limit_mib: self.memory_limit >> 20,
             };
         }
+        // Traps carry the plugin's own function names (its name section): untrusted.
+        let text = sanitize(&text, MAX_PLUGIN_TEXT);
         if during == "instantiate" {
             return PolicyError::Instantiate { name, reason: text };
         }
@@ -439,7 +505,7 @@ fn evaluate_in(
         .map_err(|e| policy.call_error(e, "evaluate"))?
         .map_err(|message| PolicyError::Reported {
             name: policy.info.name.clone(),
-            message,
+            message: sanitize(&message, MAX_PLUGIN_TEXT),
         })?;
     fit_frame(&policy.info.name, frame, led_count)
 }

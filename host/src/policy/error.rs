@@ -19,6 +19,15 @@ pub enum PolicyError {
         limit: usize,
     },
 
+    #[error(
+        "plugin {name} is {compressed} bytes gzip-compressed but decompresses past the {limit}-byte limit (a gzip bomb, or a plugin too large); build it smaller or raise the limit (--max-plugin-mib)"
+    )]
+    DecompressesTooLarge {
+        name: String,
+        compressed: usize,
+        limit: usize,
+    },
+
     #[error("plugin {name} is gzip-compressed but does not decompress: {reason}")]
     BadGzip { name: String, reason: String },
 
@@ -62,6 +71,16 @@ pub enum PolicyError {
 
     #[error("cannot set up the policy engine: {0}")]
     Engine(String),
+
+    #[error(
+        "plugin {name} needs more than its compile budget of {budget} and was refused; \
+         build it smaller, or raise the budget (--compile-memory-mib, --compile-cpu-seconds) \
+         and the DaemonSet's memory limit with it"
+    )]
+    CompileBudget { name: String, budget: String },
+
+    #[error("plugin {name} could not be compiled: {reason}")]
+    Compiler { name: String, reason: String },
 
     #[error("plugin {name} could not be started: {reason}")]
     Instantiate { name: String, reason: String },

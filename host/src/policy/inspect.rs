@@ -69,9 +69,9 @@ pub fn gunzip_capped(name: &str, bytes: &[u8], limit: usize) -> Result<Vec<u8>, 
             reason: e.to_string(),
         })?;
     if out.len() > limit {
-        return Err(PolicyError::TooLarge {
+        return Err(PolicyError::DecompressesTooLarge {
             name: name.to_string(),
-            size: out.len(),
+            compressed: bytes.len(),
             limit,
         });
     }
@@ -239,10 +239,16 @@ mod tests {
             gunzip_capped("p", &gz, 10_000).map(|v| v.len()).ok(),
             Some(10_000)
         );
-        assert!(matches!(
-            gunzip_capped("p", &gz, 9_999),
-            Err(PolicyError::TooLarge { .. })
-        ));
+        let bomb = gunzip_capped("p", &gz, 9_999).expect_err("past the cap");
+        assert!(
+            matches!(bomb, PolicyError::DecompressesTooLarge { .. }),
+            "{bomb}"
+        );
+        assert!(
+            bomb.to_string()
+                .contains("decompresses past the 9999-byte limit"),
+            "{bomb}"
+        );
         assert!(matches!(
             gunzip_capped("p", &gz[..20], 10_000),
             Err(PolicyError::BadGzip { .. })

@@ -8,13 +8,16 @@
 
 mod bindings;
 mod cache;
+pub mod compile;
 mod engine;
 mod error;
 pub mod inspect;
 pub mod native;
 mod output;
 mod sandbox;
+pub mod untrusted;
 
+pub use compile::{ChildCompiler, CompileBudget, Compiler};
 pub use engine::{Backend, EngineOptions, Policy, PolicyEngine, PolicyInstance};
 pub use error::PolicyError;
 pub use inspect::{CONTRACT_VERSION, PluginInfo};

@@ -7,6 +7,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use super::untrusted::sanitize_bytes;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
@@ -82,7 +84,7 @@ impl PluginOutput {
             return;
         }
         limiter.logged += 1;
-        let text = String::from_utf8_lossy(line);
+        let text = sanitize_bytes(line, MAX_LINE);
         tracing::info!(plugin = %self.plugin, stream = self.stream, "{text}");
     }
 }

@@ -215,3 +215,32 @@ pub fn crash_loop_status(phase: &str, restarts: u32, started_ago: Duration) -> V
     json!({"phase": "Running", "conditions": ready_condition(ready),
            "containerStatuses": [container(ready, restarts, state, last)]})
 }
+
+/// Server-side applies the policies ConfigMap `podlight/podlight-policies` with
+/// exactly these files (as binaryData), as `kubectl apply --server-side` would.
+pub async fn apply_policies(client: &kube::Client, files: &[(&str, &[u8])]) {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "podlight");
+    let binary: serde_json::Map<String, Value> = files
+        .iter()
+        .map(|(key, bytes)| {
+            let encoded = k8s_openapi::ByteString(bytes.to_vec());
+            (
+                key.to_string(),
+                serde_json::to_value(encoded).expect("base64"),
+            )
+        })
+        .collect();
+    let object = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "podlight-policies", "namespace": "podlight"},
+        "binaryData": binary,
+    });
+    api.patch(
+        "podlight-policies",
+        &PatchParams::apply("podlight-tests").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply the policies ConfigMap: {e}"));
+}

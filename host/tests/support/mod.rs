@@ -71,3 +71,32 @@ pub mod cluster;
 pub mod control_plane;
 pub mod example_policies;
 pub mod http_client;
+
+/// A small component that is expensive to compile: one loop over `values` locals,
+/// with a branch back to the loop's start after updating each of them. Every branch
+/// carries every local into the loop header (`values`² block arguments once in SSA
+/// form), so a few tens of KB of WebAssembly take Cranelift seconds and hundreds of
+/// MB to compile.
+pub fn expensive_to_compile(values: usize) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut body = String::new();
+    for i in 0..values {
+        let _ = write!(body, "(local $v{i} i64) ");
+    }
+    body.push_str("(loop $top ");
+    for i in 0..values {
+        let previous = if i == 0 { values - 1 } else { i - 1 };
+        let _ = write!(
+            body,
+            "(local.set $v{i} (i64.add (i64.mul (local.get $v{i}) (local.get $v{previous})) (local.get $p))) \
+             (br_if $top (i64.eqz (local.get $v{i}))) "
+        );
+    }
+    body.push_str(") (local.get $v0) ");
+    for i in 1..values {
+        let _ = write!(body, "(i64.xor (local.get $v{i})) ");
+    }
+    wat(&format!(
+        "(component (core module (func (export \"f\") (param $p i64) (result i64) {body})))"
+    ))
+}

@@ -6,6 +6,8 @@
 //! - `read-file`: tries to read `/etc/hostname` through WASI and returns what happened;
 //! - `huge-frame`: returns 10 000 LEDs;
 //! - `print`: writes to stdout and stderr, then returns one white LED;
+//! - `hostile-text`: prints terminal escapes and a 100 KB line, then reports an
+//!   error of 10 MiB that starts with escapes (clear screen, cursor home);
 //! - `pods`: one LED per pod from `pods()`, checked against `pod-at(i)`: r = restarts,
 //!   g = state index, b = containers;
 //! - anything else: one LED per state count (r = failed, g = running, b = deleting).
@@ -77,6 +79,13 @@ impl Guest for Testkit {
                     g: 255,
                     b: 255,
                 }])
+            }
+            "hostile-text" => {
+                println!("\x1b[2J\x1b[Hcleared\rforged: level=ERROR");
+                println!("{}", "y".repeat(100_000));
+                let mut message = String::from("\x1b[2J\x1b[H\u{202e}evil\n");
+                message.push_str(&"x".repeat(10 << 20));
+                Err(message)
             }
             "pods" => {
                 let pods = snapshot::pods();
