@@ -29,6 +29,7 @@ fn eval_leds(plugin: &str, snapshot: &Path, leds: u32, extra: &[&str]) -> Value 
         // Each plugin is compiled once for the whole test run, not once per eval.
         .arg("--cache-dir")
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"))
+        .args(["--compile-memory-mib", PYTHON_COMPILE_MIB])
         .args(extra)
         .output()
         .expect("podlight runs");
@@ -178,14 +179,38 @@ fn wasm(folder: &str) -> String {
     example(folder).wasm.to_string_lossy().into_owned()
 }
 
+/// The compile budget the Python example needs (it compiles at about 324 MB): the
+/// default budget, sized for the DaemonSet, refuses it with a message saying so.
+const PYTHON_COMPILE_MIB: &str = "512";
+
 #[test]
 fn every_example_passes_plugin_check() {
     for policy in example_policies() {
-        let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
-            .args(["plugin", "check", "--json"])
-            .arg(&policy.wasm)
-            .output()
-            .expect("runs");
+        let check = |extra: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_podlight"))
+                .args(["plugin", "check", "--json"])
+                .arg(&policy.wasm)
+                .args(extra)
+                .output()
+                .expect("runs")
+        };
+        let out = check(&[]);
+        if policy.language == "Python" {
+            // Refused up front on the deployed defaults, saying what to change...
+            let message = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{message}");
+            assert!(
+                message.contains("compile budget of 96 MiB")
+                    && message.contains("--compile-memory-mib"),
+                "{message}"
+            );
+        }
+        // ...and fine with a budget to match.
+        let out = if policy.language == "Python" {
+            check(&["--compile-memory-mib", PYTHON_COMPILE_MIB])
+        } else {
+            out
+        };
         assert!(
             out.status.success(),
             "{}: {}",

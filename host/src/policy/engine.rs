@@ -14,7 +14,7 @@ use super::cache::CompileCache;
 use super::compile::Compiler;
 use super::inspect::{self, PluginInfo, WasmKind};
 use super::output::PluginOutput;
-use super::sandbox::{PluginState, SnapshotView};
+use super::sandbox::{OverMemoryLimit, PluginState, SnapshotView};
 use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 use super::{MAX_FRAME_LEDS, PolicyError};
 use crate::frame::{Frame, Rgb};
@@ -405,15 +405,13 @@ impl Policy {
                 deadline_ms: self.deadline_ms,
             };
         }
-        let text = format!("{error:#}");
-        if text.contains("forcing trap when growing memory")
-            || text.contains("forcing a memory growth failure")
-        {
+        if error.downcast_ref::<OverMemoryLimit>().is_some() {
             return PolicyError::MemoryLimit {
                 name,
                 limit_mib: self.memory_limit >> 20,
             };
         }
+        let text = format!("{error:#}");
         // Traps carry the plugin's own function names (its name section): untrusted.
         let text = sanitize(&text, MAX_PLUGIN_TEXT);
         if during == "instantiate" {

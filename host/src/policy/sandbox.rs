@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::output::PluginOutput;
@@ -33,7 +33,7 @@ impl SnapshotView {
 pub struct PluginState {
     wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: PluginLimits,
     pub current: SnapshotView,
 }
 
@@ -46,14 +46,11 @@ impl PluginState {
             .stderr(output.1.clone())
             .allow_blocking_current_thread(true)
             .build();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(memory_limit)
-            .table_elements(100_000)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = PluginLimits {
+            memory_limit,
+            memory_used: 0,
+            table_elements: 0,
+        };
         PluginState {
             wasi,
             table: ResourceTable::new(),
@@ -69,5 +66,126 @@ impl WasiView for PluginState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// Everything the plugin's instances may hold, summed over all of them: its linear
+/// memories together (a component has several core modules, and a hostile one can
+/// declare many memories, each of which would pass a per-memory cap) and its tables'
+/// elements together. Growing past either traps at once.
+#[derive(Debug)]
+pub struct PluginLimits {
+    memory_limit: usize,
+    memory_used: usize,
+    table_elements: usize,
+}
+
+/// Table elements one plugin may hold, over all its tables.
+const TABLE_ELEMENTS: usize = 100_000;
+
+/// A growth that would take the plugin past its memory limit. Recognised by type
+/// (not by message) when the trap is turned into an error for people.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin's memories would total {wanted} bytes, over its {limit}-byte limit")]
+pub struct OverMemoryLimit {
+    pub wanted: usize,
+    pub limit: usize,
+}
+
+/// A growth that would take the plugin past its table elements.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin's tables would total {wanted} elements, over the limit of {TABLE_ELEMENTS}")]
+pub struct OverTableLimit {
+    pub wanted: usize,
+}
+
+impl ResourceLimiter for PluginLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let wanted = self
+            .memory_used
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if wanted > self.memory_limit {
+            return Err(OverMemoryLimit {
+                wanted,
+                limit: self.memory_limit,
+            }
+            .into());
+        }
+        self.memory_used = wanted;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let wanted = self
+            .table_elements
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if wanted > TABLE_ELEMENTS {
+            return Err(OverTableLimit { wanted }.into());
+        }
+        self.table_elements = wanted;
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_limit_holds_for_all_memories_together() {
+        let mut limits = PluginLimits {
+            memory_limit: 32 << 20,
+            memory_used: 0,
+            table_elements: 0,
+        };
+        // Three memories of 12 MiB each: each alone is under the limit.
+        assert!(limits.memory_growing(0, 12 << 20, None).is_ok_and(|ok| ok));
+        assert!(limits.memory_growing(0, 12 << 20, None).is_ok_and(|ok| ok));
+        let third = limits
+            .memory_growing(0, 12 << 20, None)
+            .expect_err("the third takes the plugin past 32 MiB");
+        assert!(third.downcast_ref::<OverMemoryLimit>().is_some(), "{third}");
+        // Growing one that exists counts only the difference.
+        assert!(
+            limits
+                .memory_growing(12 << 20, 16 << 20, None)
+                .is_ok_and(|ok| ok)
+        );
+        assert!(limits.memory_growing(16 << 20, 21 << 20, None).is_err());
+    }
+
+    #[test]
+    fn table_elements_are_summed_too() {
+        let mut limits = PluginLimits {
+            memory_limit: 32 << 20,
+            memory_used: 0,
+            table_elements: 0,
+        };
+        assert!(limits.table_growing(0, 60_000, None).is_ok_and(|ok| ok));
+        assert!(limits.table_growing(0, 60_000, None).is_err());
     }
 }
