@@ -99,6 +99,17 @@ pub struct OverTableLimit {
     pub wanted: usize,
 }
 
+/// One of `used`'s parts grows from `current` to `desired`: the new total if it stays
+/// within `limit` (then recorded), else the total it would have been.
+fn grow(used: &mut usize, current: usize, desired: usize, limit: usize) -> Result<bool, usize> {
+    let wanted = used.saturating_sub(current).saturating_add(desired);
+    if wanted > limit {
+        return Err(wanted);
+    }
+    *used = wanted;
+    Ok(true)
+}
+
 impl ResourceLimiter for PluginLimits {
     fn memory_growing(
         &mut self,
@@ -106,19 +117,13 @@ impl ResourceLimiter for PluginLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let wanted = self
-            .memory_used
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if wanted > self.memory_limit {
-            return Err(OverMemoryLimit {
+        grow(&mut self.memory_used, current, desired, self.memory_limit).map_err(|wanted| {
+            OverMemoryLimit {
                 wanted,
                 limit: self.memory_limit,
             }
-            .into());
-        }
-        self.memory_used = wanted;
-        Ok(true)
+            .into()
+        })
     }
 
     fn table_growing(
@@ -127,15 +132,8 @@ impl ResourceLimiter for PluginLimits {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let wanted = self
-            .table_elements
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if wanted > TABLE_ELEMENTS {
-            return Err(OverTableLimit { wanted }.into());
-        }
-        self.table_elements = wanted;
-        Ok(true)
+        grow(&mut self.table_elements, current, desired, TABLE_ELEMENTS)
+            .map_err(|wanted| OverTableLimit { wanted }.into())
     }
 
     fn instances(&self) -> usize {
