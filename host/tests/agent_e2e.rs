@@ -143,7 +143,12 @@ impl Running {
 
     /// Waits until the stick shows `leds`.
     async fn shows(&self, what: &str, leds: &[Rgb]) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.shows_within(what, leds, Duration::from_secs(20)).await;
+    }
+
+    /// Waits up to `limit` until the stick shows `leds`.
+    async fn shows_within(&self, what: &str, leds: &[Rgb], limit: Duration) {
+        let deadline = Instant::now() + limit;
         loop {
             let now = self.bus.leds(SERIAL).unwrap_or_default();
             if now == leds {
@@ -750,4 +755,109 @@ async fn the_mount_applies_until_the_api_answers_then_the_api_wins() {
         bus.leds(SERIAL) == Some(counts.clone())
     })
     .await;
+}
+
+/// The frame the built-in policy gives for the node's true state, read from the API.
+async fn expected_frame(client: &kube::Client, leds: u32) -> Vec<Rgb> {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    let pods: kube::Api<Pod> = kube::Api::all(client.clone());
+    let listed = pods
+        .list(&kube::api::ListParams::default().fields(&format!("spec.nodeName={NODE}")))
+        .await
+        .expect("list pods");
+    let node = kube::Api::<Node>::all(client.clone())
+        .get_opt(NODE)
+        .await
+        .expect("get node");
+    let snapshot = Arc::new(podlight::state::Snapshot::new(
+        podlight::cluster::node_info(NODE, node.as_ref()),
+        listed
+            .items
+            .iter()
+            .map(podlight::cluster::pod_info)
+            .collect(),
+        podlight::state::wall_clock_ms(),
+    ));
+    let engine = PolicyEngine::new(EngineOptions::default()).expect("engine");
+    let policy = Arc::new(engine.builtin().expect("builtin"));
+    let mut instance = policy.instantiate(None).expect("starts");
+    instance.evaluate(&snapshot, leds).expect("evaluates").leds
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
+    let (dirs, policies) = temp_policies();
+    std::fs::create_dir_all(&policies).expect("dir");
+    let mut run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    let names: Vec<String> = (0..6).map(|i| format!("churn-{i}")).collect();
+    for name in &names {
+        create_pod(&admin, NS, name, NODE, json!({"app": "churn"})).await;
+        set_status(&admin, NS, name, status_for("running")).await;
+    }
+    run.shows_all("all running", GREEN).await;
+    // Each round leaves the node's worst state somewhere else, so the frames differ.
+    let rounds = ["crashloop", "pending", "running", "unready", "imagepull"];
+    let mut worst = Duration::ZERO;
+    for round in 0..10 {
+        let state = rounds[round % rounds.len()];
+        // Churn while the server is up…
+        for (i, name) in names.iter().enumerate() {
+            let each = if i == round % names.len() {
+                state
+            } else {
+                "running"
+            };
+            set_status(&admin, NS, name, status_for(each)).await;
+        }
+        // …then the server goes away, and the cluster keeps changing behind its back
+        // (through a second API server on the same etcd).
+        run.plane.stop_apiserver();
+        {
+            let (_second, other) = run.plane.second_apiserver().await;
+            let name = &names[(round + 1) % names.len()];
+            set_status(
+                &other,
+                NS,
+                name,
+                status_for(rounds[(round + 1) % rounds.len()]),
+            )
+            .await;
+            if round % 2 == 1 {
+                delete_pod(&other, NS, &names[round % names.len()], Some(0)).await;
+            }
+        }
+        if round % 3 == 2 {
+            // The history the agent's watch would resume from is gone: it must relist.
+            run.plane.compact_etcd();
+        }
+        run.plane.start_apiserver().await;
+        let admin = run.plane.client().await;
+        let started = Instant::now();
+        let want = expected_frame(&admin, 8).await;
+        // The watch retries with backoff (up to 30 s between tries) while the server
+        // is away: a generous bound.
+        run.shows_within(
+            &format!("round {round}: the true state's frame"),
+            &want,
+            Duration::from_secs(120),
+        )
+        .await;
+        let took = started.elapsed();
+        worst = worst.max(took);
+        println!(
+            "restart {}: converged in {took:?} to {}",
+            round + 1,
+            want[0]
+        );
+        // Deleted pods come back for the next round.
+        for name in &names {
+            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(admin.clone(), NS);
+            if pods.get_opt(name).await.expect("get").is_none() {
+                create_pod(&admin, NS, name, NODE, json!({"app": "churn"})).await;
+            }
+        }
+    }
+    println!("10/10 restarts converged; worst {worst:?}");
 }

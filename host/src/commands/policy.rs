@@ -57,8 +57,7 @@ impl EngineArgs {
             backend: self.backend(),
             parallel_compilation: true,
             compiler: Compiler::Child(ChildCompiler {
-                program: std::env::current_exe()
-                    .context("cannot find this program, to compile plugins with")?,
+                program: this_program(),
                 budget: CompileBudget {
                     memory: self.compile_memory_mib << 20,
                     cpu: Duration::from_secs(self.compile_cpu_seconds),
@@ -230,6 +229,15 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     }
     outln!("ok: loads, starts and evaluates an empty node")?;
     Ok(())
+}
+
+/// This binary, to run as the compiling child: its path from /proc, else how it was
+/// started (where /proc is not mounted, e.g. a bare chroot), else `podlight` on PATH.
+fn this_program() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("podlight"))
 }
 
 #[derive(Args)]
