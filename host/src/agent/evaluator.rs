@@ -123,12 +123,15 @@ fn led_count(state: &AgentState) -> u32 {
 
 /// Resolves when the LED count differs from `evaluated` — a stick arrived, left or was
 /// swapped for another model — so the frame is computed again for the new size.
+/// Sleeps until the device layer says the count changed: no polling.
 async fn led_count_changes(state: &AgentState, evaluated: u32) {
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Registered before the check, so a change between the two is not missed.
+        let changed = state.device.led_count_changed.notified();
         if led_count(state) != evaluated {
             return;
         }
+        changed.await;
     }
 }
 

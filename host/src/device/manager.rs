@@ -51,6 +51,8 @@ pub struct DeviceStatus {
     pub reconnects: AtomicU64,
     /// LEDs over all sticks (strip) or of the largest (mirror).
     pub led_count: AtomicUsize,
+    /// Woken whenever `led_count` changes, so nobody has to poll it.
+    pub led_count_changed: tokio::sync::Notify,
 }
 
 impl DeviceStatus {
@@ -136,9 +138,10 @@ impl DeviceManager {
     }
 
     fn update_led_count(&mut self) {
-        self.status
-            .led_count
-            .store(self.led_count(), Ordering::Relaxed);
+        let count = self.led_count();
+        if self.status.led_count.swap(count, Ordering::Relaxed) != count {
+            self.status.led_count_changed.notify_waiters();
+        }
     }
 
     /// When the next reconnect attempt is due, if any stick is missing.

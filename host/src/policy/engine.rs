@@ -1,7 +1,7 @@
 //! Compiling, instantiating and evaluating policies.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -96,6 +96,7 @@ pub struct PolicyEngine {
     linker: Arc<Linker<PluginState>>,
     options: EngineOptions,
     cache: Option<CompileCache>,
+    ticker: Arc<EpochTicker>,
 }
 
 impl PolicyEngine {
@@ -119,13 +120,14 @@ impl PolicyEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
-        spawn_epoch_ticker(&engine);
+        let ticker = spawn_epoch_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(CompileCache::new);
         Ok(PolicyEngine {
             engine,
             linker: Arc::new(linker),
             options,
             cache,
+            ticker,
         })
     }
 
@@ -262,6 +264,7 @@ impl PolicyEngine {
             deadline_ticks: deadline_ticks(self.options.deadline),
             deadline_ms: u64::try_from(self.options.deadline.as_millis()).unwrap_or(u64::MAX),
             memory_limit: self.options.memory_limit,
+            ticker: Arc::clone(&self.ticker),
         })
     }
 }
@@ -316,15 +319,58 @@ fn deadline_ticks(deadline: Duration) -> u64 {
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
-/// Advances the engine's epoch every tick, for as long as the engine lives.
-fn spawn_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch every tick while a plugin call is running, for as long
+/// as the engine lives. Between calls it sleeps: an idle agent does not wake 200
+/// times a second to count time nobody is measuring.
+#[derive(Debug, Default)]
+struct EpochTicker {
+    /// Plugin calls in progress.
+    running: Mutex<usize>,
+    wake: Condvar,
+}
+
+impl EpochTicker {
+    /// Ticks while the returned guard lives. A call's deadline counts from here.
+    fn running(self: &Arc<Self>) -> TickingGuard {
+        *lock(&self.running) += 1;
+        self.wake.notify_one();
+        TickingGuard(Arc::clone(self))
+    }
+}
+
+struct TickingGuard(Arc<EpochTicker>);
+
+impl Drop for TickingGuard {
+    fn drop(&mut self) {
+        let mut running = lock(&self.0.running);
+        *running = running.saturating_sub(1);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn spawn_epoch_ticker(engine: &Engine) -> Arc<EpochTicker> {
+    let ticker = Arc::new(EpochTicker::default());
     let weak = engine.weak();
+    let shared = Arc::clone(&ticker);
     let spawned = thread::Builder::new()
         .name("policy-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
                 drop(engine);
+                {
+                    let running = lock(&shared.running);
+                    if *running == 0 {
+                        // Until a call starts; now and then, to notice the engine is gone.
+                        let _ = shared.wake.wait_timeout(running, Duration::from_secs(10));
+                        continue;
+                    }
+                }
+                if let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                }
                 thread::sleep(EPOCH_TICK);
             }
         });
@@ -332,6 +378,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
         // Without the ticker deadlines never fire; say so loudly rather than fail.
         tracing::error!(error = %e, "cannot start the policy deadline thread; plugin deadlines are not enforced");
     }
+    ticker
 }
 
 /// A compiled, linked plugin. Cheap to instantiate; shareable across threads.
@@ -343,6 +390,7 @@ pub struct Policy {
     deadline_ticks: u64,
     deadline_ms: u64,
     memory_limit: usize,
+    ticker: Arc<EpochTicker>,
 }
 
 impl Policy {
@@ -379,6 +427,7 @@ impl Policy {
             PluginState::new(&self.output, self.memory_limit),
         );
         store.limiter(|state| &mut state.limits);
+        let _ticking = self.ticker.running();
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
         let bindings = self
@@ -494,10 +543,12 @@ fn evaluate_in(
 ) -> Result<Frame, PolicyError> {
     let led_count = view.led_count;
     store.data_mut().current = view;
+    let ticking = policy.ticker.running();
     store.set_epoch_deadline(policy.deadline_ticks);
     let outcome = bindings
         .podlight_policy_evaluator()
         .call_evaluate(&mut *store);
+    drop(ticking);
     store.data_mut().current = SnapshotView::empty();
     let frame = outcome
         .map_err(|e| policy.call_error(e, "evaluate"))?
