@@ -8,5 +8,6 @@ pub mod cluster;
 pub mod device;
 pub mod frame;
 pub mod http;
+mod lock;
 pub mod policy;
 pub mod state;

@@ -83,9 +83,7 @@ impl Agent {
             Ok(writer) => writer.shutdown(!leave_leds),
             Err(shared) => {
                 if !leave_leds {
-                    let off = vec![crate::frame::Rgb::OFF; shared.shown().len()];
-                    shared.set_target(off.clone());
-                    shared.wait_until_shown(&off, std::time::Duration::from_secs(1));
+                    shared.turn_off(std::time::Duration::from_secs(1));
                 }
             }
         })

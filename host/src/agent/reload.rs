@@ -71,15 +71,6 @@ pub struct Fingerprint {
 }
 
 impl PolicySource {
-    /// The policy files in the plain directory `dir`, watched for changes.
-    pub fn directory(dir: Option<PathBuf>, name: &str) -> PolicySource {
-        PolicySource {
-            dir,
-            name: name.to_string(),
-            api: None,
-        }
-    }
-
     fn read(&self) -> std::io::Result<Found> {
         if let Some(api) = &self.api
             && let PolicyFiles::Present(files) = &*api.files.borrow()

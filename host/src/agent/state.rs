@@ -2,7 +2,7 @@
 //! counters behind readiness and metrics.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -11,6 +11,7 @@ use super::metrics::Metrics;
 use crate::cluster::ClusterStatus;
 use crate::device::DeviceStatus;
 use crate::frame::Frame;
+use crate::lock::lock;
 use crate::state::Snapshot;
 
 /// The active policy and how the last reload went.
@@ -36,10 +37,6 @@ pub struct AgentState {
     /// Bumped whenever the frame, snapshot or policy changes: the live page follows it.
     pub changes: watch::Sender<u64>,
     pub metrics: Metrics,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl AgentState {

@@ -195,8 +195,7 @@ async fn run(
     };
     // When a pod's classification changes with time alone (a restarted container
     // reaching its recovery time), the snapshot is built again then.
-    let mut reclassify_at = tokio::time::Instant::now();
-    let mut reclassify = false;
+    let mut reclassify_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             item = events.next() => {
@@ -207,7 +206,8 @@ async fn run(
                     note(item);
                 }
             }
-            () = tokio::time::sleep_until(reclassify_at), if reclassify => reclassify = false,
+            () = tokio::time::sleep_until(reclassify_at.unwrap_or_else(tokio::time::Instant::now)),
+                if reclassify_at.is_some() => reclassify_at = None,
         }
         if !stores.ready() {
             continue;
@@ -221,13 +221,9 @@ async fn run(
             tracing::info!(node = %stores.node_name, "the node exists now");
         }
         let snapshot = stores.snapshot();
-        if let Some(at) = snapshot.reclassified_at_ms() {
-            reclassify = true;
-            reclassify_at = tokio::time::Instant::now()
-                + Duration::from_millis(at.saturating_sub(snapshot.now_ms));
-        } else {
-            reclassify = false;
-        }
+        reclassify_at = snapshot.reclassified_at_ms().map(|at| {
+            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(snapshot.now_ms))
+        });
         if first || !visibly_equal(&snapshot, &sender.borrow()) {
             status.snapshots.fetch_add(1, Ordering::Relaxed);
             sender.send_replace(Arc::new(snapshot));

@@ -221,12 +221,8 @@ async fn serve(
         tracing::info!("shutting down while the first policy was still loading");
         let _ = stop_http.send(true);
         if !args.leave_leds_on {
-            let off = vec![podlight::frame::Rgb::OFF; writer.shown().len()];
-            writer.set_target(off.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                writer.wait_until_shown(&off, Duration::from_secs(1))
-            })
-            .await;
+            let _ =
+                tokio::task::spawn_blocking(move || writer.turn_off(Duration::from_secs(1))).await;
         }
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), http).await;

@@ -11,6 +11,7 @@ use super::DeviceError;
 use super::protocol::{self, Model, Report, ReportError};
 use super::transport::{Bus, DeviceInfo, Transport};
 use crate::frame::Rgb;
+use crate::lock::lock;
 
 const CHANNEL_LEDS: usize = protocol::PRO_CHANNEL_LEDS;
 
@@ -252,11 +253,6 @@ impl Firmware {
 #[derive(Debug, Default, Clone)]
 pub struct EmulatorBus {
     sticks: Arc<Mutex<BTreeMap<String, Arc<Mutex<Firmware>>>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind: keep using it.
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl EmulatorBus {

@@ -5,13 +5,14 @@
 //! A new target replaces any target not yet started (bursts coalesce; stale frames
 //! are never queued) and a fade in progress is retargeted from the colour shown now.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::fade::{Fade, cap_brightness};
 use super::manager::{DeviceManager, DeviceStatus};
 use crate::frame::Rgb;
+use crate::lock::lock;
 
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
@@ -46,10 +47,6 @@ struct Shared {
     slot: Mutex<Slot>,
     wake: Condvar,
     shown: Mutex<Vec<Rgb>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Handle to the writer thread. Dropping it stops the thread and leaves the LEDs.
@@ -109,6 +106,14 @@ impl FrameWriter {
             std::thread::sleep(Duration::from_millis(5));
         }
         true
+    }
+
+    /// Turns the LEDs off (through the usual fade) and waits up to `timeout` until
+    /// they are; for a writer still shared with others, which cannot be shut down.
+    pub fn turn_off(&self, timeout: Duration) -> bool {
+        let off = vec![Rgb::OFF; self.shown().len()];
+        self.set_target(off.clone());
+        self.wait_until_shown(&off, timeout)
     }
 
     /// Stops after the write in progress; with `leds_off`, turns the LEDs off first.

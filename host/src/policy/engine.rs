@@ -1,7 +1,7 @@
 //! Compiling, instantiating and evaluating policies.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use super::sandbox::{OverMemoryLimit, PluginState, SnapshotView};
 use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 use super::{MAX_FRAME_LEDS, PolicyError};
 use crate::frame::{Frame, Rgb};
+use crate::lock::lock;
 use crate::state::Snapshot;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -345,10 +346,6 @@ impl Drop for TickingGuard {
         let mut running = lock(&self.0.running);
         *running = running.saturating_sub(1);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn spawn_epoch_ticker(engine: &Engine) -> Arc<EpochTicker> {
