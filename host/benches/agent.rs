@@ -123,6 +123,7 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
         writer,
         state,
         events: EventSink::none(),
+        reporter: None,
     })
     .await;
     InProcess {
@@ -328,6 +329,7 @@ async fn main() {
         writer,
         state,
         events: EventSink::none(),
+        reporter: None,
     })
     .await;
 

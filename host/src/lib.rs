@@ -10,4 +10,5 @@ pub mod frame;
 pub mod http;
 mod lock;
 pub mod policy;
+pub mod rollout;
 pub mod state;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{agent, cluster, device, policy};
+use commands::{agent, cluster, device, policy, status};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,9 @@ enum Command {
     Eval(policy::EvalArgs),
     /// Print the node's current snapshot as JSON (what `podlight eval` reads).
     Snapshot(cluster::SnapshotArgs),
+    /// What every node runs: policy, last reload, sticks (from the agents' reports);
+    /// `--wait --policy-sha256 SHA` follows a rollout.
+    Status(status::StatusArgs),
     /// Work with policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -100,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => agent::demo(*args),
         Command::Eval(args) => policy::eval(args),
         Command::Snapshot(args) => cluster::snapshot(args),
+        Command::Status(args) => status::status(args),
         Command::Plugin(PluginCommand::Check(args)) => policy::plugin_check(args),
         Command::Plugin(PluginCommand::Compile(args)) => policy::plugin_compile(args),
         Command::Devices(args) => device::devices(args),

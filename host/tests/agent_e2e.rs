@@ -8,13 +8,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
-use podlight::agent::{Agent, AgentParts, AgentState, ApiPolicies, EventSink, PolicySource};
-use podlight::cluster::{ConnectOptions, NodeWatch, PolicyConfigMapWatch, WatchOptions, client};
+use podlight::agent::{
+    Agent, AgentParts, AgentState, ApiPolicies, EventSink, PolicySource, StatusReporter,
+};
+use podlight::cluster::{
+    ConnectOptions, NodeWatch, PolicyConfigMapWatch, ReportLeases, WatchOptions, client,
+};
 use podlight::device::emulator::{EmulatorBus, Firmware};
 use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use support::TESTKIT_WASM;
 use support::atomic_writer::AtomicDir;
 use support::cluster::{
@@ -128,6 +133,10 @@ impl Running {
             writer,
             state: Arc::clone(&state),
             events,
+            reporter: Some(StatusReporter {
+                leases: ReportLeases::new(agent_client.clone(), "test", "podlight"),
+                pod: Some("podlight-agent".into()),
+            }),
         })
         .await;
         Running {
@@ -477,6 +486,7 @@ async fn agent_without_cluster(
         writer,
         state: Arc::clone(&state),
         events: EventSink::none(),
+        reporter: None,
     })
     .await;
     (agent, state, tx)
@@ -701,14 +711,45 @@ async fn policies_swap_through_the_api_without_waiting_for_the_mount() {
         reloads(&ok_after),
         "no reload for the same content"
     );
-    // A broken plugin through the API: the colours stay, the error shows.
-    apply_policies(&admin, &[("priority.wasm", b"\0asm\x0d\0\x01\0garbage")]).await;
+    // A broken plugin through the API: the colours stay, the error shows — in the
+    // agent and in the node's published report.
+    let broken = b"\0asm\x0d\0\x01\0garbage";
+    apply_policies(&admin, &[("priority.wasm", broken)]).await;
     eventually("the failure to be reported", || {
         run.state.policy().last_error.is_some()
     })
     .await;
     run.shows_all("the last good policy, still", Rgb::new(0, 0, 255))
         .await;
+    let leases = ReportLeases::new(admin.clone(), "test", "podlight");
+    let broken_sha = hex::encode(Sha256::digest(broken));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reports = leases.list().await.expect("list the reports");
+        let reload = reports
+            .iter()
+            .find(|p| p.report.node == NODE)
+            .and_then(|p| p.report.last_reload.clone());
+        if let Some(reload) = reload
+            && !reload.ok
+        {
+            assert_eq!(reload.file_sha256.as_deref(), Some(broken_sha.as_str()));
+            assert!(
+                reload.error.is_some_and(|e| e.contains("priority")),
+                "the error names the plugin"
+            );
+            assert_eq!(
+                reports[0].report.policy.sha256,
+                hex::encode(Sha256::digest(BUILTIN_PRIORITY))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node's report never showed the refusal: {reports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,14 +5,73 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use podlight::policy::BUILTIN_PRIORITY;
 use serde_json::json;
-use support::cluster::{create_node, create_pod};
+use sha2::{Digest, Sha256};
+use support::TESTKIT_WASM;
+use support::cluster::{apply_policies, create_node, create_pod};
 use support::control_plane::ControlPlane;
 use support::http_client::{free_port, get};
 use support::repo_root;
+
+/// `podlight run` for `node` with a virtual stick, as a DaemonSet pod would run it
+/// (pod name and namespace set), and its log lines as they come.
+fn spawn_agent(
+    kubeconfig: &Path,
+    node: &str,
+    port: u16,
+    policy_dir: &Path,
+    extra: &[&str],
+) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args([
+            "run",
+            "--device",
+            "virtual",
+            "--fade-ms",
+            "0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(extra)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("--policy-dir")
+        .arg(policy_dir)
+        .env("NODE_NAME", node)
+        .env("POD_NAME", format!("podlight-{node}"))
+        .env("POD_NAMESPACE", "podlight")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podlight run");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// `podlight ARGS`: exit status, stdout, stderr.
+fn podlight(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args(args)
+        .output()
+        .expect("podlight");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 fn ok(output: &std::process::Output, what: &str) -> String {
     assert!(
@@ -121,8 +180,21 @@ async fn manifests_are_accepted_and_least_privilege() {
             "{verb} its policies ConfigMap"
         );
     }
+    for verb in ["create", "patch", "delete"] {
+        assert!(
+            can(&[verb, "leases.coordination.k8s.io", "-n", "podlight"]),
+            "{verb} its nodes' status Leases"
+        );
+    }
     for denied in [
-        &["get", "secrets"][..],
+        &[
+            "create",
+            "leases.coordination.k8s.io",
+            "-n",
+            "kube-node-lease",
+        ][..],
+        &["patch", "leases.coordination.k8s.io", "-n", "kube-system"],
+        &["get", "secrets"],
         &["get", "secrets", "-n", "podlight"],
         &["patch", "pods"],
         &["delete", "pods"],
@@ -176,34 +248,7 @@ async fn podlight_runs_as_the_service_account() {
 
     let port = free_port();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args([
-            "run",
-            "--device",
-            "virtual",
-            "--fade-ms",
-            "0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--policy-dir")
-        .arg(dir.path())
-        .env("NODE_NAME", "stick-node")
-        .env("POD_NAME", "podlight-test")
-        .env("POD_NAMESPACE", "podlight")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("podlight run");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = spawn_agent(&kubeconfig, "stick-node", port, dir.path(), &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut log = Vec::new();
     let yellow = ["#323200"; 8].join(" ");
@@ -237,4 +282,169 @@ async fn podlight_runs_as_the_service_account() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// An apply's count of one resource and verb in the API server's own metrics.
+fn requests(plane: &ControlPlane, resource: &str, verb: &str) -> u64 {
+    let metrics = ok(&plane.kubectl(&["get", "--raw", "/metrics"]), "metrics");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            l.contains(&format!("resource=\"{resource}\""))
+                && l.contains(&format!("verb=\"{verb}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
+    let plane = ControlPlane::start().await;
+    let admin = plane.client().await;
+    for file in ["namespace.yaml", "rbac.yaml"] {
+        let path = repo_root().join("deploy/base").join(file);
+        ok(
+            &plane.kubectl(&["apply", "-f", &path.to_string_lossy()]),
+            file,
+        );
+    }
+    let kubeconfig = plane
+        .service_account_kubeconfig("podlight", "podlight")
+        .await;
+    let nodes = ["node-a", "node-b", "node-c"];
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache").to_string_lossy().into_owned();
+    let mut agents = Vec::new();
+    for node in nodes {
+        create_node(&admin, node).await;
+        let port = free_port();
+        let (child, log) = spawn_agent(
+            &kubeconfig,
+            node,
+            port,
+            dir.path(),
+            &[
+                "--policy-configmap",
+                "podlight-policies",
+                "--cache-dir",
+                &cache,
+            ],
+        );
+        agents.push((child, log, port));
+    }
+    let admin_config = plane.kubeconfig.to_string_lossy().into_owned();
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--kubeconfig", &admin_config];
+        args.extend_from_slice(extra);
+        podlight(&args)
+    };
+
+    // Every agent, running as the ServiceAccount, reports the built-in policy.
+    let builtin = hex::encode(Sha256::digest(BUILTIN_PRIORITY));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, table, _) = status(&[]);
+        let rows: Vec<&str> = table.lines().skip(1).collect();
+        if rows.len() == 3 && rows.iter().all(|r| r.contains(&builtin[..12])) {
+            for (row, node) in rows.iter().zip(nodes) {
+                assert!(row.starts_with(node), "{table}");
+                assert!(row.contains("builtin"), "{table}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "not every node reports: {table}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The status page shows its own node's report and where it goes.
+    let (_, state) = get(agents[0].2, "/api/state").expect("the status page's state");
+    let state: serde_json::Value = serde_json::from_str(&state).expect("JSON");
+    assert_eq!(state["report"]["node"], "node-a");
+    assert_eq!(state["report"]["policy"]["sha256"], builtin.as_str());
+    assert_eq!(state["publishing"]["lease"], "podlight/podlight-node-a");
+    assert!(state["publishing"]["error"].is_null(), "{state}");
+
+    // A rollout through the API: `status --wait` returns once every node runs it.
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    let testkit_sha = hex::encode(Sha256::digest(&testkit));
+    let applies_before = requests(&plane, "leases", "APPLY");
+    let started = Instant::now();
+    apply_policies(&admin, &[("priority.wasm", &testkit)]).await;
+    let (done, table, said) = status(&[
+        "--wait",
+        "--policy-sha256",
+        &testkit_sha,
+        "--timeout",
+        "120",
+    ]);
+    let rollout_took = started.elapsed();
+    assert!(done, "the rollout completes: {said}\n{table}");
+    assert!(said.contains("runs on all 3 nodes"), "{said}");
+    assert_eq!(table.matches(&testkit_sha[..12]).count(), 3, "{table}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let applies = requests(&plane, "leases", "APPLY") - applies_before;
+    println!(
+        "rollout of one policy to 3 agents, apply → `status --wait` done: {rollout_took:?}; \
+         status Lease applies meanwhile: {applies} ({:.1} per node; heartbeats every 20 s add to it)",
+        applies as f64 / 3.0
+    );
+
+    // A broken plugin: every node refuses it, and `--wait` says so without waiting
+    // for the timeout, naming each node and its error.
+    let broken: &[u8] = b"\0asm\x0d\0\x01\0garbage";
+    let broken_sha = hex::encode(Sha256::digest(broken));
+    apply_policies(&admin, &[("priority.wasm", broken)]).await;
+    let started = Instant::now();
+    let (done, table, said) =
+        status(&["--wait", "--policy-sha256", &broken_sha, "--timeout", "120"]);
+    assert!(!done, "a refused rollout fails: {table}");
+    assert!(
+        started.elapsed() < Duration::from_secs(100),
+        "it fails before the timeout"
+    );
+    assert!(
+        said.contains(&format!("policy {} was refused on", &broken_sha[..12])),
+        "{said}"
+    );
+    for node in nodes {
+        assert!(said.contains(&format!("{node} (")), "names {node}: {said}");
+    }
+    assert!(said.contains("priority"), "says what is wrong: {said}");
+    assert!(table.contains("FAILED"), "{table}");
+    // …and each keeps the last good policy, so the earlier rollout still holds.
+    let (holds, _, said) = status(&["--policy-sha256", &testkit_sha]);
+    assert!(holds, "the last good policy runs on: {said}");
+
+    // An agent that stops cleanly takes its report with it.
+    let (mut child, _, _) = agents.pop().expect("node-c's agent");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let (_, table, _) = status(&[]);
+    assert_eq!(
+        table.lines().count(),
+        1 + 2 + 2,
+        "two nodes and their errors: {table}"
+    );
+    assert!(!table.contains("node-c"), "{table}");
+    // A policy no node runs: `--wait` gives up at the timeout, saying where each is.
+    let (done, _, said) = status(&[
+        "--wait",
+        "--policy-sha256",
+        &"0".repeat(64),
+        "--timeout",
+        "2",
+    ]);
+    assert!(!done);
+    assert!(said.contains("is not on every node after 2 s"), "{said}");
+    assert!(
+        said.contains("node-a (runs") && said.contains("node-b (runs"),
+        "{said}"
+    );
+
+    for (mut child, _, _) in agents {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

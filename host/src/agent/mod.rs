@@ -6,11 +6,13 @@ mod evaluator;
 mod events;
 pub mod metrics;
 mod reload;
+mod reporter;
 mod state;
 
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
 pub use reload::{ApiPolicies, PolicySource, load_initial};
+pub use reporter::{Publishing, StatusReporter};
 pub use state::{AgentState, PolicyStatus};
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct AgentParts {
     pub writer: Arc<FrameWriter>,
     pub state: Arc<AgentState>,
     pub events: EventSink,
+    /// Where this node's report is published; none outside a cluster.
+    pub reporter: Option<StatusReporter>,
 }
 
 /// Handles to a running agent.
@@ -62,9 +66,17 @@ impl Agent {
             Arc::clone(&parts.state),
             shutdown_rx,
         ));
+        let mut tasks = vec![evaluator];
+        if let Some(reporter) = parts.reporter {
+            tasks.push(tokio::spawn(reporter::run(
+                reporter,
+                Arc::clone(&parts.state),
+                shutdown.subscribe(),
+            )));
+        }
         Agent {
             shutdown,
-            tasks: vec![evaluator],
+            tasks,
             _reload: reload,
             writer: parts.writer,
         }

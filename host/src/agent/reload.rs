@@ -26,6 +26,7 @@ use super::evaluator::PolicyCommand;
 use super::{AgentState, EventSink};
 use crate::cluster::PolicyFiles;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
+use crate::rollout::ReloadOutcome;
 use crate::state::{Snapshot, wall_clock_ms};
 
 /// Quiet time after the last file event before reading.
@@ -126,6 +127,13 @@ impl PolicySource {
     }
 }
 
+impl Fingerprint {
+    /// The plugin file's sha256; none for the built-in policy.
+    fn file_sha256(&self) -> Option<String> {
+        (self.plugin != BUILTIN_NAME).then(|| self.plugin.clone())
+    }
+}
+
 impl Found {
     fn fingerprint(&self) -> Fingerprint {
         let plugin = match &self.plugin {
@@ -166,14 +174,14 @@ pub async fn load_initial(
     if found.plugin.is_some() {
         match prepare(Arc::clone(engine), &found, snapshot, leds).await {
             Ok((instance, origin)) => {
-                publish_active(state, &instance, origin, &found);
+                publish_active(state, &instance, origin, &found, None);
                 return Loaded {
                     instance,
                     fingerprint,
                 };
             }
             Err(error) => {
-                report_failure(state, events, &error).await;
+                report_failure(state, events, &error, fingerprint.file_sha256()).await;
                 failure = Some(error);
             }
         }
@@ -197,7 +205,7 @@ pub async fn load_initial(
         // start, nothing can.
         Err(error) => panic!("the built-in policy does not start: {error}"),
     };
-    publish_active(state, &instance, BUILTIN_NAME.to_string(), &fallback);
+    publish_active(state, &instance, BUILTIN_NAME.to_string(), &fallback, None);
     if failure.is_some() {
         // The built-in policy runs because the directory's plugin failed: that stays
         // visible until a reload succeeds.
@@ -234,22 +242,61 @@ async fn prepare(
     .map_err(|e| e.to_string())
 }
 
-fn publish_active(state: &AgentState, instance: &PolicyInstance, origin: String, found: &Found) {
+/// Makes `instance` the policy the agent reports; `reload` when it came from a reload
+/// (not the start).
+fn publish_active(
+    state: &AgentState,
+    instance: &PolicyInstance,
+    origin: String,
+    found: &Found,
+    reload: Option<ReloadOutcome>,
+) {
     let info = instance.policy().info().clone();
     tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
+    let file_sha256 = found
+        .fingerprint()
+        .file_sha256()
+        .filter(|file| *file != info.sha256);
     state.update_policy(|p| {
         p.name = info.name;
         p.sha256 = info.sha256;
+        p.file_sha256 = file_sha256;
         p.origin = origin;
         p.settings = found.settings.clone();
         p.last_error = None;
+        p.since_ms = wall_clock_ms();
+        if reload.is_some() {
+            p.last_reload = reload;
+        }
     });
 }
 
-async fn report_failure(state: &AgentState, events: &EventSink, error: &str) {
+fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
+    ReloadOutcome {
+        at_ms: wall_clock_ms(),
+        ok: true,
+        file_sha256,
+        error: None,
+    }
+}
+
+async fn report_failure(
+    state: &AgentState,
+    events: &EventSink,
+    error: &str,
+    file_sha256: Option<String>,
+) {
     tracing::error!(%error, "policy reload failed; keeping the last good policy");
     state.metrics.reload(false);
-    state.update_policy(|p| p.last_error = Some(error.to_string()));
+    state.update_policy(|p| {
+        p.last_error = Some(error.to_string());
+        p.last_reload = Some(ReloadOutcome {
+            at_ms: wall_clock_ms(),
+            ok: false,
+            file_sha256,
+            error: Some(error.to_string()),
+        });
+    });
     events
         .warn(
             "PolicyReloadFailed",
@@ -362,6 +409,7 @@ impl Reloader {
                         &self.state,
                         &self.events,
                         &format!("cannot read the policy directory: {e}"),
+                        None,
                     )
                     .await;
                     return;
@@ -381,6 +429,7 @@ impl Reloader {
                 self.state.update_policy(|p| {
                     p.settings = found.settings.clone();
                     p.last_error = None;
+                    p.last_reload = Some(succeeded(fingerprint.file_sha256()));
                 });
                 self.current = fingerprint;
                 return;
@@ -389,7 +438,8 @@ impl Reloader {
             let leds = self.state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
             match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
                 Ok((instance, origin)) => {
-                    publish_active(&self.state, &instance, origin, &found);
+                    let outcome = succeeded(fingerprint.file_sha256());
+                    publish_active(&self.state, &instance, origin, &found, Some(outcome));
                     self.state.metrics.reload(true);
                     let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
                     self.current = fingerprint;
@@ -401,7 +451,8 @@ impl Reloader {
                     if wait_for_more(file_events).await {
                         continue;
                     }
-                    report_failure(&self.state, &self.events, &error).await;
+                    report_failure(&self.state, &self.events, &error, fingerprint.file_sha256())
+                        .await;
                     self.current = fingerprint;
                     return;
                 }

@@ -8,10 +8,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
+use super::reporter::Publishing;
 use crate::cluster::ClusterStatus;
 use crate::device::DeviceStatus;
 use crate::frame::Frame;
 use crate::lock::lock;
+use crate::rollout::{ActivePolicy, DeviceReport, NodeReport, ReloadOutcome};
 use crate::state::Snapshot;
 
 /// The active policy and how the last reload went.
@@ -25,6 +27,12 @@ pub struct PolicyStatus {
     pub settings: Option<String>,
     /// The last reload failure, kept until a reload succeeds.
     pub last_error: Option<String>,
+    /// The plugin file's sha256 when it differs from `sha256` (a `.wasm.gz`).
+    pub file_sha256: Option<String>,
+    /// When this policy became active (wall-clock ms).
+    pub since_ms: u64,
+    /// How the last reload attempt after the start ended.
+    pub last_reload: Option<ReloadOutcome>,
 }
 
 pub struct AgentState {
@@ -37,6 +45,8 @@ pub struct AgentState {
     /// Bumped whenever the frame, snapshot or policy changes: the live page follows it.
     pub changes: watch::Sender<u64>,
     pub metrics: Metrics,
+    /// How publishing this node's report goes; none when it is not published.
+    publishing: Mutex<Option<Publishing>>,
 }
 
 impl AgentState {
@@ -56,6 +66,7 @@ impl AgentState {
             cluster,
             changes: watch::channel(0).0,
             metrics: Metrics::default(),
+            publishing: Mutex::default(),
         })
     }
 
@@ -79,6 +90,37 @@ impl AgentState {
     pub fn update_policy(&self, f: impl FnOnce(&mut PolicyStatus)) {
         f(&mut lock(&self.policy));
         self.changed();
+    }
+
+    /// What this agent reports of itself to the cluster (and on its status page).
+    pub fn report(&self, pod: Option<&str>) -> NodeReport {
+        let policy = self.policy();
+        NodeReport {
+            node: self.snapshot.borrow().node.name.clone(),
+            pod: pod.map(str::to_string),
+            policy: ActivePolicy {
+                name: policy.name,
+                sha256: policy.sha256,
+                file_sha256: policy.file_sha256,
+                origin: policy.origin,
+                since_ms: policy.since_ms,
+            },
+            last_reload: policy.last_reload,
+            device: DeviceReport {
+                connected: self.device.connected.load(Ordering::Relaxed),
+                leds: self.device.led_count.load(Ordering::Relaxed),
+            },
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    pub fn publishing(&self) -> Option<Publishing> {
+        lock(&self.publishing).clone()
+    }
+
+    /// Not a change the page or the reporter follow: the reporter sets it.
+    pub fn set_publishing(&self, publishing: Publishing) {
+        *lock(&self.publishing) = Some(publishing);
     }
 
     pub fn record_evaluation(&self, seconds: f64, ok: bool) {

@@ -36,6 +36,12 @@ pub enum ClusterError {
          kubeconfig and that the API server is running"
     )]
     Connect { url: String, reason: String },
+    #[error("the API server at {url} answered {code}: {message}")]
+    Answered {
+        url: String,
+        code: u16,
+        message: String,
+    },
     #[error(
         "the API server at {url} refused our credentials (401 Unauthorized); the token or \
          client certificate in the kubeconfig (in a pod: the ServiceAccount token) is wrong or \
@@ -139,19 +145,30 @@ impl Connection {
                 url,
                 node: node.to_string(),
             }),
-            Ok(Err(kube::Error::Api(status))) if status.code == 401 => {
-                Err(ClusterError::Unauthorized { url })
-            }
-            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
-                Err(ClusterError::Forbidden {
-                    url,
-                    message: status.message,
-                })
-            }
-            Ok(Err(error)) => Err(ClusterError::Connect {
+            Ok(Err(error)) => Err(ClusterError::of_request(url, error)),
+        }
+    }
+}
+
+impl ClusterError {
+    /// A failed request, said the way people can act on: refused credentials, denied
+    /// access, or no connection.
+    pub fn of_request(url: String, error: kube::Error) -> ClusterError {
+        match error {
+            kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized { url },
+            kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+                url,
+                message: status.message,
+            },
+            kube::Error::Api(status) => ClusterError::Answered {
+                url,
+                code: status.code,
+                message: status.message,
+            },
+            error => ClusterError::Connect {
                 url,
                 reason: error_chain(&error),
-            }),
+            },
         }
     }
 }

@@ -4,10 +4,15 @@
 
 mod config;
 mod convert;
+mod node_status;
 mod policies;
 mod watch;
 
 pub use config::{ClusterError, ConnectOptions, Connection, client, connect, node_name};
 pub use convert::{node_info, pod_info};
+pub use node_status::{
+    REPORT_VALID_SECONDS, ReportLeases, STATUS_ANNOTATION, STATUS_SELECTOR, lease_name, lease_of,
+    published_of,
+};
 pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
 pub use watch::{ClusterStatus, NodeWatch, WatchOptions};

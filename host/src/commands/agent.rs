@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use podlight::agent::{
     Agent, AgentParts, AgentState, ApiPolicies, DemoScenario, EventSink, PolicySource,
+    StatusReporter,
 };
-use podlight::cluster::{ClusterStatus, PolicyConfigMapWatch};
+use podlight::cluster::{ClusterStatus, PolicyConfigMapWatch, ReportLeases};
 use podlight::device::{DeviceManager, FrameWriter, WriterOptions};
 use podlight::state::Snapshot;
 use tokio::sync::watch;
@@ -81,11 +82,7 @@ pub struct DemoArgs {
 /// blocking threads (a plugin compile waiting on its child) is not waited for: the
 /// process exits, and the compiling child dies with it.
 fn on_runtime(agent: impl std::future::Future<Output = Result<()>>) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime()?;
     let result = runtime.block_on(agent);
     runtime.shutdown_timeout(Duration::from_millis(500));
     result
@@ -116,6 +113,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             configmap: configmap.clone(),
             files: watch.files(),
         });
+        // Each node's report goes to a Lease in the agent's own namespace.
+        let reporter = args.pod_namespace.as_ref().map(|namespace| StatusReporter {
+            leases: ReportLeases::new(connection.client.clone(), &connection.url, namespace),
+            pod: args.pod_name.clone(),
+        });
         let events = match (&args.pod_namespace, &args.pod_name) {
             (Some(namespace), Some(name)) => {
                 EventSink::new(connection.client, namespace, name, None)
@@ -133,6 +135,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(watch.status()),
             events,
             api,
+            reporter,
             None,
         )
         .await
@@ -153,6 +156,7 @@ pub fn demo(mut args: DemoArgs) -> Result<()> {
             None,
             EventSink::none(),
             None,
+            None,
             stop_after,
         )
         .await
@@ -166,6 +170,7 @@ async fn serve(
     cluster: Option<Arc<ClusterStatus>>,
     events: EventSink,
     api: Option<ApiPolicies>,
+    reporter: Option<StatusReporter>,
     stop_after: Option<Duration>,
 ) -> Result<()> {
     let (bus, options) = args.device.open()?;
@@ -203,6 +208,7 @@ async fn serve(
         writer: Arc::clone(&writer),
         state,
         events,
+        reporter,
     });
     let agent = tokio::select! {
         agent = starting => Some(agent),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use podlight::cluster::{
     ClusterError, ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name,
@@ -62,12 +62,7 @@ pub struct SnapshotArgs {
 }
 
 pub fn snapshot(args: SnapshotArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    super::runtime()?.block_on(async {
         let timeout = Duration::from_secs(args.timeout);
         let (node, connection) = args.cluster.connect().await?;
         // Wrong credentials, missing permissions, a closed port or an unknown node:

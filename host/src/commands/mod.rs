@@ -11,6 +11,7 @@ pub mod agent;
 pub mod cluster;
 pub mod device;
 pub mod policy;
+pub mod status;
 
 use std::sync::OnceLock;
 
@@ -24,4 +25,14 @@ pub fn set_json_logs(json: bool) {
 /// Whether the log is JSON lines: then nothing else may write to stderr.
 pub fn json_logs() -> bool {
     JSON_LOGS.get().copied().unwrap_or(false)
+}
+
+/// The async runtime every command that talks to a cluster runs on.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -35,6 +35,10 @@ pub fn state_json(state: &AgentState) -> serde_json::Value {
             "restarts": p.restarts(), "ready": p.ready,
         })).collect::<Vec<_>>(),
         "policy": state.policy(),
+        // What `podlight status` shows of this node, and where it is published.
+        "report": state.report(None),
+        "publishing": state.publishing(),
+        "nowMs": crate::state::wall_clock_ms(),
         "ready": ready,
         "readyReason": reason,
     })

@@ -1,0 +1,160 @@
+//! `podlight status`: what every node's agent runs, from the reports the agents
+//! publish; with `--wait --policy-sha256 SHA`, a rollout's progress until every node
+//! runs that policy (exit 0) or one refuses it or time runs out (exit 1, naming the
+//! nodes and why).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use podlight::cluster::{ConnectOptions, ReportLeases, connect};
+use podlight::rollout::{Published, Rollout, rollout, short_sha, table};
+use podlight::state::wall_clock_ms;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// A kubeconfig file (default: in a pod, the in-cluster config; else $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// The namespace podlight runs in (its agents report there).
+    #[arg(long, short = 'n', default_value = "podlight")]
+    namespace: String,
+    /// Whether every node runs the policy with this sha256 (of the `.wasm` file, or of
+    /// the `.wasm.gz` file as delivered): exit 0 if so, 1 if not.
+    #[arg(long)]
+    policy_sha256: Option<String>,
+    /// Wait until every node runs the `--policy-sha256` policy; give up when one
+    /// refuses it or `--timeout` passes.
+    #[arg(long, requires = "policy_sha256")]
+    wait: bool,
+    /// How long `--wait` waits, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', default_value = "table", value_parser = ["table", "json"])]
+    output: String,
+}
+
+/// Between two looks while waiting: one list request each.
+const POLL: Duration = Duration::from_secs(1);
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    super::runtime()?.block_on(async {
+        let connection = connect(&ConnectOptions {
+            kubeconfig: args.kubeconfig.clone(),
+            context: args.context.clone(),
+        })
+        .await?;
+        let leases = ReportLeases::new(connection.client, &connection.url, &args.namespace);
+        let list = || async {
+            let listed = tokio::time::timeout(Duration::from_secs(30), leases.list()).await;
+            match listed {
+                Ok(Ok(published)) => Ok(published),
+                Ok(Err(error)) => Err(anyhow::Error::new(leases.error(error))),
+                Err(_) => bail!(
+                    "the API server at {} did not answer within 30 s",
+                    connection.url
+                ),
+            }
+        };
+        let Some(sha256) = &args.policy_sha256 else {
+            let published = list().await?;
+            print(&args, &published)?;
+            if published.is_empty() {
+                eprintln!("{}", nobody_reports(&args.namespace));
+            }
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(args.timeout);
+        let mut said = String::new();
+        loop {
+            let published = list().await?;
+            let now = wall_clock_ms();
+            let progress = rollout(&published, sha256, now);
+            let waiting = match progress {
+                Rollout::Complete { nodes } => {
+                    print(&args, &published)?;
+                    eprintln!(
+                        "policy {} runs on all {nodes} node{}",
+                        short_sha(sha256),
+                        if nodes == 1 { "" } else { "s" }
+                    );
+                    return Ok(());
+                }
+                Rollout::Refused(nodes) => {
+                    print(&args, &published)?;
+                    bail!(
+                        "policy {} was refused on {}",
+                        short_sha(sha256),
+                        listing(&nodes)
+                    );
+                }
+                Rollout::InProgress(nodes) => nodes,
+            };
+            let reason = if waiting.is_empty() {
+                nobody_reports(&args.namespace)
+            } else {
+                listing(&waiting)
+            };
+            if !args.wait || Instant::now() >= deadline {
+                print(&args, &published)?;
+                if args.wait {
+                    bail!(
+                        "policy {} is not on every node after {} s: {reason}",
+                        short_sha(sha256),
+                        args.timeout
+                    );
+                }
+                bail!(
+                    "policy {} is not on every node: {reason}",
+                    short_sha(sha256)
+                );
+            }
+            if reason != said {
+                eprintln!("waiting: {reason}");
+                said = reason;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    })
+}
+
+fn print(args: &StatusArgs, published: &[Published]) -> Result<()> {
+    if args.output == "json" {
+        let reports: Vec<serde_json::Value> = published
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "report": p.report,
+                    "renewedMs": p.renewed_ms,
+                    "fresh": p.fresh(wall_clock_ms()),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&reports)?)?;
+    } else {
+        let text = table(published, wall_clock_ms());
+        outln!("{}", text.trim_end())?;
+    }
+    Ok(())
+}
+
+/// `node-a (not a component); node-b (runs 0123456789ab (priority))`
+fn listing(nodes: &[(String, String)]) -> String {
+    nodes
+        .iter()
+        .map(|(node, why)| format!("{node} ({why})"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn nobody_reports(namespace: &str) -> String {
+    format!(
+        "no node reports in namespace {namespace}: is podlight running there (`kubectl -n \
+         {namespace} get daemonset`), with RBAC from this version (it publishes Leases)?"
+    )
+}
