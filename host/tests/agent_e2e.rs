@@ -750,6 +750,46 @@ async fn policies_swap_through_the_api_without_waiting_for_the_mount() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The same swaps through the mounted directory alone (no ConfigMap in the API),
+    // written the way the kubelet writes it: the agent's own share of a mount swap,
+    // beside the API's above. (Through a real kubelet, its sync period comes first:
+    // see the real-node test.)
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(admin.clone(), "podlight");
+    configmaps
+        .delete("podlight-policies", &Default::default())
+        .await
+        .expect("delete the policies ConfigMap");
+    run.shows_all(
+        "the mounted builtin with blue settings",
+        Rgb::new(0, 0, 255),
+    )
+    .await;
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        if i % 2 == 0 {
+            volume.publish(&[("priority.wasm", &testkit)]);
+            run.shows("the testkit from the mount", &counts).await;
+        } else {
+            volume.publish(&[
+                ("priority.wasm", BUILTIN_PRIORITY),
+                ("priority.json", blue_settings),
+            ]);
+            run.shows_all(
+                "the builtin with settings from the mount",
+                Rgb::new(0, 0, 255),
+            )
+            .await;
+        }
+        took.push(started.elapsed());
+    }
+    took.sort();
+    println!(
+        "mounted files replaced → new frame, 20 swaps: p50 {:?}, p95 {:?}, max {:?}",
+        took[10], took[18], took[19]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
