@@ -1,8 +1,9 @@
 //! The agent's own figures:
 //! - host-added latency from a new snapshot to the HID report written (fade off);
 //! - policy swap through a ConfigMap-style volume → new colours, cold and cached;
-//! - process start → first frame written, and RSS with 110 pods, for the real
-//!   `podlight run` binary against a local API server (virtual stick);
+//! - process start → first frame written, RSS with 110 pods, and CPU while nothing
+//!   changes (beside kubectl watching the same pods), for the real `podlight run`
+//!   binary against a local API server (virtual stick);
 //! - side by side, status changes on a real API server → final colour on the
 //!   emulated stick: podlight's agent vs. a reproduction of the prototype's loop
 //!   (namespace-wide watch filtered on the client, a blocking 1 s morph per LED).
@@ -75,6 +76,23 @@ fn node_with(n: usize, failing: bool) -> Snapshot {
         pods,
         0,
     )
+}
+
+/// User + system CPU time of a process so far, in milliseconds (Linux clock ticks of
+/// 10 ms).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -273,6 +291,33 @@ async fn main() {
             .find(|l| l.starts_with("VmHWM:"))
             .unwrap_or("VmHWM: ?")
             .to_string();
+        // Idle: nothing changes for 30 s. Beside it, the floor of any watching process:
+        // kubectl (client-go) watching the same node's pods, in the same window.
+        let idle = if round == "warm cache" {
+            let mut kubectl = Command::new(control_plane::bin_dir().join("kubectl"))
+                .arg(format!("--kubeconfig={}", plane.kubeconfig.display()))
+                .args(["get", "pods", "-A", "--watch", "-o", "name"])
+                .args(["--field-selector", "spec.nodeName=bench-node"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("kubectl watch");
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let window = Duration::from_secs(30);
+            let (agent_before, kubectl_before) = (cpu_ms(child.id()), cpu_ms(kubectl.id()));
+            tokio::time::sleep(window).await;
+            let per_minute =
+                |before: f64, pid: u32| (cpu_ms(pid) - before) * 60.0 / window.as_secs_f64();
+            let figures = (
+                per_minute(agent_before, child.id()),
+                per_minute(kubectl_before, kubectl.id()),
+            );
+            let _ = kubectl.kill();
+            let _ = kubectl.wait();
+            Some(figures)
+        } else {
+            None
+        };
         let _ = child.kill();
         let _ = child.wait();
         println!("\n== podlight run, 110 pods, local API server, {round} ==");
@@ -281,6 +326,12 @@ async fn main() {
             first.map_or("never".into(), ms)
         );
         println!("steady state {rss}; peak {hwm}");
+        if let Some((agent, kubectl)) = idle {
+            println!(
+                "idle, nothing changing for 30 s: podlight {agent:.0} ms of CPU per minute; \
+                 kubectl watching the same pods {kubectl:.0} ms per minute"
+            );
+        }
     }
 
     // 5. Side by side: the same three status changes through podlight and through

@@ -598,6 +598,100 @@ async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
     wait_for_failed_reloads(&state, 2).await;
 }
 
+/// The testkit's `counts` frame for a snapshot, on the 8-LED strip.
+fn counts_frame(snapshot: &podlight::state::Snapshot) -> Vec<Rgb> {
+    let c = &snapshot.counts;
+    let byte = |n: u32| n.min(255) as u8;
+    let mut leds = vec![Rgb::OFF; 8];
+    leds[0] = Rgb::new(byte(c.failed), byte(c.running), byte(c.deleting));
+    leds
+}
+
+fn evaluation_errors(state: &AgentState) -> u64 {
+    let metrics = state.metrics.render(state);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("podlight_evaluation_errors_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_turns_bad_after_some_evaluations_is_contained() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Good for five evaluations (the trial one included), then busy-waiting until the
+    // deadline stops it. Each failure restarts the sandbox, which is good for five
+    // more: a plugin that degrades as it runs.
+    std::fs::write(dir.path().join("priority.json"), "after 5 loop").expect("settings");
+    std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
+    let (_agent, state, snapshots) =
+        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
+    let (crash, deleting) = (support::sample("crash-loop"), support::sample("deleting"));
+    let good = [counts_frame(&crash), counts_frame(&deleting)];
+    assert_ne!(good[0], good[1]);
+    eventually("the plugin's first frame", || {
+        bus.leds(SERIAL).as_ref() == Some(&good[0])
+    })
+    .await;
+    // A node that changes fifty times a second for three seconds.
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let _ = snapshots.send(Arc::clone(if sent % 2 == 0 { &deleting } else { &crash }));
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let shown = bus.leds(SERIAL).unwrap_or_default();
+        assert!(
+            good.contains(&shown),
+            "only good frames are ever shown: {shown:?}"
+        );
+    }
+    let _ = snapshots.send(Arc::clone(&deleting));
+    let failed = evaluation_errors(&state);
+    println!(
+        "a plugin that busy-waits after 5 evaluations, {sent} node changes in 3 s: \
+         {failed} evaluations stopped at the deadline"
+    );
+    assert!(failed >= 2, "it does misbehave: {failed}");
+    // Without a pause after a failure, one change in six would run into the deadline.
+    assert!(
+        failed * 10 <= sent,
+        "failures are spaced out: {failed} for {sent} changes"
+    );
+    eventually(
+        "the frame of the latest node state, between failures",
+        || bus.leds(SERIAL).as_ref() == Some(&good[1]),
+    )
+    .await;
+    // The agent serves on: fixed settings apply.
+    std::fs::write(dir.path().join("priority.json"), "counts").expect("settings");
+    eventually("the fixed settings to be read", || {
+        state.policy().settings.as_deref() == Some("counts")
+    })
+    .await;
+    // The evaluator takes them before its next evaluation; one still running with the
+    // old ones ends at its 50 ms deadline.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fixed_at = evaluation_errors(&state);
+    for _ in 0..20 {
+        let _ = snapshots.send(Arc::clone(&crash));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = snapshots.send(Arc::clone(&deleting));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eventually("the fixed plugin's frame", || {
+        bus.leds(SERIAL).as_ref() == Some(&good[1])
+    })
+    .await;
+    assert_eq!(
+        evaluation_errors(&state),
+        fixed_at,
+        "no failures once fixed"
+    );
+}
+
 fn failed_reloads(state: &AgentState, n: u32) -> bool {
     state.metrics.render(state).contains(&format!(
         r#"podlight_policy_reloads_total{{result="failed"}} {n}"#

@@ -432,6 +432,57 @@ fn malformed_plugins_are_refused_with_their_own_message() {
 }
 
 #[test]
+fn wasm_features_no_toolchain_needs_are_refused_when_loading() {
+    let engine = engine(Backend::native());
+    let cases = [
+        ("64-bit memory", "(memory i64 1)", "memory64"),
+        ("custom page size", "(memory 1 (pagesize 1))", "page size"),
+        (
+            "relaxed SIMD",
+            "(func (param v128 v128 v128) (result v128) \
+               (f32x4.relaxed_madd (local.get 0) (local.get 1) (local.get 2)))",
+            "relaxed SIMD",
+        ),
+        (
+            "wide arithmetic",
+            "(func (param i64 i64 i64 i64) (result i64 i64) \
+               (i64.add128 (local.get 0) (local.get 1) (local.get 2) (local.get 3)))",
+            "wide arithmetic",
+        ),
+        ("GC types", "(type (struct (field i32)))", "gc types"),
+        ("shared memory (threads)", "(memory 1 1 shared)", "threads"),
+    ];
+    for (what, module, said) in cases {
+        let bytes = wat(&format!("(component (core module {module}))"));
+        let error = load_error(&engine, &bytes);
+        let text = error.to_string();
+        assert!(
+            matches!(error, PolicyError::Invalid { .. }),
+            "{what}: {text}"
+        );
+        println!("{what}: {text}");
+        assert!(
+            text.to_lowercase().contains(&said.to_lowercase())
+                && ["not enabled", "must be enabled", "disabled"]
+                    .iter()
+                    .any(|refused| text.contains(refused)),
+            "{what}: the message names the feature: {text}"
+        );
+    }
+    // What the toolchains do use still loads: SIMD, tail calls, extended constants,
+    // several memories (the example policies load them for real).
+    let allowed = wat(r#"(component (core module
+        (memory 1) (memory 1)
+        (global i32 (i32.add (i32.const 1) (i32.const 2)))
+        (func $f (result v128) (v128.const i64x2 0 0))
+        (func (result v128) (return_call $f))))"#);
+    match engine.load_bytes("allowed", &allowed) {
+        Err(PolicyError::MissingExport { .. }) => {}
+        other => panic!("only the missing export is wrong: {:?}", other.err()),
+    }
+}
+
+#[test]
 fn size_cap_applies_before_and_after_decompression() {
     let engine = PolicyEngine::new(EngineOptions {
         max_plugin_size: 100_000,

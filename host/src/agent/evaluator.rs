@@ -1,7 +1,8 @@
 //! The evaluation loop: evaluates the policy on every snapshot change, on a policy or
 //! settings swap, and when the policy's "again in N ms" hint expires — at most once
 //! per frame tick — and hands each frame to the writer. A failed evaluation is
-//! logged and counted; the LEDs keep the last good frame.
+//! logged and counted; the LEDs keep the last good frame, and failures in a row
+//! space the next tries out ([`retry_pause`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,21 @@ use crate::state::{Snapshot, wall_clock_ms};
 
 /// One frame tick: the writer's 50 fps.
 pub const FRAME_TICK: Duration = Duration::from_millis(20);
+
+/// The pause after `failures` evaluations in a row failed: a frame tick at first, then
+/// doubling from a quarter second to at most [`MAX_RETRY_PAUSE`]. A plugin that
+/// busy-waits to its deadline on every call would otherwise take most of a core
+/// whenever the node changes often; this way it costs one deadline per pause.
+pub fn retry_pause(failures: u32) -> Duration {
+    match failures {
+        0 => FRAME_TICK,
+        n => Duration::from_millis(250)
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(MAX_RETRY_PAUSE),
+    }
+}
+
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
 
 /// Changes the reload watcher sends.
 pub enum PolicyCommand {
@@ -36,22 +52,41 @@ pub async fn run(
 ) {
     let mut instance = instance;
     let mut last_eval: Option<Instant> = None;
+    let mut failures: u32 = 0;
     // Without a policy directory to watch nobody sends commands; keep evaluating.
     let mut commands_open = true;
     // Evaluate at start, then after anything that may change the frame.
     loop {
         if let Some(last) = last_eval {
-            tokio::time::sleep_until(last + FRAME_TICK).await;
+            // A new policy or settings end a pause after failures at once.
+            tokio::select! {
+                () = tokio::time::sleep_until(last + retry_pause(failures)) => {}
+                command = commands.recv(), if commands_open => {
+                    commands_open = apply(command, &mut instance, &mut failures);
+                }
+                _ = shutdown.changed() => return,
+            }
         }
         last_eval = Some(Instant::now());
         let snapshot = snapshots.borrow_and_update().clone();
         let leds = led_count(&state);
-        let Some((evaluated, again_at)) =
+        let Some((evaluated, outcome)) =
             evaluate_once(instance, snapshot, leds, &writer, &state).await
         else {
             return;
         };
         instance = evaluated;
+        let again_at = match outcome {
+            Ok(again_at) => {
+                failures = 0;
+                again_at
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, failures, retry_in_ms = retry_pause(failures).as_millis() as u64, "policy evaluation failed; keeping the last frame");
+                None
+            }
+        };
         tokio::select! {
             changed = snapshots.changed() => {
                 if changed.is_err() {
@@ -59,15 +94,9 @@ pub async fn run(
                 }
                 state.changed();
             }
-            command = commands.recv(), if commands_open => match command {
-                Some(PolicyCommand::Swap(new)) => instance = new,
-                Some(PolicyCommand::Settings(settings)) => match instance.configure(settings) {
-                    Ok(Some(problem)) => tracing::warn!(%problem, "the policy did not accept its settings"),
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "applying new settings failed"),
-                },
-                None => commands_open = false,
-            },
+            command = commands.recv(), if commands_open => {
+                commands_open = apply(command, &mut instance, &mut failures);
+            }
             () = sleep_until_opt(again_at) => {}
             () = led_count_changes(&state, leds) => {}
             _ = shutdown.changed() => return,
@@ -75,16 +104,39 @@ pub async fn run(
     }
 }
 
+/// Applies a command from the reload watcher; false once the watcher is gone.
+fn apply(
+    command: Option<PolicyCommand>,
+    instance: &mut PolicyInstance,
+    failures: &mut u32,
+) -> bool {
+    match command {
+        Some(PolicyCommand::Swap(new)) => *instance = new,
+        Some(PolicyCommand::Settings(settings)) => match instance.configure(settings) {
+            Ok(Some(problem)) => {
+                tracing::warn!(%problem, "the policy did not accept its settings");
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "applying new settings failed"),
+        },
+        None => return false,
+    }
+    // Whatever failed before was another policy's, or the same one's with other
+    // settings.
+    *failures = 0;
+    true
+}
+
 /// One evaluation, off the async workers; the frame goes to the writer and the
-/// state. Returns the instance and when the policy asked to be evaluated again; none
-/// if the evaluation thread panicked.
+/// state. Returns the instance and when the policy asked to be evaluated again (or
+/// why it failed); none if the evaluation thread panicked.
 async fn evaluate_once(
     instance: PolicyInstance,
     snapshot: Arc<Snapshot>,
     leds: u32,
     writer: &FrameWriter,
     state: &AgentState,
-) -> Option<(PolicyInstance, Option<Instant>)> {
+) -> Option<(PolicyInstance, Result<Option<Instant>, String>)> {
     let started = std::time::Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
         let mut instance = instance;
@@ -97,7 +149,7 @@ async fn evaluate_once(
         return None;
     };
     let seconds = started.elapsed().as_secs_f64();
-    let again_at = match result {
+    let outcome = match result {
         Ok(frame) => {
             state.record_evaluation(seconds, true);
             let again_at = frame
@@ -105,15 +157,14 @@ async fn evaluate_once(
                 .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
             writer.set_target(frame.leds.clone());
             state.set_frame(frame);
-            again_at
+            Ok(again_at)
         }
         Err(error) => {
             state.record_evaluation(seconds, false);
-            tracing::warn!(%error, "policy evaluation failed; keeping the last frame");
-            None
+            Err(error.to_string())
         }
     };
-    Some((instance, again_at))
+    Some((instance, outcome))
 }
 
 /// LEDs to evaluate for: what the sticks have (or are expected to have).
@@ -139,5 +190,17 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_slow_evaluation_down_to_a_bound() {
+        let pauses: Vec<u64> = (0..8).map(|n| retry_pause(n).as_millis() as u64).collect();
+        assert_eq!(pauses, [20, 250, 500, 1000, 2000, 4000, 8000, 8000]);
+        assert_eq!(retry_pause(u32::MAX), MAX_RETRY_PAUSE);
     }
 }

@@ -100,11 +100,34 @@ pub struct PolicyEngine {
     ticker: Arc<EpochTicker>,
 }
 
+/// The WebAssembly proposals a plugin may use: what the four example toolchains emit
+/// (Rust; wasi-sdk for Python's interpreter and StarlingMonkey's JavaScript engine;
+/// Go) — the MVP with multi-value, bulk memory, reference types (call_indirect
+/// tables), sign extension, saturating conversions, SIMD, extended constants
+/// (wasi-sdk's position-independent data segments) and tail calls (StarlingMonkey). Everything else wasmtime could run
+/// is refused when the plugin is compiled, so a plugin cannot reach code paths no
+/// policy needs: 64-bit memories, custom page sizes, relaxed SIMD, wide arithmetic,
+/// stack switching. (GC, exceptions, function references, threads and
+/// async components are not built into this binary at all.) Several memories stay
+/// allowed: wasmtime's own adapters between a component's instances (the JavaScript
+/// and Python examples have several) use them; the memory cap holds for all of a
+/// plugin's memories together (`sandbox.rs`).
+fn allow_only_toolchain_features(config: &mut Config) {
+    config
+        .wasm_memory64(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_relaxed_simd(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_stack_switching(false)
+        .wasm_shared_everything_threads(false);
+}
+
 impl PolicyEngine {
     pub fn new(options: EngineOptions) -> Result<Self, PolicyError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        allow_only_toolchain_features(&mut config);
         config.parallel_compilation(options.parallel_compilation);
         if options.backend == Backend::Pulley {
             let target = if cfg!(target_pointer_width = "64") {

@@ -26,6 +26,9 @@ wit_bindgen::generate!({
 
 thread_local! {
     static MODE: RefCell<String> = const { RefCell::new(String::new()) };
+    /// `after N MODE`: good for N evaluations, then MODE.
+    static GOOD_FOR: RefCell<Option<u64>> = const { RefCell::new(None) };
+    static EVALUATIONS: RefCell<u64> = const { RefCell::new(0) };
 }
 
 struct Testkit;
@@ -43,12 +46,35 @@ fn clamp(n: u32) -> u8 {
 
 impl Guest for Testkit {
     fn configure(settings: Option<String>) -> Result<(), String> {
-        MODE.with(|m| *m.borrow_mut() = settings.unwrap_or_default().trim().to_string());
+        let settings = settings.unwrap_or_default().trim().to_string();
+        let (good_for, mode) = match settings.strip_prefix("after ") {
+            Some(rest) => {
+                let (n, mode) = rest.split_once(' ').ok_or("after N MODE")?;
+                (
+                    Some(n.parse().map_err(|_| "after N MODE")?),
+                    mode.to_string(),
+                )
+            }
+            None => (None, settings),
+        };
+        MODE.with(|m| *m.borrow_mut() = mode);
+        GOOD_FOR.with(|g| *g.borrow_mut() = good_for);
+        EVALUATIONS.with(|e| *e.borrow_mut() = 0);
         Ok(())
     }
 
     fn evaluate() -> Result<Frame, String> {
-        let mode = MODE.with(|m| m.borrow().clone());
+        let done = EVALUATIONS.with(|e| {
+            let mut e = e.borrow_mut();
+            *e += 1;
+            *e - 1
+        });
+        let still_good = GOOD_FOR.with(|g| g.borrow().is_some_and(|n| done < n));
+        let mode = if still_good {
+            String::new()
+        } else {
+            MODE.with(|m| m.borrow().clone())
+        };
         match mode.as_str() {
             "loop" => {
                 let mut n: u64 = 0;
@@ -66,6 +92,7 @@ impl Guest for Testkit {
                 }])
             }
             "trap" => core::arch::wasm32::unreachable(),
+            "error" => Err(format!("failing on purpose after {done} evaluations")),
             "read-file" => match std::fs::read_to_string("/etc/hostname") {
                 Ok(text) => Err(format!("read succeeded: {text}")),
                 Err(e) => Err(format!("read denied: {e}")),

@@ -15,9 +15,13 @@ use wit_parser::{Resolve, WorldId};
 const USAGE: &str =
     "usage: podlight-policy-build go-bindings DIR | componentize CORE.wasm OUT.wasm";
 
-/// The contract, from this repository.
+/// The contract: `PODLIGHT_WIT_DIR` (the scripts set it to their checkout's `wit/`,
+/// which a binary cached from another checkout would not know), else this
+/// repository's.
 fn contract() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit")
+    std::env::var_os("PODLIGHT_WIT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit"))
 }
 
 fn policy_world() -> Result<(Resolve, WorldId)> {
