@@ -651,4 +651,169 @@ fn the_daemonset_runs_on_a_real_node() {
         steady_mib.unwrap_or(f64::NAN),
         swapped_mib.unwrap_or(f64::NAN)
     );
+
+    device_plugin_overlay(&node);
+}
+
+/// A stand-in for a stick's hidraw node where the udev rule puts it: a character
+/// device (the host's loop-control numbers: harmless to open, and outside the
+/// runtime's default device allow-list, so only a device grant lets a container open
+/// it), owned root:plugdev with mode 0660 as the rule sets, linked from
+/// /dev/blinkstick/. Removed when dropped.
+struct StandInStick {
+    node: PathBuf,
+    link: PathBuf,
+    made_dir: bool,
+}
+
+impl StandInStick {
+    const PLUGDEV: u32 = 46;
+
+    fn create() -> StandInStick {
+        let node = PathBuf::from("/dev/podlight-test-hidraw");
+        let dir = Path::new("/dev/blinkstick");
+        let made_dir = !dir.exists();
+        let stick = StandInStick {
+            node: node.clone(),
+            link: dir.join("hidraw-podlight-test"),
+            made_dir,
+        };
+        let _ = std::fs::remove_file(&node);
+        let made = Command::new("mknod")
+            .arg(&node)
+            .args(["c", "10", "237"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "mknod {}", node.display());
+        std::os::unix::fs::chown(&node, Some(0), Some(Self::PLUGDEV)).expect("chown");
+        std::fs::set_permissions(&node, std::os::unix::fs::PermissionsExt::from_mode(0o660))
+            .expect("chmod");
+        std::fs::create_dir_all(dir).expect("mkdir /dev/blinkstick");
+        let _ = std::fs::remove_file(&stick.link);
+        std::os::unix::fs::symlink("../podlight-test-hidraw", &stick.link).expect("link");
+        stick
+    }
+}
+
+impl Drop for StandInStick {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+        let _ = std::fs::remove_file(&self.node);
+        if self.made_dir {
+            let _ = std::fs::remove_dir(self.link.parent().unwrap_or(Path::new("/nonexistent")));
+        }
+    }
+}
+
+/// What `podlight devices` says inside the podlight pod.
+fn devices_in_pod(node: &RealNode, pod: &str) -> String {
+    let out = node.kubectl(&["-n", "podlight", "exec", pod, "--", "/podlight", "devices"]);
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// deploy/overlays/device-plugin for real: the device plugin advertises the stand-in
+/// stick, the kubelet grants it to the unprivileged podlight pod, and podlight (UID
+/// 65532) can open it read-write — because of the overlay's supplementalGroups, as
+/// the pod without them shows.
+fn device_plugin_overlay(node: &RealNode) {
+    let _stick = StandInStick::create();
+    node.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-k",
+        &repo_root()
+            .join("host/tests/real_node/device-plugin")
+            .to_string_lossy(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let allocatable = node.ok(&[
+            "get",
+            "node",
+            "realnode",
+            "-o",
+            r"jsonpath={.status.allocatable.squat\.ai/blinkstick}",
+        ]);
+        if allocatable.trim() == "1" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the device plugin never advertised the stick: allocatable {allocatable:?}\n{}",
+            node.ok(&[
+                "-n",
+                "kube-system",
+                "logs",
+                "daemonset/generic-device-plugin"
+            ])
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let started = Instant::now();
+    let pod_granted = |node: &RealNode| {
+        let (pod, ip) = node.ready_podlight(Duration::from_secs(180));
+        let granted = node.podlight_pod().map(|p| {
+            p["spec"]["containers"][0]["resources"]["limits"]["squat.ai/blinkstick"].clone()
+        });
+        (pod, ip, granted)
+    };
+    let (mut pod, mut ip, mut granted) = pod_granted(node);
+    // The rollout replaces the base's pod with one that asks for the stick.
+    while granted != Some(Value::from("1")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "no podlight pod asking for squat.ai/blinkstick: {granted:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        (pod, ip, granted) = pod_granted(node);
+    }
+    let said = devices_in_pod(node, &pod);
+    assert!(
+        said.contains("/dev/blinkstick/hidraw-podlight-test: opens read-write"),
+        "podlight (UID 65532) opens the granted node read-write:\n{said}"
+    );
+    assert!(
+        agent_state(&ip).is_some_and(|s| s["ready"] == true),
+        "still ready"
+    );
+    println!(
+        "real node: the device plugin's grant reached podlight in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Without the supplemental group the same grant is useless, and podlight says why.
+    node.ok(&[
+        "-n",
+        "podlight",
+        "patch",
+        "daemonset",
+        "podlight",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/template/spec/securityContext/supplementalGroups"}]"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (next, _) = node.ready_podlight(Duration::from_secs(180));
+        if next != pod {
+            let said = devices_in_pod(node, &next);
+            assert!(
+                said.contains("cannot be opened read-write: permission denied")
+                    && said.contains("supplementalGroups [46]"),
+                "without the group, podlight says what to add:\n{said}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the patched DaemonSet never rolled out"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use podlight::device::emulator::EmulatorBus;
-use podlight::device::hid::HidBus;
+use podlight::device::hid::{self, HidBus};
 use podlight::device::protocol::{self, Layout, Model};
 use podlight::device::uhid::UhidStick;
 use podlight::device::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
@@ -114,9 +114,29 @@ pub struct DevicesArgs {
 }
 
 pub fn devices(args: DevicesArgs) -> Result<()> {
+    // What a device plugin handed this container (or the udev rule linked on a host),
+    // and whether podlight may open it: said first, whatever hidapi finds.
+    let nodes = hid::linked_nodes();
+    if !args.json {
+        for node in &nodes {
+            match &node.access {
+                Ok(()) => outln!("{}: opens read-write", node.path.display())?,
+                Err(error) => outln!(
+                    "{}: cannot be opened read-write: {error}",
+                    node.path.display()
+                )?,
+            }
+        }
+    }
     let bus = HidBus::new()?;
     let sticks = bus.list()?;
     if sticks.is_empty() {
+        if !nodes.is_empty() {
+            bail!(
+                "no BlinkStick found (USB 20a0:41e5) behind the device nodes above: if they open, the \
+                 stick's USB IDs are not visible in /sys; if not, see why above"
+            );
+        }
         bail!(
             "no BlinkStick found (USB 20a0:41e5). If one is plugged in, podlight may not be allowed to see it: \
              install this udev rule as /etc/udev/rules.d/85-blinkstick.rules, then replug the stick:\n{UDEV_RULE}"

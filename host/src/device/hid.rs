@@ -26,6 +26,100 @@ fn reachable_node(path: &str, link_dir: &Path) -> String {
     }
 }
 
+/// A device node under the udev rule's link directory — on a host, one link per
+/// stick; in a container, what a device plugin handed it — and whether this process
+/// can open it read-write, as podlight must.
+#[derive(Debug)]
+pub struct LinkedNode {
+    pub path: std::path::PathBuf,
+    pub access: Result<(), NodeAccessError>,
+}
+
+/// Why a linked node cannot be opened, with what the fix needs to know.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeAccessError {
+    #[error(
+        "permission denied: the node is owned by {uid}:{gid} with mode {mode:04o}, and podlight \
+         runs as uid {process_uid} with groups {process_groups}; give podlight the node's group \
+         (in a pod: securityContext.supplementalGroups [{gid}], as deploy/overlays/device-plugin \
+         does for Debian's plugdev)"
+    )]
+    PermissionDenied {
+        uid: u32,
+        gid: u32,
+        mode: u32,
+        process_uid: String,
+        process_groups: String,
+    },
+    #[error("{source}")]
+    Other {
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Every node under [`LINK_DIR`], sorted, with its access.
+pub fn linked_nodes() -> Vec<LinkedNode> {
+    linked_nodes_in(Path::new(LINK_DIR))
+}
+
+fn linked_nodes_in(dir: &Path) -> Vec<LinkedNode> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let access = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map(drop)
+                .map_err(|source| access_error(&path, source));
+            LinkedNode { path, access }
+        })
+        .collect()
+}
+
+fn access_error(path: &Path, source: std::io::Error) -> NodeAccessError {
+    use std::os::unix::fs::MetadataExt;
+    if source.kind() != std::io::ErrorKind::PermissionDenied {
+        return NodeAccessError::Other { source };
+    }
+    let Ok(meta) = std::fs::metadata(path) else {
+        return NodeAccessError::Other { source };
+    };
+    // From /proc rather than libc: this process's identity, as the kernel checks it.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let effective_uid = field("Uid:")
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("?")
+        .to_string();
+    let groups = format!(
+        "{} + [{}]",
+        field("Gid:").split_whitespace().nth(1).unwrap_or("?"),
+        field("Groups:")
+    );
+    NodeAccessError::PermissionDenied {
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mode: meta.mode() & 0o7777,
+        process_uid: effective_uid,
+        process_groups: groups,
+    }
+}
+
 /// The machine's USB HID bus.
 pub struct HidBus {
     api: Mutex<HidApi>,
@@ -149,6 +243,37 @@ impl Transport for HidTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linked_nodes_say_whether_they_open_read_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = dir.path().join("hidraw1");
+        let closed = dir.path().join("hidraw2");
+        std::fs::write(&open, b"").expect("node");
+        std::fs::write(&closed, b"").expect("node");
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+        let nodes = linked_nodes_in(dir.path());
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes[0].access.is_ok(), "{:?}", nodes[0]);
+        // Root opens anything: the refusal shows only as another user.
+        let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        });
+        if !root {
+            let error = nodes[1]
+                .access
+                .as_ref()
+                .expect_err("read-only node")
+                .to_string();
+            assert!(
+                error.contains("supplementalGroups") && error.contains("0400"),
+                "{error}"
+            );
+        }
+        assert!(linked_nodes_in(&dir.path().join("missing")).is_empty());
+    }
 
     #[test]
     fn a_missing_node_is_found_under_the_udev_link() {
