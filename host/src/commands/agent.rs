@@ -17,9 +17,8 @@ use podlight::device::{DeviceManager, FrameWriter, WriterOptions};
 use podlight::state::Snapshot;
 use tokio::sync::watch;
 
-use super::cluster::ClusterArgs;
-use super::device::{DeviceArgs, DeviceKind};
-use super::policy::EngineArgs;
+use super::args::{ClusterArgs, DeviceArgs, DeviceKind, EngineArgs};
+use super::wait_for_stop;
 
 /// Where the DaemonSet mounts the policies ConfigMap.
 pub const DEFAULT_POLICY_DIR: &str = "/etc/podlight/policies";
@@ -232,24 +231,5 @@ async fn serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), http).await;
-    Ok(())
-}
-
-/// Waits for SIGTERM or SIGINT (or the given time).
-pub async fn wait_for_stop(stop_after: Option<Duration>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let timer = async {
-        match stop_after {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        () = timer => {}
-    }
     Ok(())
 }

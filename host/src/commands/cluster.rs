@@ -1,56 +1,12 @@
 //! `podlight snapshot`: the node's current state as the JSON `podlight eval` reads.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use podlight::cluster::{
-    ClusterError, ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name,
-};
 
-/// Which node and pods to watch, and how to reach the API server.
-#[derive(Args, Debug, Clone)]
-pub struct ClusterArgs {
-    /// The node to watch (default: $NODE_NAME, or $NODE_HOSTNAME).
-    #[arg(long)]
-    pub node: Option<String>,
-    /// A kubeconfig file (default: in a pod, the in-cluster config; else $KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use.
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Only pods in these namespaces (repeat or comma-separate); default: all.
-    #[arg(long = "namespace", value_delimiter = ',')]
-    pub namespaces: Vec<String>,
-    /// Only pods matching this label selector, e.g. `tier=web`.
-    #[arg(long)]
-    pub selector: Option<String>,
-}
-
-impl ClusterArgs {
-    /// The node's name and a connection to the API server (nothing sent yet).
-    pub async fn connect(&self) -> Result<(String, Connection)> {
-        let node = node_name(self.node.as_deref())?;
-        let connection = connect(&ConnectOptions {
-            kubeconfig: self.kubeconfig.clone(),
-            context: self.context.clone(),
-        })
-        .await?;
-        Ok((node, connection))
-    }
-
-    /// Starts watching `node`'s pods and the node.
-    pub fn watch(&self, node: String, connection: &Connection) -> NodeWatch {
-        let options = WatchOptions {
-            node,
-            namespaces: self.namespaces.clone(),
-            label_selector: self.selector.clone(),
-        };
-        NodeWatch::start(connection.client.clone(), options)
-    }
-}
+use super::args::ClusterArgs;
+use podlight::cluster::ClusterError;
 
 #[derive(Args)]
 pub struct SnapshotArgs {

@@ -2,103 +2,17 @@
 //! `podlight emulate`: a virtual stick through Linux uhid.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
-use podlight::device::emulator::EmulatorBus;
+use clap::Args;
 use podlight::device::hid::{self, HidBus};
 use podlight::device::protocol::{self, Layout, Model};
 use podlight::device::uhid::UhidStick;
-use podlight::device::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
-use podlight::device::writer::FrameObserver;
-use podlight::device::{
-    Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, UDEV_RULE,
-    WriterOptions,
-};
+use podlight::device::{Bus, DeviceError, UDEV_RULE};
 use podlight::frame::Rgb;
 
-use super::agent::wait_for_stop;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceKind {
-    /// Real sticks over USB HID.
-    Usb,
-    /// An emulated stick drawn in the terminal.
-    Virtual,
-}
-
-/// Which sticks and how to drive them; shared by every command that shows LEDs.
-#[derive(Args, Debug, Clone)]
-pub struct DeviceArgs {
-    /// `usb` for real sticks, `virtual` to draw the LEDs in the terminal.
-    #[arg(long, value_enum, default_value = "usb", env = "PODLIGHT_DEVICE")]
-    pub device: DeviceKind,
-    /// Sticks by serial, in strip order (repeat or comma-separate); default: the first found.
-    #[arg(long = "serial", value_delimiter = ',', env = "PODLIGHT_SERIALS")]
-    pub serials: Vec<String>,
-    /// Every stick shows the same frame instead of forming one strip.
-    #[arg(long)]
-    pub mirror: bool,
-    /// The model, when the stick cannot tell (original, pro, square, strip, nano, flex).
-    #[arg(long, value_parser = Model::parse)]
-    pub model: Option<Model>,
-    /// LEDs per stick (Pro in WS2812 mode: up to 192; Flex: up to 32); virtual: default 8.
-    #[arg(long)]
-    pub leds: Option<usize>,
-    /// Highest value of any colour channel (0–255).
-    #[arg(long)]
-    pub brightness_cap: Option<u8>,
-}
-
-impl DeviceArgs {
-    /// The bus and options these flags describe.
-    pub fn open(&self) -> Result<(Arc<dyn Bus>, DeviceOptions)> {
-        if self.device == DeviceKind::Virtual {
-            let (bus, options) = virtual_stick(self.leds.unwrap_or(8));
-            let bus: Arc<EmulatorBus> = bus;
-            return Ok((bus, options));
-        }
-        let spec = |serial: Option<String>| StickSpec {
-            serial,
-            model: self.model,
-            led_count: self.leds,
-        };
-        let sticks = if self.serials.is_empty() {
-            vec![spec(None)]
-        } else {
-            self.serials
-                .iter()
-                .cloned()
-                .map(|s| spec(Some(s)))
-                .collect()
-        };
-        let joining = if self.mirror {
-            Joining::Mirror
-        } else {
-            Joining::Strip
-        };
-        Ok((Arc::new(HidBus::new()?), DeviceOptions { sticks, joining }))
-    }
-
-    /// The sticks, connected now (for one-shot commands): an error if none is there.
-    pub fn connect(&self) -> Result<DeviceManager> {
-        let (bus, options) = self.open()?;
-        let mut manager = DeviceManager::new(bus, options);
-        if !manager.reconnect_due() {
-            bail!(DeviceError::NotFound {
-                serial: self.serials.first().cloned()
-            });
-        }
-        Ok(manager)
-    }
-
-    pub fn observer(&self) -> Option<FrameObserver> {
-        (self.device == DeviceKind::Virtual)
-            .then(|| frame_observer(FrameDisplay::for_stderr(super::json_logs())))
-    }
-}
+use super::args::{DeviceArgs, ShowArgs, show};
 
 #[derive(Args)]
 pub struct DevicesArgs {
@@ -212,25 +126,10 @@ pub struct SetArgs {
     device: DeviceArgs,
 }
 
-/// How a one-shot command shows its frame.
-#[derive(Args, Debug, Clone, Copy)]
-pub struct ShowArgs {
-    /// Keep showing the frame until SIGTERM or Ctrl-C, re-sending it when a stick is
-    /// replugged.
-    #[arg(long)]
-    pub hold: bool,
-}
-
 pub fn set(args: SetArgs) -> Result<()> {
     let mut manager = args.device.connect()?;
     if let Some(index) = args.index {
-        let channel = (index / protocol::PRO_CHANNEL_LEDS) as u8;
-        let report = protocol::encode_indexed(
-            channel,
-            (index % protocol::PRO_CHANNEL_LEDS) as u8,
-            args.color,
-        );
-        manager.send_raw(&report)?;
+        manager.set_one(index, args.color)?;
         return Ok(());
     }
     let leds = vec![args.color; manager.led_count()];
@@ -259,55 +158,6 @@ pub fn off(args: OffArgs) -> Result<()> {
         Duration::ZERO,
         ShowArgs { hold: false },
     )
-}
-
-/// Fades the sticks to `leds` through the frame writer and waits until they show
-/// them; with `--hold`, keeps them shown until a stop signal.
-pub fn show(
-    manager: DeviceManager,
-    device: &DeviceArgs,
-    leds: Vec<Rgb>,
-    fade: Duration,
-    how: ShowArgs,
-) -> Result<()> {
-    let options = WriterOptions {
-        fade,
-        brightness_cap: device.brightness_cap,
-        ..WriterOptions::default()
-    };
-    let capped: Vec<Rgb> = match device.brightness_cap {
-        Some(cap) => leds
-            .iter()
-            .map(|&c| podlight::device::fade::cap_brightness(c, cap))
-            .collect(),
-        None => leds.clone(),
-    };
-    let writer = FrameWriter::spawn(manager, options, device.observer());
-    writer.set_target(leds);
-    let shown = writer.wait_until_shown(&capped, fade + Duration::from_secs(2));
-    let errors = writer
-        .status()
-        .errors
-        .load(std::sync::atomic::Ordering::Relaxed);
-    if shown && how.hold {
-        eprintln!("showing; stop with Ctrl-C or SIGTERM");
-        let held = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the signal handler")?
-            .block_on(wait_for_stop(None));
-        // As without --hold, the LEDs keep the colour after podlight exits.
-        writer.shutdown(false);
-        return held;
-    }
-    writer.shutdown(false);
-    if device.device == DeviceKind::Virtual {
-        eprintln!();
-    }
-    if !shown || errors > 0 {
-        bail!("the stick did not take the colour ({errors} write errors); is it still plugged in?");
-    }
-    Ok(())
 }
 
 #[derive(Args)]

@@ -8,12 +8,16 @@ macro_rules! outln {
 }
 
 pub mod agent;
+pub mod args;
 pub mod cluster;
 pub mod device;
 pub mod policy;
 pub mod status;
 
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
 
 static JSON_LOGS: OnceLock<bool> = OnceLock::new();
 
@@ -29,10 +33,28 @@ pub fn json_logs() -> bool {
 
 /// The async runtime every command that talks to a cluster runs on.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Waits for SIGTERM or SIGINT (or the given time).
+pub async fn wait_for_stop(stop_after: Option<Duration>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let timer = async {
+        match stop_after {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        () = timer => {}
+    }
+    Ok(())
 }

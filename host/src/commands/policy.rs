@@ -1,7 +1,7 @@
 //! `podlight eval`, `podlight plugin check` and `podlight plugin compile`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,81 +10,13 @@ use clap::Args;
 use podlight::device::WriterOptions;
 use podlight::frame::ansi_blocks;
 use podlight::policy::compile::{EXIT_INVALID, limit_this_process};
-use podlight::policy::{
-    BUILTIN_NAME, Backend, ChildCompiler, CompileBudget, Compiler, EngineOptions, Policy,
-    PolicyEngine, PolicyError,
-};
+use podlight::policy::{Backend, CompileBudget, EngineOptions, PolicyEngine, PolicyError};
 use podlight::state::Snapshot;
 
-use super::device::{DeviceArgs, ShowArgs, show};
+use super::args::{DeviceArgs, EngineArgs, ShowArgs, show};
 
 /// LEDs to evaluate for when no device says how many.
 const DEFAULT_LED_COUNT: usize = 8;
-
-#[derive(Args)]
-pub struct EngineArgs {
-    /// Run plugins on the Pulley interpreter instead of native code.
-    #[arg(long)]
-    pulley: bool,
-    /// Keep compiled plugins here so an unchanged plugin is not compiled again.
-    #[arg(long, env = "PODLIGHT_CACHE_DIR")]
-    cache_dir: Option<PathBuf>,
-    /// Deadline of one evaluation, in milliseconds.
-    #[arg(long, default_value_t = 50)]
-    deadline_ms: u64,
-    /// Memory a plugin may use, in MiB.
-    #[arg(long, default_value_t = 32)]
-    memory_mib: usize,
-    /// Largest plugin accepted, in MiB, before and after decompression (a Python
-    /// policy is about 18 MiB).
-    #[arg(long, default_value_t = 32)]
-    max_plugin_mib: usize,
-    /// Memory one plugin's compile may use, in MiB (it runs in a child process).
-    #[arg(long, default_value_t = CompileBudget::default().memory >> 20, env = "PODLIGHT_COMPILE_MEMORY_MIB")]
-    compile_memory_mib: usize,
-    /// CPU time one plugin's compile may use, in seconds (twice that in wall time).
-    #[arg(long, default_value_t = CompileBudget::default().cpu.as_secs(), env = "PODLIGHT_COMPILE_CPU_SECONDS")]
-    compile_cpu_seconds: u64,
-}
-
-impl EngineArgs {
-    pub fn engine(&self) -> Result<PolicyEngine> {
-        let options = EngineOptions {
-            deadline: std::time::Duration::from_millis(self.deadline_ms),
-            memory_limit: self.memory_mib << 20,
-            max_plugin_size: self.max_plugin_mib << 20,
-            cache_dir: self.cache_dir.clone(),
-            backend: self.backend(),
-            parallel_compilation: true,
-            compiler: Compiler::Child(ChildCompiler {
-                program: this_program(),
-                budget: CompileBudget {
-                    memory: self.compile_memory_mib << 20,
-                    cpu: Duration::from_secs(self.compile_cpu_seconds),
-                    wall: Duration::from_secs(self.compile_cpu_seconds.saturating_mul(2)),
-                },
-            }),
-        };
-        Ok(PolicyEngine::new(options)?)
-    }
-
-    fn backend(&self) -> Backend {
-        if self.pulley {
-            Backend::Pulley
-        } else {
-            Backend::native()
-        }
-    }
-
-    fn load(&self, engine: &PolicyEngine, plugin: &str) -> Result<Policy> {
-        let policy = if plugin == BUILTIN_NAME {
-            engine.builtin()?
-        } else {
-            engine.load_file(Path::new(plugin))?
-        };
-        Ok(policy)
-    }
-}
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -233,13 +165,6 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
 
 /// This binary, to run as the compiling child: its path from /proc, else how it was
 /// started (where /proc is not mounted, e.g. a bare chroot), else `podlight` on PATH.
-fn this_program() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .or_else(|| std::env::args_os().next().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("podlight"))
-}
-
 #[derive(Args)]
 pub struct CompileArgs {
     /// The component to compile (.wasm, uncompressed).

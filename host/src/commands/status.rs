@@ -3,23 +3,20 @@
 //! runs that policy (exit 0) or one refuses it or time runs out (exit 1, naming the
 //! nodes and why).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use podlight::cluster::{ConnectOptions, ReportLeases, connect};
+use podlight::cluster::ReportLeases;
 use podlight::rollout::{Published, Rollout, rollout, short_sha, table};
 use podlight::state::wall_clock_ms;
 
+use super::args::ConnectArgs;
+
 #[derive(Args)]
 pub struct StatusArgs {
-    /// A kubeconfig file (default: in a pod, the in-cluster config; else $KUBECONFIG or ~/.kube/config).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use.
-    #[arg(long)]
-    context: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// The namespace podlight runs in (its agents report there).
     #[arg(long, short = 'n', default_value = "podlight")]
     namespace: String,
@@ -44,11 +41,7 @@ const POLL: Duration = Duration::from_secs(1);
 
 pub fn status(args: StatusArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let connection = connect(&ConnectOptions {
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.context.clone(),
-        })
-        .await?;
+        let connection = args.connect.connect().await?;
         let leases = ReportLeases::new(connection.client, &connection.url, &args.namespace);
         let list = || async {
             let listed = tokio::time::timeout(Duration::from_secs(30), leases.list()).await;

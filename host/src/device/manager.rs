@@ -389,7 +389,15 @@ impl DeviceManager {
     }
 
     /// Sends one report to the first connected stick, as is (diagnostics).
-    pub fn send_raw(&mut self, report: &[u8]) -> Result<(), DeviceError> {
+    /// Sets one LED (by its index over a Pro's channels), leaving the others as they
+    /// are: the protocol's indexed report, sent to the first stick.
+    pub fn set_one(&mut self, index: usize, colour: Rgb) -> Result<(), DeviceError> {
+        let channel = u8::try_from(index / protocol::PRO_CHANNEL_LEDS).unwrap_or(u8::MAX);
+        let in_channel = (index % protocol::PRO_CHANNEL_LEDS) as u8;
+        self.send_raw(&protocol::encode_indexed(channel, in_channel, colour))
+    }
+
+    fn send_raw(&mut self, report: &[u8]) -> Result<(), DeviceError> {
         let open = self
             .sticks
             .iter_mut()

@@ -54,6 +54,7 @@ pub struct FrameWriter {
     shared: Arc<Shared>,
     status: Arc<DeviceStatus>,
     thread: Option<JoinHandle<()>>,
+    brightness_cap: Option<u8>,
 }
 
 impl FrameWriter {
@@ -68,6 +69,7 @@ impl FrameWriter {
             shown: Mutex::default(),
         });
         let status = manager.status();
+        let brightness_cap = options.brightness_cap;
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("frame-writer".into())
@@ -78,7 +80,22 @@ impl FrameWriter {
             shared,
             status,
             thread,
+            brightness_cap,
         }
+    }
+
+    /// Shows `leds` (through the usual fade, under the brightness cap) and waits up to
+    /// `timeout` until the sticks do: what a one-shot command needs.
+    pub fn show(&self, leds: Vec<Rgb>, timeout: Duration) -> bool {
+        let shown: Vec<Rgb> = match self.brightness_cap {
+            Some(cap) => leds
+                .iter()
+                .map(|&c| super::fade::cap_brightness(c, cap))
+                .collect(),
+            None => leds.clone(),
+        };
+        self.set_target(leds);
+        self.wait_until_shown(&shown, timeout)
     }
 
     /// Sets what the LEDs should show. Returns at once.
