@@ -33,7 +33,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
 use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
-use podlight::device::emulator::{EmulatorBus, Firmware};
+use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};

@@ -23,8 +23,8 @@ mod spinning_writer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use podlight::device::emulator::{EmulatorBus, Firmware};
 use podlight::device::protocol::Model;
+use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, WriterOptions};
 use podlight::frame::Rgb;
 

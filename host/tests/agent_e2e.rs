@@ -14,7 +14,7 @@ use podlight::agent::{
 use podlight::cluster::{
     ConnectOptions, NodeWatch, PolicyConfigMapWatch, ReportLeases, WatchOptions, client,
 };
-use podlight::device::emulator::{EmulatorBus, Firmware};
+use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};

@@ -143,13 +143,7 @@ async fn only_this_nodes_pods_in_every_state_then_deletion() {
         !s.node.ready && !s.node.memory_pressure
     })
     .await;
-    assert_eq!(
-        watch
-            .status()
-            .watch_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(watch.status().watch_errors(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +204,7 @@ async fn invisible_updates_publish_no_snapshot() {
     let watch = watch(&plane, options("node-i")).await;
     let mut rx = watch.snapshots();
     wait_for_snapshot(&mut rx, WAIT, "the pod", |s| s.pods.len() == 1).await;
-    let published = || {
-        watch
-            .status()
-            .snapshots
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
+    let published = || watch.status().snapshots();
     let before = published();
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(admin.clone(), "quiet");
@@ -234,13 +223,7 @@ async fn invisible_updates_publish_no_snapshot() {
         before + 1,
         "five annotation updates published nothing; the status change one snapshot"
     );
-    assert!(
-        watch
-            .status()
-            .events
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 6
-    );
+    assert!(watch.status().events() >= 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,11 +295,7 @@ async fn api_server_restart_while_pods_change_leaves_no_ghosts() {
         Some("failed")
     );
     assert!(
-        watch
-            .status()
-            .watch_errors
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0,
+        watch.status().watch_errors() > 0,
         "the outage was seen and retried"
     );
 }

@@ -5,7 +5,6 @@
 //! space the next tries out ([`retry_pause`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -169,7 +168,7 @@ async fn evaluate_once(
 
 /// LEDs to evaluate for: what the sticks have (or are expected to have).
 fn led_count(state: &AgentState) -> u32 {
-    u32::try_from(state.device.led_count.load(Ordering::Relaxed).max(1)).unwrap_or(u32::MAX)
+    state.device.leds_to_evaluate()
 }
 
 /// Resolves when the LED count differs from `evaluated` — a stick arrived, left or was

@@ -1,8 +1,6 @@
 //! Prometheus metrics. Counters the agent owns are updated where things happen;
 //! those owned by the device and cluster layers are copied in at scrape time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -122,8 +120,7 @@ impl Default for Metrics {
     }
 }
 
-fn catch_up(counter: &Counter, source: &AtomicU64) {
-    let now = source.load(Ordering::Relaxed);
+fn catch_up(counter: &Counter, now: u64) {
     counter.inc_by(now.saturating_sub(counter.get()));
 }
 
@@ -154,12 +151,12 @@ impl Metrics {
             .set(1);
         let device = &state.device;
         self.device_connected
-            .set(i64::try_from(device.connected.load(Ordering::Relaxed)).unwrap_or(0));
-        catch_up(&self.device_writes, &device.writes);
-        catch_up(&self.device_errors, &device.errors);
-        catch_up(&self.device_reconnects, &device.reconnects);
+            .set(i64::try_from(device.connected()).unwrap_or(0));
+        catch_up(&self.device_writes, device.writes());
+        catch_up(&self.device_errors, device.errors());
+        catch_up(&self.device_reconnects, device.reconnects());
         if let Some(cluster) = &state.cluster {
-            catch_up(&self.watch_restarts, &cluster.watch_errors);
+            catch_up(&self.watch_restarts, cluster.watch_errors());
         }
         self.watch_synced.set(i64::from(state.ready_parts().0));
         let mut text = String::new();

@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -169,7 +168,7 @@ pub async fn load_initial(
     });
     let fingerprint = found.fingerprint();
     let snapshot = state.snapshot.borrow().clone();
-    let leds = state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+    let leds = state.device.leds_to_evaluate();
     let mut failure = None;
     if found.plugin.is_some() {
         match prepare(Arc::clone(engine), &found, snapshot, leds).await {
@@ -435,7 +434,7 @@ impl Reloader {
                 return;
             }
             let snapshot = self.state.snapshot.borrow().clone();
-            let leds = self.state.device.led_count.load(Ordering::Relaxed).max(1) as u32;
+            let leds = self.state.device.leds_to_evaluate();
             match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
                 Ok((instance, origin)) => {
                     let outcome = succeeded(fingerprint.file_sha256());

@@ -1,7 +1,6 @@
 //! What the agent shows the world: the current snapshot, frame and policy, and the
 //! counters behind readiness and metrics.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -107,8 +106,8 @@ impl AgentState {
             },
             last_reload: policy.last_reload,
             device: DeviceReport {
-                connected: self.device.connected.load(Ordering::Relaxed),
-                leds: self.device.led_count.load(Ordering::Relaxed),
+                connected: self.device.connected(),
+                leds: self.device.led_count(),
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -133,11 +132,8 @@ impl AgentState {
 
     /// (watch synced, device present)
     pub fn ready_parts(&self) -> (bool, bool) {
-        let synced = self
-            .cluster
-            .as_ref()
-            .is_none_or(|c| c.synced.load(Ordering::Acquire));
-        (synced, self.device.connected.load(Ordering::Relaxed) > 0)
+        let synced = self.cluster.as_ref().is_none_or(|c| c.synced());
+        (synced, self.device.connected() > 0)
     }
 
     /// A policy is active, the watch has listed once (or there is no cluster), and a
@@ -150,7 +146,7 @@ impl AgentState {
         let node_missing = self
             .cluster
             .as_ref()
-            .is_some_and(|c| synced && !c.node_found.load(Ordering::Acquire));
+            .is_some_and(|c| synced && !c.node_found());
         if node_missing {
             let name = self.snapshot.borrow().node.name.clone();
             return (

@@ -30,16 +30,38 @@ pub struct WatchOptions {
 /// Counters for readiness and metrics.
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
+    synced: AtomicBool,
+    node_found: AtomicBool,
+    watch_errors: AtomicU64,
+    events: AtomicU64,
+    snapshots: AtomicU64,
+}
+
+impl ClusterStatus {
     /// Every watcher has listed once.
-    pub synced: AtomicBool,
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
     /// The node object exists (known once synced).
-    pub node_found: AtomicBool,
-    /// Watch errors (each is followed by a retry with backoff).
-    pub watch_errors: AtomicU64,
-    /// Watch events received.
-    pub events: AtomicU64,
-    /// Snapshots published.
-    pub snapshots: AtomicU64,
+    pub fn node_found(&self) -> bool {
+        self.node_found.load(Ordering::Acquire)
+    }
+
+    /// Watch errors so far (each is followed by a retry with backoff).
+    pub fn watch_errors(&self) -> u64 {
+        self.watch_errors.load(Ordering::Relaxed)
+    }
+
+    /// Watch events received so far.
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots published so far.
+    pub fn snapshots(&self) -> u64 {
+        self.snapshots.load(Ordering::Relaxed)
+    }
 }
 
 /// The running watch. Dropping it stops the watchers.
@@ -130,7 +152,7 @@ impl NodeWatch {
     pub async fn wait_synced(&self, timeout: Duration) -> bool {
         let mut snapshots = self.snapshots.clone();
         tokio::time::timeout(timeout, async {
-            while !self.status.synced.load(Ordering::Acquire) {
+            while !self.status.synced() {
                 if snapshots.changed().await.is_err() {
                     return;
                 }
@@ -138,7 +160,7 @@ impl NodeWatch {
         })
         .await
         .is_ok()
-            && self.status.synced.load(Ordering::Acquire)
+            && self.status.synced()
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use podlight::cluster::{ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name};
-use podlight::device::emulator::EmulatorBus;
 use podlight::device::hid::HidBus;
 use podlight::device::protocol::Model;
-use podlight::device::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
+use podlight::device::sim::emulator::EmulatorBus;
+use podlight::device::sim::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
 use podlight::device::writer::FrameObserver;
 use podlight::device::{
     Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, WriterOptions,
@@ -256,10 +256,7 @@ pub fn show(
     };
     let writer = FrameWriter::spawn(manager, options, device.observer());
     let shown = writer.show(leds, fade + Duration::from_secs(2));
-    let errors = writer
-        .status()
-        .errors
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let errors = writer.status().errors();
     if shown && how.hold {
         eprintln!("showing; stop with Ctrl-C or SIGTERM");
         let held = tokio::runtime::Builder::new_current_thread()

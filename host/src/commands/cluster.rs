@@ -26,10 +26,7 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
         connection.check_node(&node, timeout).await?;
         let watch = args.cluster.watch(node, &connection);
         if !watch.wait_synced(timeout).await {
-            let errors = watch
-                .status()
-                .watch_errors
-                .load(std::sync::atomic::Ordering::Relaxed);
+            let errors = watch.status().watch_errors();
             bail!(ClusterError::Unreachable {
                 url: connection.url,
                 seconds: args.timeout,

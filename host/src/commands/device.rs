@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use podlight::device::hid::{self, HidBus};
 use podlight::device::protocol::{self, Layout, Model};
-use podlight::device::uhid::UhidStick;
+use podlight::device::sim::uhid::UhidStick;
 use podlight::device::{Bus, DeviceError, UDEV_RULE};
 use podlight::frame::Rgb;
 

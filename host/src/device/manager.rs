@@ -44,18 +44,47 @@ pub struct DeviceOptions {
 /// Counters for readiness and metrics, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct DeviceStatus {
-    pub connected: AtomicUsize,
-    pub expected: AtomicUsize,
-    pub writes: AtomicU64,
-    pub errors: AtomicU64,
-    pub reconnects: AtomicU64,
-    /// LEDs over all sticks (strip) or of the largest (mirror).
-    pub led_count: AtomicUsize,
-    /// Woken whenever `led_count` changes, so nobody has to poll it.
+    pub(crate) connected: AtomicUsize,
+    pub(crate) expected: AtomicUsize,
+    pub(crate) writes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) led_count: AtomicUsize,
+    /// Woken whenever the LED count changes, so nobody has to poll it.
     pub led_count_changed: tokio::sync::Notify,
 }
 
 impl DeviceStatus {
+    /// Sticks connected now.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// LEDs over all sticks (strip) or of the largest (mirror); 0 with none.
+    pub fn led_count(&self) -> usize {
+        self.led_count.load(Ordering::Relaxed)
+    }
+
+    /// The LED count a policy evaluates for: what the sticks have, at least one (a
+    /// frame for no stick yet is computed for one LED and resized when one arrives).
+    pub fn leds_to_evaluate(&self) -> u32 {
+        u32::try_from(self.led_count().max(1)).unwrap_or(u32::MAX)
+    }
+
+    /// Frames written so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Failed writes so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Times a stick came back after it was lost.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
     /// Every stick asked for is connected.
     pub fn all_connected(&self) -> bool {
         let expected = self.expected.load(Ordering::Relaxed);
@@ -410,7 +439,7 @@ impl DeviceManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::emulator::{EmulatorBus, Firmware};
+    use crate::device::sim::emulator::{EmulatorBus, Firmware};
 
     fn connected(bus: &EmulatorBus, options: DeviceOptions) -> DeviceManager {
         let mut manager = DeviceManager::new(Arc::new(bus.clone()), options);

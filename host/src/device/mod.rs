@@ -1,16 +1,19 @@
-//! The BlinkStick device layer: exact protocol bytes, transports (hidapi, emulator),
-//! several sticks as one strip, reconnects, and a frame writer that fades without
-//! ever holding up the rest of podlight.
+//! The BlinkStick device layer. The driver: exact protocol bytes, the hidapi
+//! transport, several sticks as one strip, reconnects, and a frame writer that fades
+//! without ever holding up the rest of podlight. Beside it, [`sim`]: simulated sticks
+//! (the firmware's emulator, a uhid stick, the terminal display) for tests, the demo
+//! and machines without a stick.
 
-pub mod emulator;
+mod error;
 pub mod fade;
 pub mod hid;
 pub mod manager;
 pub mod protocol;
+pub mod sim;
 pub mod transport;
-pub mod uhid;
-pub mod virtual_display;
 pub mod writer;
+
+pub use error::DeviceError;
 
 pub use manager::{DeviceManager, DeviceOptions, DeviceStatus, Joining, StickSpec};
 pub use protocol::{Layout, Model};
@@ -20,43 +23,3 @@ pub use writer::{FrameWriter, WriterOptions};
 /// The udev rule that gives the `plugdev` group access to BlinkSticks through hidraw
 /// and links each under `/dev/blinkstick/` (deploy/udev, where operators take it from).
 pub const UDEV_RULE: &str = include_str!("../../../deploy/udev/85-blinkstick.rules");
-
-/// What went wrong talking to a stick.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeviceError {
-    #[error("no BlinkStick found{}; plug one in, or check permissions (podlight devices)", serial_hint(.serial))]
-    NotFound { serial: Option<String> },
-    #[error(
-        "permission denied opening {path}; install the udev rule printed by `podlight devices` or run with access to the device"
-    )]
-    PermissionDenied { path: String },
-    #[error("the stick {serial} was unplugged")]
-    Gone { serial: String },
-    #[error("the stick is busy (firmware clocking out LEDs)")]
-    Busy,
-    #[error("the stick refused report {id}: {reason}")]
-    Refused { id: u8, reason: String },
-    #[error(
-        "cannot tell which model {serial} (release {release:#06x}) is; pass --model (original, pro, square, strip, nano, flex)"
-    )]
-    UnknownModel { serial: String, release: u16 },
-    #[error("USB HID error: {0}")]
-    Hid(String),
-}
-
-fn serial_hint(serial: &Option<String>) -> String {
-    serial
-        .as_ref()
-        .map(|s| format!(" with serial {s}"))
-        .unwrap_or_default()
-}
-
-impl DeviceError {
-    /// The stick is no longer there: reconnect instead of retrying.
-    pub fn is_gone(&self) -> bool {
-        matches!(
-            self,
-            DeviceError::Gone { .. } | DeviceError::NotFound { .. }
-        )
-    }
-}

@@ -330,9 +330,9 @@ impl WriterLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::emulator::{EmulatorBus, Firmware};
     use crate::device::manager::DeviceOptions;
     use crate::device::protocol::Model;
+    use crate::device::sim::emulator::{EmulatorBus, Firmware};
     use std::sync::atomic::Ordering;
 
     const SERIAL: &str = "BS000001-3.0";

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::DeviceError;
-use super::protocol::{self, Model, Report, ReportError};
-use super::transport::{Bus, DeviceInfo, Transport};
+use crate::device::DeviceError;
+use crate::device::protocol::{self, Model, Report, ReportError};
+use crate::device::transport::{Bus, DeviceInfo, Transport};
 use crate::frame::Rgb;
 use crate::lock::lock;
 

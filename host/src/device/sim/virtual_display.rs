@@ -5,9 +5,9 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use super::emulator::{EmulatorBus, Firmware};
-use super::manager::{DeviceOptions, StickSpec};
-use super::protocol::{Layout, Model};
-use super::writer::FrameObserver;
+use crate::device::manager::{DeviceOptions, StickSpec};
+use crate::device::protocol::{Layout, Model};
+use crate::device::writer::FrameObserver;
 use crate::frame::{Rgb, ansi_blocks};
 
 pub const VIRTUAL_SERIAL: &str = "BSVIRTUAL-2.0";

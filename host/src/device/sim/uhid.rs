@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::emulator::Firmware;
-use super::protocol::{self, Model, PRODUCT_ID, VENDOR_ID};
+use crate::device::protocol::{self, Model, PRODUCT_ID, VENDOR_ID};
 use crate::frame::Rgb;
 
 /// Room for the largest event (`UHID_CREATE2`); reads and writes use whole events.
