@@ -31,7 +31,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use podlight::agent::{Agent, AgentParts, AgentState, EventSink, PolicySource};
+use podlight::agent::{Agent, AgentParts, AgentStatus, EventSink, PolicySource};
 use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
 use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
@@ -122,7 +122,7 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
         },
         None,
     ));
-    let state = AgentState::new(rx.clone(), writer.status(), None);
+    let state = AgentStatus::new(rx.clone(), writer.status(), None);
     let engine = Arc::new(
         PolicyEngine::new(EngineOptions {
             cache_dir: Some(cache.to_path_buf()),
@@ -367,7 +367,7 @@ async fn main() {
     podlight_bus.plug(Firmware::new(Model::Strip, SERIAL));
     let manager = DeviceManager::new(Arc::new(podlight_bus.clone()), DeviceOptions::default());
     let writer = Arc::new(FrameWriter::spawn(manager, WriterOptions::default(), None));
-    let state = AgentState::new(watch.snapshots(), writer.status(), Some(watch.status()));
+    let state = AgentStatus::new(watch.snapshots(), writer.status(), Some(watch.status()));
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
     let source = PolicySource {
         dir: None,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use podlight::agent::{
-    Agent, AgentParts, AgentState, ApiPolicies, EventSink, PolicySource, StatusReporter,
+    Agent, AgentParts, AgentStatus, ApiPolicies, EventSink, PolicySource, StatusReporter,
 };
 use podlight::cluster::{
     ConnectOptions, NodeWatch, PolicyConfigMapWatch, ReportLeases, WatchOptions, client,
@@ -38,7 +38,7 @@ const BLUE: Rgb = Rgb::new(0, 0, 50);
 struct Running {
     plane: ControlPlane,
     bus: EmulatorBus,
-    state: Arc<AgentState>,
+    state: Arc<AgentStatus>,
     agent: Option<Agent>,
     _watch: NodeWatch,
     _policies: Option<PolicyConfigMapWatch>,
@@ -95,7 +95,7 @@ impl Running {
             },
             None,
         ));
-        let state = AgentState::new(watch.snapshots(), writer.status(), Some(watch.status()));
+        let state = AgentStatus::new(watch.snapshots(), writer.status(), Some(watch.status()));
         let events = if agent_pod {
             create_pod(
                 &admin,
@@ -463,7 +463,7 @@ async fn agent_without_cluster(
     dir: Option<&Path>,
     name: &str,
     api: Option<ApiPolicies>,
-) -> (Agent, Arc<AgentState>, SnapshotSender) {
+) -> (Agent, Arc<AgentStatus>, SnapshotSender) {
     let (tx, rx) = tokio::sync::watch::channel(support::sample(sample_name));
     let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
     let writer = Arc::new(FrameWriter::spawn(
@@ -474,7 +474,7 @@ async fn agent_without_cluster(
         },
         None,
     ));
-    let state = AgentState::new(rx, writer.status(), None);
+    let state = AgentStatus::new(rx, writer.status(), None);
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
     let agent = Agent::start(AgentParts {
         engine,
@@ -607,7 +607,7 @@ fn counts_frame(snapshot: &podlight::state::Snapshot) -> Vec<Rgb> {
     leds
 }
 
-fn evaluation_errors(state: &AgentState) -> u64 {
+fn evaluation_errors(state: &AgentStatus) -> u64 {
     let metrics = state.metrics.render(state);
     metrics
         .lines()
@@ -692,13 +692,13 @@ async fn a_plugin_that_turns_bad_after_some_evaluations_is_contained() {
     );
 }
 
-fn failed_reloads(state: &AgentState, n: u32) -> bool {
+fn failed_reloads(state: &AgentStatus, n: u32) -> bool {
     state.metrics.render(state).contains(&format!(
         r#"podlight_policy_reloads_total{{result="failed"}} {n}"#
     ))
 }
 
-async fn wait_for_failed_reloads(state: &AgentState, n: u32) {
+async fn wait_for_failed_reloads(state: &AgentStatus, n: u32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !failed_reloads(state, n) {
         assert!(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::AgentState;
+use super::AgentStatus;
 use crate::device::FrameWriter;
 use crate::policy::PolicyInstance;
 use crate::state::{Snapshot, wall_clock_ms};
@@ -46,7 +46,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<PolicyCommand>,
     instance: PolicyInstance,
     writer: Arc<FrameWriter>,
-    state: Arc<AgentState>,
+    state: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut instance = instance;
@@ -134,7 +134,7 @@ async fn evaluate_once(
     snapshot: Arc<Snapshot>,
     leds: u32,
     writer: &FrameWriter,
-    state: &AgentState,
+    state: &AgentStatus,
 ) -> Option<(PolicyInstance, Result<Option<Instant>, String>)> {
     let started = std::time::Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
@@ -167,14 +167,14 @@ async fn evaluate_once(
 }
 
 /// LEDs to evaluate for: what the sticks have (or are expected to have).
-fn led_count(state: &AgentState) -> u32 {
+fn led_count(state: &AgentStatus) -> u32 {
     state.device.leds_to_evaluate()
 }
 
 /// Resolves when the LED count differs from `evaluated` — a stick arrived, left or was
 /// swapped for another model — so the frame is computed again for the new size.
 /// Sleeps until the device layer says the count changed: no polling.
-async fn led_count_changes(state: &AgentState, evaluated: u32) {
+async fn led_count_changes(state: &AgentStatus, evaluated: u32) {
     loop {
         // Registered before the check, so a change between the two is not missed.
         let changed = state.device.led_count_changed.notified();

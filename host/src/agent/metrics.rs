@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::AgentState;
+use super::AgentStatus;
 use crate::state::PodState;
 
 type Labels = Vec<(String, String)>;
@@ -133,7 +133,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with gauges brought up to date.
-    pub fn render(&self, state: &AgentState) -> String {
+    pub fn render(&self, state: &AgentStatus) -> String {
         let snapshot = state.snapshot.borrow().clone();
         for pod_state in PodState::ALL {
             let labels = vec![("state".to_string(), pod_state.name().to_string())];

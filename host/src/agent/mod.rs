@@ -7,13 +7,13 @@ mod events;
 pub mod metrics;
 mod reload;
 mod reporter;
-mod state;
+mod status;
 
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
 pub use reload::{ApiPolicies, PolicySource, load_initial};
 pub use reporter::{Publishing, StatusReporter};
-pub use state::{AgentState, PolicyStatus};
+pub use status::{AgentStatus, PolicyStatus};
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ pub struct AgentParts {
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
     pub writer: Arc<FrameWriter>,
-    pub state: Arc<AgentState>,
+    pub state: Arc<AgentStatus>,
     pub events: EventSink,
     /// Where this node's report is published; none outside a cluster.
     pub reporter: Option<StatusReporter>,

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
-use super::{AgentState, EventSink};
+use super::{AgentStatus, EventSink};
 use crate::cluster::PolicyFiles;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
 use crate::rollout::ReloadOutcome;
@@ -156,7 +156,7 @@ pub struct Loaded {
 pub async fn load_initial(
     engine: &Arc<PolicyEngine>,
     source: &PolicySource,
-    state: &Arc<AgentState>,
+    state: &Arc<AgentStatus>,
     events: &EventSink,
 ) -> Loaded {
     let found = source.read().unwrap_or_else(|e| {
@@ -244,7 +244,7 @@ async fn prepare(
 /// Makes `instance` the policy the agent reports; `reload` when it came from a reload
 /// (not the start).
 fn publish_active(
-    state: &AgentState,
+    state: &AgentStatus,
     instance: &PolicyInstance,
     origin: String,
     found: &Found,
@@ -280,7 +280,7 @@ fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
 }
 
 async fn report_failure(
-    state: &AgentState,
+    state: &AgentStatus,
     events: &EventSink,
     error: &str,
     file_sha256: Option<String>,
@@ -364,7 +364,7 @@ fn watch_directory(
 pub struct Reloader {
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
-    pub state: Arc<AgentState>,
+    pub state: Arc<AgentStatus>,
     pub events: EventSink,
     pub commands: mpsc::Sender<PolicyCommand>,
     /// What is loaded now.

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::AgentState;
+use super::AgentStatus;
 use crate::cluster::{REPORT_VALID_SECONDS, ReportLeases, lease_name};
 use crate::rollout::NodeReport;
 use crate::state::wall_clock_ms;
@@ -43,7 +43,7 @@ pub struct Publishing {
 
 pub(super) async fn run(
     reporter: StatusReporter,
-    state: Arc<AgentState>,
+    state: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut changes = state.changes.subscribe();

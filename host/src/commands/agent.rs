@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::agent::{
-    Agent, AgentParts, AgentState, ApiPolicies, DemoScenario, EventSink, PolicySource,
+    Agent, AgentParts, AgentStatus, ApiPolicies, DemoScenario, EventSink, PolicySource,
     StatusReporter,
 };
 use podlight::cluster::{ClusterStatus, PolicyConfigMapWatch, ReportLeases};
@@ -184,7 +184,7 @@ async fn serve(
         writer_options,
         args.device.observer(),
     ));
-    let state = AgentState::new(snapshots.clone(), writer.status(), cluster);
+    let state = AgentStatus::new(snapshots.clone(), writer.status(), cluster);
     let engine = Arc::new(args.engine.engine()?);
     let source = PolicySource {
         dir: Some(args.policy_dir.clone()),

@@ -16,12 +16,12 @@ use futures::Stream;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::agent::AgentState;
+use crate::agent::AgentStatus;
 
 const PAGE: &str = include_str!("page.html");
 
 /// The page's JSON: the frame (as `#rrggbb`), the node, the pods and the policy.
-pub fn state_json(state: &AgentState) -> serde_json::Value {
+pub fn state_json(state: &AgentStatus) -> serde_json::Value {
     let frame = state.frame();
     let snapshot = state.snapshot.borrow().clone();
     let (ready, reason) = state.ready();
@@ -44,7 +44,7 @@ pub fn state_json(state: &AgentState) -> serde_json::Value {
     })
 }
 
-pub fn router(state: Arc<AgentState>) -> Router {
+pub fn router(state: Arc<AgentStatus>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -52,13 +52,13 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/metrics", get(metrics))
         .route(
             "/api/state",
-            get(|State(s): State<Arc<AgentState>>| async move { axum::Json(state_json(&s)) }),
+            get(|State(s): State<Arc<AgentStatus>>| async move { axum::Json(state_json(&s)) }),
         )
         .route("/events", get(events))
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
+async fn readyz(State(state): State<Arc<AgentStatus>>) -> Response {
     match state.ready() {
         (true, _) => (StatusCode::OK, "ok\n").into_response(),
         (false, reason) => (
@@ -69,7 +69,7 @@ async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<AgentState>>) -> Response {
+async fn metrics(State(state): State<Arc<AgentStatus>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -82,7 +82,7 @@ async fn metrics(State(state): State<Arc<AgentState>>) -> Response {
 
 /// The state now, then again on every change, at most ten times a second.
 async fn events(
-    State(state): State<Arc<AgentState>>,
+    State(state): State<Arc<AgentStatus>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = state.changes.subscribe();
     let stream = futures::stream::unfold(
@@ -103,7 +103,7 @@ async fn events(
 /// Serves until `shutdown` turns true. Returns the bound address (port 0 picks one).
 pub async fn serve(
     listen: SocketAddr,
-    state: Arc<AgentState>,
+    state: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;

@@ -34,7 +34,7 @@ pub struct PolicyStatus {
     pub last_reload: Option<ReloadOutcome>,
 }
 
-pub struct AgentState {
+pub struct AgentStatus {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     frame: Mutex<Frame>,
     policy: Mutex<PolicyStatus>,
@@ -48,13 +48,13 @@ pub struct AgentState {
     publishing: Mutex<Option<Publishing>>,
 }
 
-impl AgentState {
+impl AgentStatus {
     pub fn new(
         snapshot: watch::Receiver<Arc<Snapshot>>,
         device: Arc<DeviceStatus>,
         cluster: Option<Arc<ClusterStatus>>,
-    ) -> Arc<AgentState> {
-        Arc::new(AgentState {
+    ) -> Arc<AgentStatus> {
+        Arc::new(AgentStatus {
             snapshot,
             frame: Mutex::new(Frame {
                 leds: Vec::new(),
