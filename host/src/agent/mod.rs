@@ -7,12 +7,14 @@ mod events;
 pub mod metrics;
 mod reload;
 mod reporter;
+mod source;
 mod status;
 
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
-pub use reload::{ApiPolicies, PolicySource, load_initial};
+pub use reload::ReloadError;
 pub use reporter::{Publishing, StatusReporter};
+pub use source::{ApiPolicies, PolicySource};
 pub use status::{AgentStatus, PolicyStatus};
 
 use std::sync::Arc;

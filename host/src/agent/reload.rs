@@ -1,27 +1,20 @@
-//! Where the policy comes from, and hot reload: the policy directory (a ConfigMap
-//! mount) is watched; any change — the kubelet's `..data` symlink swap, an editor's
-//! save, a `cp`, a half-written file — is debounced, re-read and compared by hash.
-//! A changed plugin is compiled off the hot path and trial-evaluated on the current
-//! snapshot before it replaces the running one; a bad one never does. A settings-only
-//! change is applied without recompiling.
-//!
-//! With the policies ConfigMap also watched through the API, the API wins whenever it
-//! has the ConfigMap: it is the newer of the two (the kubelet copies the same object
-//! into the volume up to a minute and a half later), so the volume's later swap to
-//! the same content hashes the same and does nothing. The mount is what the agent
-//! starts from, and what applies while the API has not answered or has no such
-//! ConfigMap.
+//! Hot reload: the policy directory (a ConfigMap mount) is watched, and so is the
+//! policies ConfigMap through the API; any change — the kubelet's `..data` symlink
+//! swap, an editor's save, a `cp`, a half-written file, an API update — is debounced,
+//! re-read from the [`source`](super::source) and compared by fingerprint. A changed
+//! plugin is compiled off the hot path and trial-evaluated on the current snapshot
+//! before it replaces the running one; a bad one never does. A settings-only change is
+//! applied without recompiling.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
+use super::source::{Fingerprint, Found, PolicySource};
 use super::{AgentStatus, EventSink};
 use crate::cluster::PolicyFiles;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
@@ -30,121 +23,6 @@ use crate::state::{Snapshot, wall_clock_ms};
 
 /// Quiet time after the last file event before reading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
-
-/// `DIR/NAME.wasm` (or `.wasm.gz`) with settings `DIR/NAME.json`; the built-in policy
-/// when the directory has no such plugin. With `api`, the same keys of the policies
-/// ConfigMap as the API serves it win over the directory (see the module's doc).
-#[derive(Debug, Clone)]
-pub struct PolicySource {
-    pub dir: Option<PathBuf>,
-    pub name: String,
-    pub api: Option<ApiPolicies>,
-}
-
-/// The policies ConfigMap as the API serves it.
-#[derive(Debug, Clone)]
-pub struct ApiPolicies {
-    /// `namespace/name`, for messages.
-    pub configmap: String,
-    pub files: watch::Receiver<PolicyFiles>,
-}
-
-/// A plugin file: where it came from (for people), its name and its bytes.
-#[derive(Debug, Clone)]
-struct PluginFile {
-    origin: String,
-    name: String,
-    bytes: Vec<u8>,
-}
-
-/// What the source holds now.
-struct Found {
-    plugin: Option<PluginFile>,
-    settings: Option<String>,
-}
-
-/// Identifies what is loaded: the plugin's hash (or "builtin") and the settings text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
-    plugin: String,
-    settings: Option<String>,
-}
-
-impl PolicySource {
-    fn read(&self) -> std::io::Result<Found> {
-        if let Some(api) = &self.api
-            && let PolicyFiles::Present(files) = &*api.files.borrow()
-        {
-            return Ok(self.read_files(&api.configmap, files));
-        }
-        self.read_dir()
-    }
-
-    /// The plugin and settings among a ConfigMap's keys.
-    fn read_files(&self, configmap: &str, files: &BTreeMap<String, Vec<u8>>) -> Found {
-        let plugin = ["wasm", "wasm.gz"].iter().find_map(|ext| {
-            let key = format!("{}.{ext}", self.name);
-            files.get(&key).map(|bytes| PluginFile {
-                origin: format!("configmap {configmap}, key {key}"),
-                name: self.name.clone(),
-                bytes: bytes.clone(),
-            })
-        });
-        let settings = files
-            .get(&format!("{}.json", self.name))
-            .map(|b| String::from_utf8_lossy(b).into_owned());
-        Found { plugin, settings }
-    }
-
-    fn read_dir(&self) -> std::io::Result<Found> {
-        let Some(dir) = &self.dir else {
-            return Ok(Found {
-                plugin: None,
-                settings: None,
-            });
-        };
-        let read_if_there = |path: &Path| match std::fs::read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        };
-        let mut plugin = None;
-        for ext in ["wasm", "wasm.gz"] {
-            let path = dir.join(format!("{}.{ext}", self.name));
-            if let Some(bytes) = read_if_there(&path)? {
-                plugin = Some(PluginFile {
-                    origin: path.display().to_string(),
-                    name: self.name.clone(),
-                    bytes,
-                });
-                break;
-            }
-        }
-        let settings = read_if_there(&dir.join(format!("{}.json", self.name)))?
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
-        Ok(Found { plugin, settings })
-    }
-}
-
-impl Fingerprint {
-    /// The plugin file's sha256; none for the built-in policy.
-    fn file_sha256(&self) -> Option<String> {
-        (self.plugin != BUILTIN_NAME).then(|| self.plugin.clone())
-    }
-}
-
-impl Found {
-    fn fingerprint(&self) -> Fingerprint {
-        let plugin = match &self.plugin {
-            Some(file) => hex::encode(Sha256::digest(&file.bytes)),
-            None => BUILTIN_NAME.to_string(),
-        };
-        Fingerprint {
-            plugin,
-            settings: self.settings.clone(),
-        }
-    }
-}
 
 /// The first policy: the directory's plugin, or the built-in one if there is none or
 /// it is broken (the failure is reported like a failed reload).
@@ -181,7 +59,7 @@ pub async fn load_initial(
             }
             Err(error) => {
                 report_failure(state, events, &error, fingerprint.file_sha256()).await;
-                failure = Some(error);
+                failure = Some(error.to_string());
             }
         }
     }
@@ -216,6 +94,23 @@ pub async fn load_initial(
     }
 }
 
+/// Why a new policy was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read the policy directory: {source}")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("the policy loader panicked: {source}")]
+    Panicked {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
 /// Compiles (or takes from the cache) and trial-evaluates on the current snapshot,
 /// off the async runtime's workers.
 async fn prepare(
@@ -223,7 +118,7 @@ async fn prepare(
     found: &Found,
     snapshot: Arc<Snapshot>,
     leds: u32,
-) -> Result<(PolicyInstance, String), String> {
+) -> Result<(PolicyInstance, String), ReloadError> {
     let plugin = found.plugin.clone();
     let settings = found.settings.clone();
     tokio::task::spawn_blocking(move || {
@@ -237,8 +132,8 @@ async fn prepare(
         Ok::<_, PolicyError>((instance, origin))
     })
     .await
-    .map_err(|e| format!("the policy loader panicked: {e}"))?
-    .map_err(|e| e.to_string())
+    .map_err(|source| ReloadError::Panicked { source })?
+    .map_err(ReloadError::from)
 }
 
 /// Makes `instance` the policy the agent reports; `reload` when it came from a reload
@@ -282,7 +177,7 @@ fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
 async fn report_failure(
     state: &AgentStatus,
     events: &EventSink,
-    error: &str,
+    error: &ReloadError,
     file_sha256: Option<String>,
 ) {
     tracing::error!(%error, "policy reload failed; keeping the last good policy");
@@ -403,14 +298,9 @@ impl Reloader {
         loop {
             let found = match self.source.read() {
                 Ok(found) => found,
-                Err(e) => {
-                    report_failure(
-                        &self.state,
-                        &self.events,
-                        &format!("cannot read the policy directory: {e}"),
-                        None,
-                    )
-                    .await;
+                Err(source) => {
+                    let error = ReloadError::Read { source };
+                    report_failure(&self.state, &self.events, &error, None).await;
                     return;
                 }
             };
@@ -418,7 +308,7 @@ impl Reloader {
             if fingerprint == self.current {
                 return;
             }
-            if fingerprint.plugin == self.current.plugin {
+            if fingerprint.same_plugin(&self.current) {
                 tracing::info!("policy settings changed; applying without recompiling");
                 let _ = self
                     .commands

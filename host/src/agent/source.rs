@@ -1,0 +1,138 @@
+//! Where the policy comes from: the policies ConfigMap as the API serves it, else the
+//! mounted directory — `NAME.wasm` (or `.wasm.gz`) and settings `NAME.json` — and a
+//! fingerprint of what is there, so the same content is never loaded twice.
+//!
+//! The API wins whenever it has the ConfigMap: it is the newer of the two (the kubelet
+//! copies the same object into the volume up to a minute and a half later), so the
+//! volume's later swap to the same content hashes the same and does nothing. The mount
+//! is what the agent starts from, and what applies while the API has not answered or
+//! has no such ConfigMap. Reading only: no watching, no compiling.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::cluster::PolicyFiles;
+use crate::policy::BUILTIN_NAME;
+
+/// `DIR/NAME.wasm` (or `.wasm.gz`) with settings `DIR/NAME.json`; the built-in policy
+/// when the directory has no such plugin. With `api`, the same keys of the policies
+/// ConfigMap as the API serves it win over the directory (see the module's doc).
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub dir: Option<PathBuf>,
+    pub name: String,
+    pub api: Option<ApiPolicies>,
+}
+
+/// The policies ConfigMap as the API serves it.
+#[derive(Debug, Clone)]
+pub struct ApiPolicies {
+    /// `namespace/name`, for messages.
+    pub configmap: String,
+    pub files: watch::Receiver<PolicyFiles>,
+}
+
+/// A plugin file: where it came from (for people), its name and its bytes.
+#[derive(Debug, Clone)]
+pub(super) struct PluginFile {
+    pub(super) origin: String,
+    pub(super) name: String,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// What the source holds now.
+pub(super) struct Found {
+    pub(super) plugin: Option<PluginFile>,
+    pub(super) settings: Option<String>,
+}
+
+/// Identifies what is loaded: the plugin's hash (or "builtin") and the settings text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    plugin: String,
+    settings: Option<String>,
+}
+
+impl PolicySource {
+    pub(super) fn read(&self) -> std::io::Result<Found> {
+        if let Some(api) = &self.api
+            && let PolicyFiles::Present(files) = &*api.files.borrow()
+        {
+            return Ok(self.read_files(&api.configmap, files));
+        }
+        self.read_dir()
+    }
+
+    /// The plugin and settings among a ConfigMap's keys.
+    fn read_files(&self, configmap: &str, files: &BTreeMap<String, Vec<u8>>) -> Found {
+        let plugin = ["wasm", "wasm.gz"].iter().find_map(|ext| {
+            let key = format!("{}.{ext}", self.name);
+            files.get(&key).map(|bytes| PluginFile {
+                origin: format!("configmap {configmap}, key {key}"),
+                name: self.name.clone(),
+                bytes: bytes.clone(),
+            })
+        });
+        let settings = files
+            .get(&format!("{}.json", self.name))
+            .map(|b| String::from_utf8_lossy(b).into_owned());
+        Found { plugin, settings }
+    }
+
+    fn read_dir(&self) -> std::io::Result<Found> {
+        let Some(dir) = &self.dir else {
+            return Ok(Found {
+                plugin: None,
+                settings: None,
+            });
+        };
+        let read_if_there = |path: &Path| match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+        let mut plugin = None;
+        for ext in ["wasm", "wasm.gz"] {
+            let path = dir.join(format!("{}.{ext}", self.name));
+            if let Some(bytes) = read_if_there(&path)? {
+                plugin = Some(PluginFile {
+                    origin: path.display().to_string(),
+                    name: self.name.clone(),
+                    bytes,
+                });
+                break;
+            }
+        }
+        let settings = read_if_there(&dir.join(format!("{}.json", self.name)))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        Ok(Found { plugin, settings })
+    }
+}
+
+impl Fingerprint {
+    /// The same plugin (the settings may differ).
+    pub(super) fn same_plugin(&self, other: &Fingerprint) -> bool {
+        self.plugin == other.plugin
+    }
+
+    /// The plugin file's sha256; none for the built-in policy.
+    pub(super) fn file_sha256(&self) -> Option<String> {
+        (self.plugin != BUILTIN_NAME).then(|| self.plugin.clone())
+    }
+}
+
+impl Found {
+    pub(super) fn fingerprint(&self) -> Fingerprint {
+        let plugin = match &self.plugin {
+            Some(file) => hex::encode(Sha256::digest(&file.bytes)),
+            None => BUILTIN_NAME.to_string(),
+        };
+        Fingerprint {
+            plugin,
+            settings: self.settings.clone(),
+        }
+    }
+}
