@@ -1,13 +1,15 @@
-//! Builds the plugins under `plugins/` for `wasm32-wasip2` so the binary embeds the
-//! default policy built from the current sources (never a stale copy), and reads the
-//! contract version from `wit/`.
+//! Builds the default policy (`plugins/priority`) for `wasm32-wasip2` so the binary
+//! embeds it built from the current sources (never a stale copy), and reads the
+//! contract version from `wit/`. With the `test-support` feature (tests and benches
+//! turn it on) it also builds the plugins they load: the testkit and the breathing
+//! example.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PLUGINS: &[(&str, &str)] = &[
-    ("podlight-priority", "PODLIGHT_PRIORITY_WASM"),
+const SHIPPED: &[(&str, &str)] = &[("podlight-priority", "PODLIGHT_PRIORITY_WASM")];
+const FOR_TESTS: &[(&str, &str)] = &[
     ("podlight-testkit", "PODLIGHT_TESTKIT_WASM"),
     ("podlight-breathe", "PODLIGHT_BREATHE_WASM"),
 ];
@@ -43,8 +45,12 @@ fn run() -> Result<(), String> {
         .nth(3)
         .ok_or("unexpected OUT_DIR layout")?
         .join("podlight-plugins");
-    build_plugins(&root, &target_dir)?;
-    for (package, var) in PLUGINS {
+    let mut plugins = SHIPPED.to_vec();
+    if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
+        plugins.extend_from_slice(FOR_TESTS);
+    }
+    build_plugins(&root, &target_dir, &plugins)?;
+    for (package, var) in &plugins {
         let wasm = target_dir
             .join("wasm32-wasip2/plugin")
             .join(format!("{}.wasm", package.replace('-', "_")));
@@ -69,7 +75,7 @@ fn contract_version(wit: &str) -> Result<String, String> {
         })
 }
 
-fn build_plugins(root: &Path, target_dir: &Path) -> Result<(), String> {
+fn build_plugins(root: &Path, target_dir: &Path, plugins: &[(&str, &str)]) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
@@ -83,7 +89,7 @@ fn build_plugins(root: &Path, target_dir: &Path) -> Result<(), String> {
             "--target-dir",
         ])
         .arg(target_dir);
-    for (package, _) in PLUGINS {
+    for (package, _) in plugins {
         command.args(["-p", package]);
     }
     // The outer build's flags and target are for the host, not for the plugins.

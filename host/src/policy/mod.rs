@@ -12,6 +12,7 @@ pub mod compile;
 mod engine;
 mod error;
 pub mod inspect;
+#[cfg(feature = "test-support")]
 pub mod native;
 mod output;
 mod sandbox;
