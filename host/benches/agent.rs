@@ -11,16 +11,11 @@
 //! Needs the control plane from scripts/build-control-plane.
 //! Run: `cargo bench -p podlight --bench agent`
 
-#[allow(dead_code)]
-#[path = "../tests/support/control_plane.rs"]
-mod control_plane;
+use podlight_testsupport::control_plane;
 
-#[allow(dead_code)]
-#[path = "../tests/support/atomic_writer.rs"]
-mod atomic_writer;
+use podlight_testsupport::atomic_writer;
 
-#[path = "support/prototype.rs"]
-mod prototype;
+use podlight_testsupport::prototype;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

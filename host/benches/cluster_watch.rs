@@ -9,9 +9,7 @@
 //! Needs the control plane from scripts/build-control-plane.
 //! Run: `cargo bench -p podlight --bench cluster_watch`
 
-#[allow(dead_code)]
-#[path = "../tests/support/control_plane.rs"]
-mod control_plane;
+use podlight_testsupport::control_plane;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

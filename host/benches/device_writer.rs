@@ -15,10 +15,8 @@
 //!
 //! Run: `cargo bench -p podlight --bench device_writer`
 
-#[path = "support/prototype.rs"]
-mod prototype;
-#[path = "support/spinning_writer.rs"]
-mod spinning_writer;
+use podlight_testsupport::prototype;
+use podlight_testsupport::spinning_writer;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

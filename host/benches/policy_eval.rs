@@ -14,8 +14,7 @@ use podlight::policy::native;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine};
 use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
 
-#[path = "../tests/support/example_policies.rs"]
-mod example_policies;
+use podlight_testsupport::example_policies;
 
 /// A node with `n` pods in a realistic mix: mostly running, some pending, unready,
 /// crash-looping and completed.

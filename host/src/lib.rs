@@ -12,3 +12,13 @@ mod lock;
 pub mod policy;
 pub mod rollout;
 pub mod state;
+
+/// The plugins only tests and benchmarks load, built by `build.rs` with the
+/// `test-support` feature.
+#[cfg(feature = "test-support")]
+pub mod test_plugins {
+    /// The misbehaving test plugin (plugins/testkit).
+    pub const TESTKIT_WASM: &str = env!("PODLIGHT_TESTKIT_WASM");
+    /// The Rust example policy (examples/policies/rust-breathe).
+    pub const BREATHE_WASM: &str = env!("PODLIGHT_BREATHE_WASM");
+}

@@ -1,7 +1,7 @@
 //! The real binary as an operator runs it: `podlight demo` serving HTTP, the live page
 //! in headless Chromium, and SIGTERM.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! The agent end to end: a real API server, the emulated stick, real plugins, policy
 //! swaps through a kubelet-style ConfigMap volume.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::path::Path;
 use std::sync::Arc;

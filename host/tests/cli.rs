@@ -1,6 +1,6 @@
 //! The real `podlight` binary: output for people and machines, and clear failures.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -1,6 +1,6 @@
 //! The cluster watch against a real kube-apiserver and etcd.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! run, least privilege asked of the real authorizer, and `podlight run` working as
 //! the ServiceAccount they create.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! `podlight eval` on the sample snapshots, and held to the conformance rules every
 //! policy shares.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The policy engine against real components: the default plugin on every sample, and
 //! hostile plugins that must each fail cleanly while the engine keeps serving.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::sync::Arc;
 

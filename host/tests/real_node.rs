@@ -4,7 +4,7 @@
 //! device changed (tests/real_node/kustomization.yaml), and the frames read from the
 //! pod's own status API over the pod network. Needs root, like the node.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! `podlight snapshot` against a real API server, replayed through `podlight eval`.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! `scripts/uhid-vm` builds and boots the VM; `tests/uhid/scenario.sh` runs inside;
 //! this test reads the serial console and checks every report the stick received.
 
-mod support;
+use podlight_testsupport as support;
 
 use std::process::Command;
 use std::time::Instant;

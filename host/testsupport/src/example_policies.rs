@@ -1,7 +1,6 @@
 //! The example policies in other languages, built once per test process by
 //! `scripts/build-example-policies` with their real toolchains (npm, PyPI, Go).
 //! Shared by the tests and the policy benchmark, which each use part of it.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,9 +20,7 @@ const EXAMPLES: [(&str, &str, &str); 3] = [
     ("Go", "go-restart-heat", "restart-heat.wasm"),
 ];
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::repo_root;
 
 /// Builds every example (once) and returns them; panics with the build's output if
 /// a toolchain fails.

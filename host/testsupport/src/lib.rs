@@ -1,6 +1,6 @@
-//! The shared test harness: plugins built by the real toolchain, sample snapshots,
-//! engines on both backends.
-#![allow(dead_code)]
+//! What podlight's integration tests and benchmarks share: plugins built by the real
+//! toolchain, sample snapshots, engines on both backends, a real control plane and
+//! cluster helpers, the example policies, and the baselines benchmarks compare with.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,14 +8,10 @@ use std::sync::Arc;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine};
 use podlight::state::Snapshot;
 
-/// The misbehaving test plugin (plugins/testkit), built by host/build.rs.
-pub const TESTKIT_WASM: &str = env!("PODLIGHT_TESTKIT_WASM");
-
-/// The Rust example policy (examples/policies/rust-breathe), built by host/build.rs.
-pub const BREATHE_WASM: &str = env!("PODLIGHT_BREATHE_WASM");
+pub use podlight::test_plugins::{BREATHE_WASM, TESTKIT_WASM};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Every sample under examples/snapshots, by file stem, sorted.
@@ -71,6 +67,8 @@ pub mod cluster;
 pub mod control_plane;
 pub mod example_policies;
 pub mod http_client;
+pub mod prototype;
+pub mod spinning_writer;
 
 /// A small component that is expensive to compile: one loop over `values` locals,
 /// with a branch back to the loop's start after updating each of them. Every branch

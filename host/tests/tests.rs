@@ -1,0 +1,14 @@
+//! podlight's integration tests, one binary: each module tests one surface against
+//! real parts (see docs/architecture.md, "How a change is tested"). Shared helpers are
+//! in the `podlight-testsupport` crate, which the benchmarks use too.
+
+mod agent_cli;
+mod agent_e2e;
+mod cli;
+mod cluster_watch;
+mod deploy;
+mod example_policies;
+mod policy_engine;
+mod real_node;
+mod snapshot_cli;
+mod uhid_vm;
