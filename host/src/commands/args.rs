@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use podlight::cluster::{ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name};
 use podlight::device::hid::HidBus;
@@ -259,11 +259,7 @@ pub fn show(
     let errors = writer.status().errors();
     if shown && how.hold {
         eprintln!("showing; stop with Ctrl-C or SIGTERM");
-        let held = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the signal handler")?
-            .block_on(wait_for_stop(None));
+        let held = super::runtime()?.block_on(wait_for_stop(None));
         // As without --hold, the LEDs keep the colour after podlight exits.
         writer.shutdown(false);
         return held;
