@@ -26,10 +26,10 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use podlight::agent::{Agent, AgentParts, AgentStatus, EventSink, PolicySource};
+use podlight::agent::{AgentConfig, PolicySource, RunningAgent};
 use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
 use podlight::device::sim::emulator::{EmulatorBus, Firmware};
-use podlight::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
+use podlight::device::{Bus, Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
 use podlight::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
@@ -101,23 +101,13 @@ fn ms(d: Duration) -> String {
 struct InProcess {
     bus: EmulatorBus,
     tx: watch::Sender<Arc<Snapshot>>,
-    _agent: Agent,
+    _agent: RunningAgent,
 }
 
 async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InProcess {
     let (tx, rx) = watch::channel(Arc::new(node_with(110, false)));
     let bus = EmulatorBus::new();
     bus.plug(Firmware::new(Model::Strip, SERIAL));
-    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
-    let writer = Arc::new(FrameWriter::spawn(
-        manager,
-        WriterOptions {
-            fade: Duration::ZERO,
-            ..WriterOptions::default()
-        },
-        None,
-    ));
-    let state = AgentStatus::new(rx.clone(), writer.status(), None);
     let engine = Arc::new(
         PolicyEngine::new(EngineOptions {
             cache_dir: Some(cache.to_path_buf()),
@@ -130,15 +120,16 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
         name: "priority".into(),
         api: None,
     };
-    let agent = Agent::start(AgentParts {
-        engine,
-        source,
-        writer,
-        state,
-        events: EventSink::none(),
-        reporter: None,
-    })
-    .await;
+    let agent = AgentConfig {
+        writer: WriterOptions {
+            fade: Duration::ZERO,
+            ..WriterOptions::default()
+        },
+        ..AgentConfig::new(Arc::new(bus.clone()), rx, engine, source)
+    }
+    .start()
+    .await
+    .expect("the agent starts");
     InProcess {
         bus,
         tx,
@@ -360,24 +351,24 @@ async fn main() {
     assert!(watch.wait_synced(Duration::from_secs(20)).await);
     let podlight_bus = EmulatorBus::new();
     podlight_bus.plug(Firmware::new(Model::Strip, SERIAL));
-    let manager = DeviceManager::new(Arc::new(podlight_bus.clone()), DeviceOptions::default());
-    let writer = Arc::new(FrameWriter::spawn(manager, WriterOptions::default(), None));
-    let state = AgentStatus::new(watch.snapshots(), writer.status(), Some(watch.status()));
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
     let source = PolicySource {
         dir: None,
         name: "priority".into(),
         api: None,
     };
-    let _podlight = Agent::start(AgentParts {
-        engine,
-        source,
-        writer,
-        state,
-        events: EventSink::none(),
-        reporter: None,
-    })
-    .await;
+    let _podlight = AgentConfig {
+        cluster: Some(watch.status()),
+        ..AgentConfig::new(
+            Arc::new(podlight_bus.clone()),
+            watch.snapshots(),
+            engine,
+            source,
+        )
+    }
+    .start()
+    .await
+    .expect("the agent starts");
 
     let prototype_bus = EmulatorBus::new();
     prototype_bus.plug(Firmware::new(Model::Strip, SERIAL));

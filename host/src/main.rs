@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{agent, cluster, device, policy, status};
+use commands::{demo, devices, emulate, eval, off, plugin, run, set, snapshot, status};
 
 #[derive(Parser)]
 #[command(
@@ -27,13 +27,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent: watch this node's pods and show them on the stick.
-    Run(Box<agent::RunArgs>),
+    Run(Box<run::RunArgs>),
     /// Run the agent on a scripted node with a virtual device (no cluster, no stick).
-    Demo(Box<agent::DemoArgs>),
+    Demo(Box<demo::DemoArgs>),
     /// Evaluate a policy on a snapshot and print the frame.
-    Eval(policy::EvalArgs),
+    Eval(eval::EvalArgs),
     /// Print the node's current snapshot as JSON (what `podlight eval` reads).
-    Snapshot(cluster::SnapshotArgs),
+    Snapshot(snapshot::SnapshotArgs),
     /// What every node runs: policy, last reload, sticks (from the agents' reports);
     /// `--wait --policy-sha256 SHA` follows a rollout.
     Status(status::StatusArgs),
@@ -41,22 +41,22 @@ enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// List the BlinkSticks plugged in.
-    Devices(device::DevicesArgs),
+    Devices(devices::DevicesArgs),
     /// Set the LEDs to a colour (diagnostics).
-    Set(device::SetArgs),
+    Set(set::SetArgs),
     /// Turn the LEDs off.
-    Off(device::OffArgs),
+    Off(off::OffArgs),
     /// Become a virtual BlinkStick through Linux uhid (root; `modprobe uhid`).
-    Emulate(device::EmulateArgs),
+    Emulate(emulate::EmulateArgs),
 }
 
 #[derive(Subcommand)]
 enum PluginCommand {
     /// Validate a plugin and describe it (contract version, size, imports).
-    Check(policy::CheckArgs),
+    Check(plugin::CheckArgs),
     /// Compile a plugin under a memory and CPU budget (what podlight runs as its
     /// compiling child process).
-    Compile(policy::CompileArgs),
+    Compile(plugin::CompileArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,16 +99,16 @@ fn init_logging(format: &str) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(args) => agent::run(*args),
-        Command::Demo(args) => agent::demo(*args),
-        Command::Eval(args) => policy::eval(args),
-        Command::Snapshot(args) => cluster::snapshot(args),
+        Command::Run(args) => run::run(*args),
+        Command::Demo(args) => demo::demo(*args),
+        Command::Eval(args) => eval::eval(args),
+        Command::Snapshot(args) => snapshot::snapshot(args),
         Command::Status(args) => status::status(args),
-        Command::Plugin(PluginCommand::Check(args)) => policy::plugin_check(args),
-        Command::Plugin(PluginCommand::Compile(args)) => policy::plugin_compile(args),
-        Command::Devices(args) => device::devices(args),
-        Command::Set(args) => device::set(args),
-        Command::Off(args) => device::off(args),
-        Command::Emulate(args) => device::emulate(args),
+        Command::Plugin(PluginCommand::Check(args)) => plugin::plugin_check(args),
+        Command::Plugin(PluginCommand::Compile(args)) => plugin::plugin_compile(args),
+        Command::Devices(args) => devices::devices(args),
+        Command::Set(args) => set::set(args),
+        Command::Off(args) => off::off(args),
+        Command::Emulate(args) => emulate::emulate(args),
     }
 }

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use podlight::agent::{
-    Agent, AgentParts, AgentStatus, ApiPolicies, EventSink, PolicySource, StatusReporter,
+    AgentConfig, AgentStatus, ApiPolicies, EventSink, PolicySource, RunningAgent, StatusReporter,
 };
 use podlight::cluster::{
     ConnectOptions, NodeWatch, PolicyConfigMapWatch, ReportLeases, WatchOptions, client,
 };
 use podlight::device::sim::emulator::{EmulatorBus, Firmware};
-use podlight::device::{DeviceManager, DeviceOptions, FrameWriter, Model, WriterOptions};
+use podlight::device::{Model, WriterOptions};
 use podlight::frame::Rgb;
 use podlight::policy::{BUILTIN_PRIORITY, EngineOptions, PolicyEngine};
 use serde_json::json;
@@ -39,7 +39,7 @@ struct Running {
     plane: ControlPlane,
     bus: EmulatorBus,
     state: Arc<AgentStatus>,
-    agent: Option<Agent>,
+    agent: Option<RunningAgent>,
     _watch: NodeWatch,
     _policies: Option<PolicyConfigMapWatch>,
     _dirs: tempfile::TempDir,
@@ -86,16 +86,6 @@ impl Running {
         assert!(watch.wait_synced(Duration::from_secs(20)).await);
         let bus = EmulatorBus::new();
         bus.plug(Firmware::new(Model::Strip, SERIAL));
-        let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
-        let writer = Arc::new(FrameWriter::spawn(
-            manager,
-            WriterOptions {
-                fade: Duration::ZERO,
-                ..WriterOptions::default()
-            },
-            None,
-        ));
-        let state = AgentStatus::new(watch.snapshots(), writer.status(), Some(watch.status()));
         let events = if agent_pod {
             create_pod(
                 &admin,
@@ -127,22 +117,23 @@ impl Running {
                 files: w.files(),
             }),
         };
-        let agent = Agent::start(AgentParts {
-            engine,
-            source,
-            writer,
-            state: Arc::clone(&state),
+        let agent = AgentConfig {
+            writer: no_fade(),
+            cluster: Some(watch.status()),
             events,
             reporter: Some(StatusReporter {
                 leases: ReportLeases::new(agent_client.clone(), "test", "podlight"),
                 pod: Some("podlight-agent".into()),
             }),
-        })
-        .await;
+            ..AgentConfig::new(Arc::new(bus.clone()), watch.snapshots(), engine, source)
+        }
+        .start()
+        .await
+        .expect("the agent starts");
         Running {
             plane,
             bus,
-            state,
+            state: Arc::clone(agent.status()),
             agent: Some(agent),
             _watch: watch,
             _policies: policy_watch,
@@ -173,6 +164,14 @@ impl Running {
 
     async fn shows_all(&self, what: &str, colour: Rgb) {
         self.shows(what, &[colour; 8]).await;
+    }
+}
+
+/// Frames written as they are: the tests compare exact colours.
+fn no_fade() -> WriterOptions {
+    WriterOptions {
+        fade: Duration::ZERO,
+        ..WriterOptions::default()
     }
 }
 
@@ -463,32 +462,22 @@ async fn agent_without_cluster(
     dir: Option<&Path>,
     name: &str,
     api: Option<ApiPolicies>,
-) -> (Agent, Arc<AgentStatus>, SnapshotSender) {
+) -> (RunningAgent, Arc<AgentStatus>, SnapshotSender) {
     let (tx, rx) = tokio::sync::watch::channel(support::sample(sample_name));
-    let manager = DeviceManager::new(Arc::new(bus.clone()), DeviceOptions::default());
-    let writer = Arc::new(FrameWriter::spawn(
-        manager,
-        WriterOptions {
-            fade: Duration::ZERO,
-            ..WriterOptions::default()
-        },
-        None,
-    ));
-    let state = AgentStatus::new(rx, writer.status(), None);
     let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
-    let agent = Agent::start(AgentParts {
-        engine,
-        source: PolicySource {
-            dir: dir.map(Path::to_path_buf),
-            name: name.into(),
-            api,
-        },
-        writer,
-        state: Arc::clone(&state),
-        events: EventSink::none(),
-        reporter: None,
-    })
-    .await;
+    let source = PolicySource {
+        dir: dir.map(Path::to_path_buf),
+        name: name.into(),
+        api,
+    };
+    let agent = AgentConfig {
+        writer: no_fade(),
+        ..AgentConfig::new(Arc::new(bus.clone()), rx, engine, source)
+    }
+    .start()
+    .await
+    .expect("the agent starts");
+    let state = Arc::clone(agent.status());
     (agent, state, tx)
 }
 

@@ -1,6 +1,7 @@
 //! The agent: wires cluster watch (or the demo scenario) → snapshot → policy →
 //! frame writer → device, with hot-swapped policies and the HTTP status surface.
 
+mod assembly;
 mod demo;
 mod evaluator;
 mod events;
@@ -10,6 +11,7 @@ mod reporter;
 mod source;
 mod status;
 
+pub use assembly::{AgentConfig, RunningAgent};
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
 pub use reload::ReloadError;
@@ -24,9 +26,8 @@ use tokio::sync::{mpsc, watch};
 use crate::device::FrameWriter;
 use crate::policy::PolicyEngine;
 
-/// What a running agent is made of. Built by the CLI (real cluster, real stick) or by
-/// tests (real API server, emulated stick); [`Agent::run`] wires them.
-pub struct AgentParts {
+/// What [`Agent::start`] wires; put together by [`AgentConfig`].
+pub(crate) struct AgentParts {
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
     pub writer: Arc<FrameWriter>,
@@ -36,8 +37,8 @@ pub struct AgentParts {
     pub reporter: Option<StatusReporter>,
 }
 
-/// Handles to a running agent.
-pub struct Agent {
+/// Handles to a running agent's tasks.
+pub(crate) struct Agent {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _reload: Option<reload::ReloadWatcher>,

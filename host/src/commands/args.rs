@@ -224,6 +224,8 @@ impl EngineArgs {
     }
 }
 
+/// This binary, to run as the compiling child: its path from /proc, else how it was
+/// started (where /proc is not mounted, e.g. a bare chroot), else `podlight` on PATH.
 pub fn this_program() -> PathBuf {
     std::env::current_exe()
         .ok()

@@ -7,11 +7,19 @@ macro_rules! outln {
     }};
 }
 
+// Shared by the subcommands:
 pub mod agent;
 pub mod args;
-pub mod cluster;
-pub mod device;
-pub mod policy;
+// One per subcommand (the `plugin` group in one):
+pub mod demo;
+pub mod devices;
+pub mod emulate;
+pub mod eval;
+pub mod off;
+pub mod plugin;
+pub mod run;
+pub mod set;
+pub mod snapshot;
 pub mod status;
 
 use std::sync::OnceLock;
@@ -42,19 +50,27 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Waits for SIGTERM or SIGINT (or the given time).
 pub async fn wait_for_stop(stop_after: Option<Duration>) -> Result<()> {
+    stop_signal(stop_after)?.await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (or after the given time); the handlers are in place
+/// when this returns, so a signal that comes before anyone waits is not lost.
+pub fn stop_signal(stop_after: Option<Duration>) -> Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let timer = async {
-        match stop_after {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    Ok(async move {
+        let timer = async {
+            match stop_after {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            () = timer => {}
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-        () = timer => {}
-    }
-    Ok(())
+    })
 }

@@ -1,18 +1,10 @@
-//! `podlight devices`, `podlight set` and `podlight off`: diagnostics for sticks;
-//! `podlight emulate`: a virtual stick through Linux uhid.
+//! `podlight devices`: the sticks plugged in, and the device nodes podlight may open.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use podlight::device::hid::{self, HidBus};
 use podlight::device::protocol::{self, Layout, Model};
-use podlight::device::sim::uhid::UhidStick;
 use podlight::device::{Bus, DeviceError, UDEV_RULE};
-use podlight::frame::Rgb;
-
-use super::args::{DeviceArgs, ShowArgs, show};
 
 #[derive(Args)]
 pub struct DevicesArgs {
@@ -107,92 +99,4 @@ pub fn devices(args: DevicesArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-#[derive(Args)]
-pub struct SetArgs {
-    /// A colour: #rrggbb, rrggbb, or off, red, green, blue, yellow, white.
-    #[arg(value_parser = Rgb::parse)]
-    color: Rgb,
-    /// Set only this LED (report 5), leaving the others as they are.
-    #[arg(long)]
-    index: Option<usize>,
-    /// Fade to the colour over this many milliseconds.
-    #[arg(long, default_value_t = 300)]
-    fade: u64,
-    #[command(flatten)]
-    show: ShowArgs,
-    #[command(flatten)]
-    device: DeviceArgs,
-}
-
-pub fn set(args: SetArgs) -> Result<()> {
-    let mut manager = args.device.connect()?;
-    if let Some(index) = args.index {
-        manager.set_one(index, args.color)?;
-        return Ok(());
-    }
-    let leds = vec![args.color; manager.led_count()];
-    show(
-        manager,
-        &args.device,
-        leds,
-        Duration::from_millis(args.fade),
-        args.show,
-    )
-}
-
-#[derive(Args)]
-pub struct OffArgs {
-    #[command(flatten)]
-    device: DeviceArgs,
-}
-
-pub fn off(args: OffArgs) -> Result<()> {
-    let manager = args.device.connect()?;
-    let leds = vec![Rgb::OFF; manager.led_count()];
-    show(
-        manager,
-        &args.device,
-        leds,
-        Duration::ZERO,
-        ShowArgs { hold: false },
-    )
-}
-
-#[derive(Args)]
-pub struct EmulateArgs {
-    /// The model to be (original, pro, square, strip, nano, flex).
-    #[arg(long, value_parser = Model::parse, default_value = "strip")]
-    model: Model,
-    /// The serial to report, BSnnnnnn-3.m for current firmware.
-    #[arg(long, default_value = "BS000001-3.1")]
-    serial: String,
-    /// The uhid character device.
-    #[arg(long, default_value = "/dev/uhid")]
-    uhid: PathBuf,
-}
-
-/// A virtual stick the kernel sees as USB HID: every report it takes is logged on
-/// stdout; `plug`, `unplug` and `quit` on stdin replug it.
-pub fn emulate(args: EmulateArgs) -> Result<()> {
-    let device = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&args.uhid)
-        .with_context(|| {
-            format!(
-                "cannot open {}: load the uhid module (modprobe uhid) and run as root",
-                args.uhid.display()
-            )
-        })?;
-    let stick = UhidStick::new(
-        device,
-        args.model,
-        &args.serial,
-        Box::new(std::io::stdout()),
-    );
-    stick
-        .run(std::io::stdin().lock())
-        .with_context(|| format!("the virtual stick on {} failed", args.uhid.display()))
 }
