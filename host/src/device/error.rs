@@ -1,5 +1,7 @@
 //! What went wrong talking to a stick.
 
+use std::sync::Arc;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
     #[error("no BlinkStick found{}; plug one in, or check permissions (podlight devices)", serial_hint(.serial))]
@@ -18,8 +20,50 @@ pub enum DeviceError {
         "cannot tell which model {serial} (release {release:#06x}) is; pass --model (original, pro, square, strip, nano, flex)"
     )]
     UnknownModel { serial: String, release: u16 },
-    #[error("USB HID error: {0}")]
-    Hid(String),
+    #[error("USB HID error {action}: {source}")]
+    Hid {
+        /// What podlight was doing, e.g. "opening /dev/hidraw0".
+        action: String,
+        #[source]
+        source: HidFailure,
+    },
+    #[error("the USB HID state was poisoned by a panic; restart podlight")]
+    Poisoned,
+}
+
+/// hidapi's error, kept as the source of [`DeviceError::Hid`]: shared, because device
+/// errors are cloned to every waiting caller, and compared by its message.
+#[derive(Debug, Clone)]
+pub struct HidFailure(pub Arc<hidapi::HidError>);
+
+impl std::fmt::Display for HidFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for HidFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for HidFailure {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for HidFailure {}
+
+impl DeviceError {
+    /// A hidapi failure while doing `action`.
+    pub fn hid(action: impl Into<String>, source: hidapi::HidError) -> DeviceError {
+        DeviceError::Hid {
+            action: action.into(),
+            source: HidFailure(Arc::new(source)),
+        }
+    }
 }
 
 fn serial_hint(serial: &Option<String>) -> String {

@@ -127,16 +127,14 @@ pub struct HidBus {
 
 impl HidBus {
     pub fn new() -> Result<HidBus, DeviceError> {
-        let api = HidApi::new().map_err(|e| DeviceError::Hid(e.to_string()))?;
+        let api = HidApi::new().map_err(|e| DeviceError::hid("starting hidapi", e))?;
         Ok(HidBus {
             api: Mutex::new(api),
         })
     }
 
     fn api(&self) -> Result<std::sync::MutexGuard<'_, HidApi>, DeviceError> {
-        self.api
-            .lock()
-            .map_err(|_| DeviceError::Hid("hidapi state poisoned".into()))
+        self.api.lock().map_err(|_| DeviceError::Poisoned)
     }
 }
 
@@ -144,9 +142,9 @@ impl Bus for HidBus {
     fn list(&self) -> Result<Vec<DeviceInfo>, DeviceError> {
         let mut api = self.api()?;
         api.reset_devices()
-            .map_err(|e| DeviceError::Hid(e.to_string()))?;
+            .map_err(|e| DeviceError::hid("listing sticks", e))?;
         api.add_devices(VENDOR_ID, PRODUCT_ID)
-            .map_err(|e| DeviceError::Hid(e.to_string()))?;
+            .map_err(|e| DeviceError::hid("listing sticks", e))?;
         let mut sticks: Vec<DeviceInfo> = api
             .device_list()
             // Match on vendor and product only: through uhid, bus type, interface and
@@ -174,8 +172,11 @@ impl Bus for HidBus {
                 serial: Some(serial.to_string()),
             })?;
         let api = self.api()?;
-        let path = std::ffi::CString::new(info.path.clone())
-            .map_err(|e| DeviceError::Hid(e.to_string()))?;
+        // A path from /sys never holds a NUL; if one did, it names no device.
+        let path =
+            std::ffi::CString::new(info.path.clone()).map_err(|_| DeviceError::NotFound {
+                serial: Some(info.serial.clone()),
+            })?;
         let device = api.open_path(&path).map_err(|e| {
             let text = e.to_string();
             if text.contains("ermission") || text.contains("EACCES") {
@@ -183,7 +184,7 @@ impl Bus for HidBus {
                     path: info.path.clone(),
                 }
             } else {
-                DeviceError::Hid(format!("opening {}: {text}", info.path))
+                DeviceError::hid(format!("opening {}", info.path), e)
             }
         })?;
         Ok(Box::new(HidTransport {
@@ -205,7 +206,7 @@ impl HidTransport {
     /// already belong to a stick plugged in since).
     fn error(&mut self, e: hidapi::HidError) -> DeviceError {
         if self.is_connected() {
-            DeviceError::Hid(e.to_string())
+            DeviceError::hid(format!("talking to {}", self.path), e)
         } else {
             DeviceError::Gone {
                 serial: self.serial.clone(),

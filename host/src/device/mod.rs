@@ -13,7 +13,7 @@ pub mod sim;
 pub mod transport;
 pub mod writer;
 
-pub use error::DeviceError;
+pub use error::{DeviceError, HidFailure};
 
 pub use manager::{DeviceManager, DeviceOptions, DeviceStatus, Joining, StickSpec};
 pub use protocol::{Layout, Model};
