@@ -16,13 +16,13 @@ use crate::policy::PolicyInstance;
 use crate::state::{Snapshot, wall_clock_ms};
 
 /// One frame tick: the writer's 50 fps.
-pub const FRAME_TICK: Duration = Duration::from_millis(20);
+pub(crate) const FRAME_TICK: Duration = Duration::from_millis(20);
 
 /// The pause after `failures` evaluations in a row failed: a frame tick at first, then
 /// doubling from a quarter second to at most [`MAX_RETRY_PAUSE`]. A plugin that
 /// busy-waits to its deadline on every call would otherwise take most of a core
 /// whenever the node changes often; this way it costs one deadline per pause.
-pub fn retry_pause(failures: u32) -> Duration {
+pub(crate) fn retry_pause(failures: u32) -> Duration {
     match failures {
         0 => FRAME_TICK,
         n => Duration::from_millis(250)
@@ -31,10 +31,10 @@ pub fn retry_pause(failures: u32) -> Duration {
     }
 }
 
-pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
+pub(crate) const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
 
 /// Changes the reload watcher sends.
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// A new policy, already compiled and trial-evaluated.
     Swap(PolicyInstance),
     /// New settings for the running policy.

@@ -26,7 +26,7 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// The first policy: the directory's plugin, or the built-in one if there is none or
 /// it is broken (the failure is reported like a failed reload).
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub instance: PolicyInstance,
     pub fingerprint: Fingerprint,
 }
@@ -200,7 +200,7 @@ async fn report_failure(
 }
 
 /// Watches the policy directory while alive.
-pub struct ReloadWatcher {
+pub(crate) struct ReloadWatcher {
     _watcher: Option<notify::RecommendedWatcher>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -256,7 +256,7 @@ fn watch_directory(
 }
 
 /// Reloads the policy when its files change, sending swaps to the evaluator.
-pub struct Reloader {
+pub(crate) struct Reloader {
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
     pub state: Arc<AgentStatus>,

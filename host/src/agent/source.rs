@@ -51,7 +51,7 @@ pub(super) struct Found {
 
 /// Identifies what is loaded: the plugin's hash (or "builtin") and the settings text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fingerprint {
+pub(crate) struct Fingerprint {
     plugin: String,
     settings: Option<String>,
 }

@@ -77,7 +77,7 @@ impl AgentStatus {
         lock(&self.frame).clone()
     }
 
-    pub fn set_frame(&self, frame: Frame) {
+    pub(crate) fn set_frame(&self, frame: Frame) {
         *lock(&self.frame) = frame;
         self.changed();
     }
@@ -86,7 +86,7 @@ impl AgentStatus {
         lock(&self.policy).clone()
     }
 
-    pub fn update_policy(&self, f: impl FnOnce(&mut PolicyStatus)) {
+    pub(crate) fn update_policy(&self, f: impl FnOnce(&mut PolicyStatus)) {
         f(&mut lock(&self.policy));
         self.changed();
     }
@@ -118,11 +118,11 @@ impl AgentStatus {
     }
 
     /// Not a change the page or the reporter follow: the reporter sets it.
-    pub fn set_publishing(&self, publishing: Publishing) {
+    pub(crate) fn set_publishing(&self, publishing: Publishing) {
         *lock(&self.publishing) = Some(publishing);
     }
 
-    pub fn record_evaluation(&self, seconds: f64, ok: bool) {
+    pub(crate) fn record_evaluation(&self, seconds: f64, ok: bool) {
         self.metrics.evaluations.inc();
         if !ok {
             self.metrics.evaluation_errors.inc();
@@ -131,7 +131,7 @@ impl AgentStatus {
     }
 
     /// (watch synced, device present)
-    pub fn ready_parts(&self) -> (bool, bool) {
+    pub(crate) fn ready_parts(&self) -> (bool, bool) {
         let synced = self.cluster.as_ref().is_none_or(|c| c.synced());
         (synced, self.device.connected() > 0)
     }

@@ -85,11 +85,6 @@ impl DeviceStatus {
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
     }
-    /// Every stick asked for is connected.
-    pub fn all_connected(&self) -> bool {
-        let expected = self.expected.load(Ordering::Relaxed);
-        expected > 0 && self.connected.load(Ordering::Relaxed) >= expected
-    }
 }
 
 struct OpenStick {
@@ -174,7 +169,7 @@ impl DeviceManager {
     }
 
     /// When the next reconnect attempt is due, if any stick is missing.
-    pub fn next_attempt(&self) -> Option<Instant> {
+    pub(crate) fn next_attempt(&self) -> Option<Instant> {
         self.sticks
             .iter()
             .filter(|s| s.open.is_none())
@@ -324,7 +319,7 @@ impl DeviceManager {
 
     /// What the sticks show now, read back from their firmware, when every one can
     /// tell — so the first fade starts from there, not from off.
-    pub fn read_shown(&mut self) -> Option<Vec<Rgb>> {
+    pub(crate) fn read_shown(&mut self) -> Option<Vec<Rgb>> {
         let mut frame = Vec::new();
         for stick in &mut self.sticks {
             let layout = stick.layout?;
@@ -343,7 +338,7 @@ impl DeviceManager {
 
     /// Notices sticks pulled out while the frame held still, so that they get it
     /// again when they are back. True if any was lost.
-    pub fn check_connected(&mut self) -> bool {
+    pub(crate) fn check_connected(&mut self) -> bool {
         let mut lost = false;
         for i in 0..self.sticks.len() {
             let gone = self.sticks[i]
@@ -374,7 +369,7 @@ impl DeviceManager {
     }
 
     /// Whether any stick is open now.
-    pub fn any_connected(&self) -> bool {
+    pub(crate) fn any_connected(&self) -> bool {
         self.sticks.iter().any(|s| s.open.is_some())
     }
 

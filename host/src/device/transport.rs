@@ -40,9 +40,9 @@ pub trait Transport: Send {
 
 /// The firmware stops answering for a moment after a frame write while it clocks
 /// data out to the LEDs; a failed write is retried this many times…
-pub const WRITE_TRIES: u32 = 5;
+pub(crate) const WRITE_TRIES: u32 = 5;
 /// …waiting this long before the first retry and twice as long each time after.
-pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(2);
+pub(crate) const FIRST_RETRY_DELAY: Duration = Duration::from_millis(2);
 
 /// Sends a report, retrying through the firmware's busy window. A stick that is
 /// gone fails at once.

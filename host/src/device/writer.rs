@@ -114,7 +114,7 @@ impl FrameWriter {
     }
 
     /// Waits until the sticks show `leds` (after any fade), up to `timeout`.
-    pub fn wait_until_shown(&self, leds: &[Rgb], timeout: Duration) -> bool {
+    pub(crate) fn wait_until_shown(&self, leds: &[Rgb], timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
         while *lock(&self.shared.shown) != leds {
             if Instant::now() >= until {
@@ -127,7 +127,7 @@ impl FrameWriter {
 
     /// Turns the LEDs off (through the usual fade) and waits up to `timeout` until
     /// they are; for a writer still shared with others, which cannot be shut down.
-    pub fn turn_off(&self, timeout: Duration) -> bool {
+    pub(crate) fn turn_off(&self, timeout: Duration) -> bool {
         let off = vec![Rgb::OFF; self.shown().len()];
         self.set_target(off.clone());
         self.wait_until_shown(&off, timeout)

@@ -21,7 +21,7 @@ use crate::agent::AgentStatus;
 const PAGE: &str = include_str!("page.html");
 
 /// The page's JSON: the frame (as `#rrggbb`), the node, the pods and the policy.
-pub fn state_json(state: &AgentStatus) -> serde_json::Value {
+pub(crate) fn state_json(state: &AgentStatus) -> serde_json::Value {
     let frame = state.frame();
     let snapshot = state.snapshot.borrow().clone();
     let (ready, reason) = state.ready();
@@ -44,7 +44,7 @@ pub fn state_json(state: &AgentStatus) -> serde_json::Value {
     })
 }
 
-pub fn router(state: Arc<AgentStatus>) -> Router {
+pub(crate) fn router(state: Arc<AgentStatus>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))

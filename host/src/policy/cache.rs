@@ -9,7 +9,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 #[derive(Debug, Clone)]
-pub struct CompileCache {
+pub(crate) struct CompileCache {
     dir: PathBuf,
 }
 

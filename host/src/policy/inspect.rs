@@ -37,7 +37,7 @@ pub struct PluginInfo {
 
 /// What a byte string is, judged by its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WasmKind {
+pub(crate) enum WasmKind {
     Component,
     CoreModule,
     NotWasm,
@@ -45,7 +45,7 @@ pub enum WasmKind {
 
 /// Tells a component from a core module from anything else by the 8-byte header:
 /// `\0asm` then version 1 (core) or 0x0d with layer 1 (component).
-pub fn sniff(bytes: &[u8]) -> WasmKind {
+pub(crate) fn sniff(bytes: &[u8]) -> WasmKind {
     match bytes {
         [0, b'a', b's', b'm', 1, 0, 0, 0, ..] => WasmKind::CoreModule,
         [0, b'a', b's', b'm', _, _, 1, 0, ..] => WasmKind::Component,
@@ -53,13 +53,17 @@ pub fn sniff(bytes: &[u8]) -> WasmKind {
     }
 }
 
-pub fn is_gzip(bytes: &[u8]) -> bool {
+pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
 /// Decompresses a `.wasm.gz` without ever holding more than `limit` bytes, so a
 /// small file cannot expand into a huge allocation.
-pub fn gunzip_capped(name: &str, bytes: &[u8], limit: usize) -> Result<Vec<u8>, PolicyError> {
+pub(crate) fn gunzip_capped(
+    name: &str,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, PolicyError> {
     let mut out = Vec::new();
     let mut decoder = flate2::read::GzDecoder::new(bytes).take(limit as u64 + 1);
     decoder
@@ -88,7 +92,7 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
 
 /// Semver compatibility as wasmtime's linker applies it: same major, and for 0.x the
 /// same minor.
-pub fn compatible(plugin: &str, host: &str) -> bool {
+pub(crate) fn compatible(plugin: &str, host: &str) -> bool {
     let parts = |v: &str| -> Option<(u64, u64)> {
         let mut it = v.split(['.', '-', '+']);
         Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
@@ -101,7 +105,7 @@ pub fn compatible(plugin: &str, host: &str) -> bool {
 }
 
 /// Finds the evaluator export and checks its version; returns the plugin's version.
-pub fn check_exports<'a>(
+pub(crate) fn check_exports<'a>(
     name: &str,
     exports: impl IntoIterator<Item = &'a str>,
 ) -> Result<String, PolicyError> {
@@ -136,7 +140,7 @@ pub fn check_exports<'a>(
 }
 
 /// Refuses any import outside the granted WASI packages and the contract's own.
-pub fn check_imports<'a>(
+pub(crate) fn check_imports<'a>(
     name: &str,
     imports: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), PolicyError> {

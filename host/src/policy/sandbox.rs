@@ -74,7 +74,7 @@ impl WasiView for PluginState {
 /// declare many memories, each of which would pass a per-memory cap) and its tables'
 /// elements together. Growing past either traps at once.
 #[derive(Debug)]
-pub struct PluginLimits {
+pub(crate) struct PluginLimits {
     memory_limit: usize,
     memory_used: usize,
     table_elements: usize,
@@ -87,7 +87,7 @@ const TABLE_ELEMENTS: usize = 100_000;
 /// (not by message) when the trap is turned into an error for people.
 #[derive(Debug, thiserror::Error)]
 #[error("the plugin's memories would total {wanted} bytes, over its {limit}-byte limit")]
-pub struct OverMemoryLimit {
+pub(crate) struct OverMemoryLimit {
     pub wanted: usize,
     pub limit: usize,
 }
@@ -95,7 +95,7 @@ pub struct OverMemoryLimit {
 /// A growth that would take the plugin past its table elements.
 #[derive(Debug, thiserror::Error)]
 #[error("the plugin's tables would total {wanted} elements, over the limit of {TABLE_ELEMENTS}")]
-pub struct OverTableLimit {
+pub(crate) struct OverTableLimit {
     pub wanted: usize,
 }
 

@@ -16,9 +16,9 @@ use crate::device::protocol::{self, Model, PRODUCT_ID, VENDOR_ID};
 use crate::frame::Rgb;
 
 /// Room for the largest event (`UHID_CREATE2`); reads and writes use whole events.
-pub const EVENT_SIZE: usize = 4380;
+pub(crate) const EVENT_SIZE: usize = 4380;
 /// `BUS_USB` from `<linux/input.h>`.
-pub const BUS_USB: u16 = 0x03;
+pub(crate) const BUS_USB: u16 = 0x03;
 /// The errno a busy or refusing firmware answers with (EIO reaches the caller).
 const EIO: u16 = 5;
 
@@ -36,7 +36,7 @@ const UHID_SET_REPORT_REPLY: u32 = 14;
 
 /// The BlinkStick Pro firmware's HID report descriptor: vendor page 0xFF00, feature
 /// reports 1–9 with the sizes the protocol uses.
-pub const PRO_REPORT_DESCRIPTOR: [u8; 96] = [
+pub(crate) const PRO_REPORT_DESCRIPTOR: [u8; 96] = [
     0x06, 0x00, 0xFF, 0x09, 0x01, 0xA1, 0x01, 0x15, 0x00, 0x26, 0xFF, 0x00, 0x75, 0x08, //
     0x85, 0x01, 0x95, 0x03, 0x09, 0x00, 0xB2, 0x02, 0x01, //
     0x85, 0x02, 0x95, 0x20, 0x09, 0x00, 0xB2, 0x02, 0x01, //
@@ -81,7 +81,7 @@ fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Decodes one event as read from `/dev/uhid`.
-pub fn decode_event(buf: &[u8]) -> Result<Event, String> {
+pub(crate) fn decode_event(buf: &[u8]) -> Result<Event, String> {
     let short = || format!("uhid event of {} bytes is too short", buf.len());
     let kind = u32_at(buf, 0).ok_or_else(short)?;
     Ok(match kind {
@@ -124,7 +124,7 @@ fn put_str(buf: &mut [u8], at: usize, field: usize, text: &str) {
 }
 
 /// `UHID_CREATE2` for a BlinkStick with this serial (uniq) and release (version).
-pub fn encode_create(serial: &str, release: u16) -> Vec<u8> {
+pub(crate) fn encode_create(serial: &str, release: u16) -> Vec<u8> {
     // struct uhid_create2_req { u8 name[128]; u8 phys[64]; u8 uniq[64]; u16 rd_size;
     //   u16 bus; u32 vendor; u32 product; u32 version; u32 country; u8 rd_data[4096]; }
     let mut buf = event(UHID_CREATE2);
@@ -144,12 +144,12 @@ pub fn encode_create(serial: &str, release: u16) -> Vec<u8> {
     buf
 }
 
-pub fn encode_destroy() -> Vec<u8> {
+pub(crate) fn encode_destroy() -> Vec<u8> {
     event(UHID_DESTROY)
 }
 
 /// `UHID_GET_REPORT_REPLY`: `data` starts with the report ID; `err` 0 for success.
-pub fn encode_get_report_reply(id: u32, err: u16, data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_get_report_reply(id: u32, err: u16, data: &[u8]) -> Vec<u8> {
     // struct uhid_get_report_reply_req { u32 id; u16 err; u16 size; u8 data[]; }
     let mut buf = event(UHID_GET_REPORT_REPLY);
     put(&mut buf, 4, &id.to_ne_bytes());
@@ -160,7 +160,7 @@ pub fn encode_get_report_reply(id: u32, err: u16, data: &[u8]) -> Vec<u8> {
 }
 
 /// `UHID_SET_REPORT_REPLY`: `err` 0 for success.
-pub fn encode_set_report_reply(id: u32, err: u16) -> Vec<u8> {
+pub(crate) fn encode_set_report_reply(id: u32, err: u16) -> Vec<u8> {
     // struct uhid_set_report_reply_req { u32 id; u16 err; }
     let mut buf = event(UHID_SET_REPORT_REPLY);
     put(&mut buf, 4, &id.to_ne_bytes());
@@ -169,7 +169,7 @@ pub fn encode_set_report_reply(id: u32, err: u16) -> Vec<u8> {
 }
 
 /// `#rrggbb,#rrggbb,…`: how the log shows LEDs.
-pub fn leds_text(leds: &[Rgb]) -> String {
+pub(crate) fn leds_text(leds: &[Rgb]) -> String {
     leds.iter()
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
