@@ -105,6 +105,21 @@ async fn manifests_are_accepted_and_least_privilege() {
         "the first compile is covered"
     );
     assert!(!rendered.contains("subPath"), "subPath mounts never update");
+    for object in rendered.split("\n---\n") {
+        assert!(
+            object.contains("app.kubernetes.io/part-of: podlight")
+                && object.contains("app.kubernetes.io/version:"),
+            "the recommended labels on every object:\n{object}"
+        );
+    }
+    assert!(
+        rendered.contains("maxUnavailable: 25%"),
+        "rolls a quarter at a time"
+    );
+    assert!(
+        rendered.contains("key: node-role.kubernetes.io/control-plane"),
+        "lights sticks on control-plane nodes too"
+    );
     let file = dir.path().join("base.yaml");
     std::fs::write(&file, &rendered).expect("write");
 
