@@ -740,34 +740,23 @@ async fn policies_swap_through_the_api_without_waiting_for_the_mount() {
     counts[0] = Rgb::new(0, 1, 0);
     let blue_settings = br##"{"rules": [{"states": ["running"], "color": "#0000ff"}]}"##;
     // Twenty swaps through the API alone; the mounted files never change.
-    let mut took = Vec::new();
-    for i in 0..20 {
-        let started = Instant::now();
-        if i % 2 == 0 {
-            apply_policies(&admin, &[("priority.wasm", &testkit)]).await;
-            run.shows("the testkit from the API", &counts).await;
+    let files = |testkit_now: bool| -> Vec<(&str, &[u8])> {
+        if testkit_now {
+            vec![("priority.wasm", &testkit[..])]
         } else {
-            apply_policies(
-                &admin,
-                &[
-                    ("priority.wasm", BUILTIN_PRIORITY),
-                    ("priority.json", blue_settings),
-                ],
-            )
-            .await;
-            run.shows_all(
-                "the builtin with settings from the API",
-                Rgb::new(0, 0, 255),
-            )
-            .await;
+            vec![
+                ("priority.wasm", BUILTIN_PRIORITY),
+                ("priority.json", &blue_settings[..]),
+            ]
         }
-        took.push(started.elapsed());
-    }
-    took.sort();
-    println!(
-        "ConfigMap apply → new frame through the API, 20 swaps: p50 {:?}, p95 {:?}, max {:?}",
-        took[10], took[18], took[19]
-    );
+    };
+    time_twenty_swaps(
+        &run,
+        "ConfigMap apply → new frame through the API",
+        &counts,
+        async |testkit_now| apply_policies(&admin, &files(testkit_now)).await,
+    )
+    .await;
     assert!(
         run.state
             .policy()
@@ -849,28 +838,40 @@ async fn policies_swap_through_the_api_without_waiting_for_the_mount() {
         Rgb::new(0, 0, 255),
     )
     .await;
+    time_twenty_swaps(
+        &run,
+        "mounted files replaced → new frame",
+        &counts,
+        async |testkit_now| volume.publish(&files(testkit_now)),
+    )
+    .await;
+}
+
+/// Twenty swaps, alternating between the testkit (`counts` on the stick) and the
+/// built-in policy with blue settings, each made by `swap(testkit_now)` and waited for
+/// on the stick; prints p50, p95 and max as `what`.
+async fn time_twenty_swaps(
+    run: &Running,
+    what: &str,
+    counts: &[Rgb],
+    mut swap: impl AsyncFnMut(bool),
+) {
     let mut took = Vec::new();
     for i in 0..20 {
         let started = Instant::now();
-        if i % 2 == 0 {
-            volume.publish(&[("priority.wasm", &testkit)]);
-            run.shows("the testkit from the mount", &counts).await;
+        let testkit_now = i % 2 == 0;
+        swap(testkit_now).await;
+        if testkit_now {
+            run.shows("the testkit", counts).await;
         } else {
-            volume.publish(&[
-                ("priority.wasm", BUILTIN_PRIORITY),
-                ("priority.json", blue_settings),
-            ]);
-            run.shows_all(
-                "the builtin with settings from the mount",
-                Rgb::new(0, 0, 255),
-            )
-            .await;
+            run.shows_all("the builtin with blue settings", Rgb::new(0, 0, 255))
+                .await;
         }
         took.push(started.elapsed());
     }
     took.sort();
     println!(
-        "mounted files replaced → new frame, 20 swaps: p50 {:?}, p95 {:?}, max {:?}",
+        "{what}, 20 swaps: p50 {:?}, p95 {:?}, max {:?}",
         took[10], took[18], took[19]
     );
 }
