@@ -4,6 +4,7 @@
 
 use podlight_testsupport as support;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,11 +12,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use podlight::policy::BUILTIN_PRIORITY;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::TESTKIT_WASM;
 use support::cluster::{apply_policies, create_node, create_pod};
 use support::control_plane::ControlPlane;
+use support::helm;
 use support::http_client::{free_port, get};
 use support::repo_root;
 
@@ -124,14 +126,7 @@ async fn manifests_are_accepted_and_least_privilege() {
     std::fs::write(&file, &rendered).expect("write");
 
     // The namespace first (a dry run does not create it), then everything else.
-    ok(
-        &plane.kubectl(&[
-            "apply",
-            "-f",
-            &deploy.join("base/namespace.yaml").to_string_lossy(),
-        ]),
-        "namespace",
-    );
+    create_namespace(&plane);
     ok(
         &plane.kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()]),
         "server-side dry run",
@@ -225,10 +220,8 @@ async fn manifests_are_accepted_and_least_privilege() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn podlight_runs_as_the_service_account() {
-    let plane = ControlPlane::start().await;
-    let admin = plane.client().await;
+/// The base's namespace, as a user creates it before either install.
+fn create_namespace(plane: &ControlPlane) {
     ok(
         &plane.kubectl(&[
             "apply",
@@ -239,6 +232,239 @@ async fn podlight_runs_as_the_service_account() {
         ]),
         "namespace",
     );
+}
+
+/// `OBJECTS` as the API server would store them (a server-side dry run), normalised
+/// and keyed by kind, namespace and name.
+fn stored(plane: &ControlPlane, rendered: &str, dir: &Path, what: &str) -> BTreeMap<String, Value> {
+    let file = dir.join(format!("{}.yaml", what.replace(['/', ' ', '='], "-")));
+    std::fs::write(&file, rendered).expect("write");
+    let out = ok(
+        &plane.kubectl(&[
+            "apply",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            &file.to_string_lossy(),
+        ]),
+        &format!("server-side dry run of {what}"),
+    );
+    let answer: Value = serde_json::from_str(&out).expect("kubectl's JSON");
+    let objects = match answer["kind"].as_str() {
+        Some("List") => answer["items"].as_array().cloned().unwrap_or_default(),
+        _ => vec![answer],
+    };
+    objects
+        .into_iter()
+        .map(|object| (helm::identity(&object), helm::normalised(object)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() {
+    let plane = ControlPlane::start().await;
+    let home = tempfile::tempdir().expect("temp dir");
+    let chart = helm::chart();
+    let chart_arg = chart.to_string_lossy().into_owned();
+    let run_helm = |args: &[&str]| helm::helm(&plane.kubeconfig, home.path(), args);
+    let template = |set: &[&str]| {
+        let mut args = vec![
+            "template",
+            "podlight",
+            &chart_arg,
+            "--namespace",
+            "podlight",
+        ];
+        for value in set {
+            args.extend(["--set", value]);
+        }
+        ok(&run_helm(&args), &format!("helm template {set:?}"))
+    };
+    ok(&run_helm(&["lint", "--strict", &chart_arg]), "helm lint");
+
+    // The chart installs into a namespace the user creates with the base's own file
+    // (Helm keeps its release record there before any object exists).
+    create_namespace(&plane);
+    let deploy = repo_root().join("deploy");
+    // Default values render deploy/base; each device mode the matching overlay (the
+    // Namespace and the device plugin's own DaemonSet, named differently, aside).
+    for (kustomization, access) in [
+        ("base", "none"),
+        ("overlays/privileged", "privileged"),
+        ("overlays/device-plugin", "deviceplugin"),
+    ] {
+        let kustomized = ok(
+            &plane.kubectl(&["kustomize", &deploy.join(kustomization).to_string_lossy()]),
+            kustomization,
+        );
+        let set = format!("device.access={access}");
+        let charted = if access == "none" {
+            template(&[])
+        } else {
+            template(&[&set])
+        };
+        assert!(
+            !charted.contains("kind: Namespace"),
+            "the chart does not own the namespace"
+        );
+        let mut from_kustomize = stored(&plane, &kustomized, home.path(), kustomization);
+        let mut from_chart = stored(&plane, &charted, home.path(), &set);
+        from_kustomize.retain(|id, _| {
+            !id.starts_with("Namespace ") && id != "DaemonSet kube-system/generic-device-plugin"
+        });
+        let plugin = from_chart.remove("DaemonSet kube-system/podlight-device-plugin");
+        assert_eq!(
+            plugin.is_some(),
+            access == "deviceplugin",
+            "the device plugin comes with deviceplugin access only"
+        );
+        assert_eq!(
+            from_chart.keys().collect::<Vec<_>>(),
+            from_kustomize.keys().collect::<Vec<_>>(),
+            "{access}: the same objects"
+        );
+        for (id, object) in &from_kustomize {
+            assert_eq!(
+                &from_chart[id], object,
+                "{access}: {id} differs between the chart and {kustomization}"
+            );
+        }
+    }
+    // The emulated stick, and values that change the agent's flags.
+    let rendered = template(&[
+        "device.access=virtual",
+        "agent.fadeMs=0",
+        "agent.brightnessCap=64",
+        "agent.namespaces={web,db}",
+        "agent.mirror=true",
+        "policy.name=ops",
+        "podMonitor.enabled=true",
+        "tolerations=null",
+        "priorityClassName=system-node-critical",
+        "commonLabels.team=lights",
+    ]);
+    for flag in [
+        "- --device=virtual",
+        "- --fade-ms=0",
+        "- --brightness-cap=64",
+        "- --namespace=web,db",
+        "- --mirror",
+        "- --policy=ops",
+        "ops.json:",
+        "priorityClassName: system-node-critical",
+        "kind: PodMonitor",
+    ] {
+        assert!(rendered.contains(flag), "{flag} rendered:\n{rendered}");
+    }
+    assert!(
+        !rendered.contains("tolerations:"),
+        "tolerations can be turned off"
+    );
+    for object in rendered.split("\n---\n").filter(|o| o.contains("kind:")) {
+        assert!(
+            object.contains("team: lights"),
+            "commonLabels everywhere:\n{object}"
+        );
+    }
+    // The PodMonitor against the Prometheus Operator's API (its CRD declared here with
+    // the operator's group, version and kind; the operator's own schema is not served).
+    let crd = home.path().join("podmonitor-crd.json");
+    std::fs::write(
+        &crd,
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "podmonitors.monitoring.coreos.com"},
+            "spec": {
+                "group": "monitoring.coreos.com",
+                "scope": "Namespaced",
+                "names": {"kind": "PodMonitor", "plural": "podmonitors", "singular": "podmonitor", "listKind": "PodMonitorList"},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                }]
+            }
+        })
+        .to_string(),
+    )
+    .expect("write");
+    ok(
+        &plane.kubectl(&["apply", "-f", &crd.to_string_lossy()]),
+        "the PodMonitor CRD",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let monitored = stored(&plane, &rendered, home.path(), "virtual with a PodMonitor");
+        if let Some(monitor) = monitored.get("PodMonitor podlight/podlight") {
+            assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http");
+            assert_eq!(
+                monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+                "podlight"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the PodMonitor is never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A wrong value fails at install, naming the value and what it may be.
+    for (set, says) in [
+        ("device.access=usb", "/device/access"),
+        ("agnet.fadeMs=0", "'agnet' not allowed"),
+        ("agent.brightnessCap=300", "/agent/brightnessCap"),
+        ("image.digest=latest", "/image/digest"),
+    ] {
+        let out = run_helm(&["template", "podlight", &chart_arg, "--set", set]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(says),
+            "--set {set} must fail naming {says}: {stderr}"
+        );
+    }
+
+    // Every value is documented in the chart's README.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart.join("values.schema.json")).expect("the schema"),
+    )
+    .expect("the schema is JSON");
+    let readme = std::fs::read_to_string(chart.join("README.md")).expect("the chart's README");
+    let mut leaves = Vec::new();
+    schema_leaves(&schema, "", &mut leaves);
+    assert!(leaves.len() > 30, "{leaves:?}");
+    for leaf in leaves {
+        assert!(
+            readme.contains(&format!("`{leaf}`")),
+            "the chart's README documents `{leaf}`"
+        );
+    }
+}
+
+/// The dotted paths of a values schema's leaf properties.
+fn schema_leaves(schema: &Value, prefix: &str, out: &mut Vec<String>) {
+    match schema["properties"].as_object() {
+        Some(properties) => {
+            for (name, child) in properties {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                schema_leaves(child, &path, out);
+            }
+        }
+        None => out.push(prefix.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podlight_runs_as_the_service_account() {
+    let plane = ControlPlane::start().await;
+    let admin = plane.client().await;
+    create_namespace(&plane);
     ok(
         &plane.kubectl(&[
             "apply",

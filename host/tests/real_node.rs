@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::helm;
 use support::http_client::get_from;
 use support::{TESTKIT_WASM, repo_root};
 
@@ -653,6 +654,120 @@ fn the_daemonset_runs_on_a_real_node() {
     );
 
     device_plugin_overlay(&node);
+    helm_install(&node);
+}
+
+/// deploy/helm/podlight on the node, where kustomize's install was: `helm install`
+/// gives a Ready pod, and `helm upgrade --set-file` swaps the policy on it without a
+/// restart.
+fn helm_install(node: &RealNode) {
+    let removed = Instant::now();
+    node.ok(&[
+        "delete",
+        "--wait=true",
+        "--timeout=180s",
+        "-k",
+        &repo_root()
+            .join("host/tests/real_node/device-plugin")
+            .to_string_lossy(),
+    ]);
+    println!(
+        "real node: the kustomize install removed in {:.1} s",
+        removed.elapsed().as_secs_f64()
+    );
+    let home = tempfile::tempdir().expect("temp dir");
+    let chart = helm::chart();
+    let chart = chart.to_string_lossy();
+    let helm = |args: &[&str]| {
+        let out = helm::helm(&node.kubeconfig, home.path(), args);
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // As the chart's README says: the base's namespace file, then the chart; the image
+    // built here and the emulated stick, since the node has none.
+    let installed = Instant::now();
+    node.ok(&[
+        "apply",
+        "-f",
+        &repo_root()
+            .join("deploy/base/namespace.yaml")
+            .to_string_lossy(),
+    ]);
+    let notes = helm(&[
+        "install",
+        "podlight",
+        &chart,
+        "--namespace",
+        "podlight",
+        "--set",
+        "image.repository=realnode.local/podlight",
+        "--set",
+        "image.tag=test",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set",
+        "device.access=virtual",
+    ]);
+    assert!(
+        notes.contains("kubectl label node NODE podlight.dev/blinkstick=true")
+            && notes.contains("podlight status -n podlight"),
+        "the install says what to do next:\n{notes}"
+    );
+    let (pod, ip) = node.ready_podlight(Duration::from_secs(180));
+    shows(
+        &ip,
+        "installed by Helm: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    println!(
+        "real node: helm install → podlight Ready and green in {:.1} s",
+        installed.elapsed().as_secs_f64()
+    );
+
+    // A policy by `helm upgrade --set-file`: the ConfigMap changes, the pod does not.
+    let encoded = home.path().join("testkit.b64");
+    // `base64 -w0`, as the chart's README has it.
+    let base64 = Command::new("base64")
+        .args(["-w0", TESTKIT_WASM])
+        .output()
+        .expect("base64 runs");
+    assert!(base64.status.success(), "base64 {TESTKIT_WASM}");
+    std::fs::write(&encoded, &base64.stdout).expect("write");
+    let upgraded = Instant::now();
+    helm(&[
+        "upgrade",
+        "podlight",
+        &chart,
+        "--namespace",
+        "podlight",
+        "--reuse-values",
+        "--set-file",
+        &format!("policy.wasmBase64={}", encoded.display()),
+    ]);
+    let mut counts = all(OFF);
+    counts[0] = "#000200"; // the testkit: running pods on LED 0, podlight and the sleeper
+    shows(
+        &ip,
+        "the policy from helm upgrade",
+        &counts,
+        Duration::from_secs(60),
+    );
+    println!(
+        "real node: helm upgrade --set-file → new frame in {:.2} s",
+        upgraded.elapsed().as_secs_f64()
+    );
+    let same = node.podlight_pod().expect("the podlight pod");
+    assert_eq!(same["metadata"]["name"], pod.as_str(), "the same pod");
+    assert_eq!(
+        same["status"]["containerStatuses"][0]["restartCount"], 0,
+        "swapped without a restart"
+    );
 }
 
 /// A stand-in for a stick's hidraw node where the udev rule puts it: a character

@@ -33,7 +33,8 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn binary(name: &str) -> PathBuf {
+/// One of those binaries, or a panic that says how to build it.
+pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),

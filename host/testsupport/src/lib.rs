@@ -66,6 +66,7 @@ pub mod atomic_writer;
 pub mod cluster;
 pub mod control_plane;
 pub mod example_policies;
+pub mod helm;
 pub mod http_client;
 pub mod prototype;
 pub mod spinning_writer;
