@@ -10,6 +10,7 @@ pub mod frame;
 pub mod http;
 mod lock;
 pub mod policy;
+pub mod policy_test;
 pub mod rollout;
 pub mod state;
 

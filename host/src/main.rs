@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{demo, devices, emulate, eval, off, plugin, run, set, snapshot, status};
+use commands::{Exit, demo, devices, emulate, eval, off, plugin, run, set, snapshot, status, test};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,9 @@ enum Command {
     /// What every node runs: policy, last reload, sticks (from the agents' reports);
     /// `--wait --policy-sha256 SHA` follows a rollout.
     Status(status::StatusArgs),
+    /// Run a policy's `*.test.toml` files: expected frames on a virtual clock
+    /// (exit 0 all pass, 1 a failure, 2 a file or plugin that cannot be read).
+    Test(test::TestArgs),
     /// Work with policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -67,6 +70,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Whoever read the output stopped reading (`| head`): nothing more to say.
         Err(error) if is_closed_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<Exit>().is_some() => {
+            ExitCode::from(error.downcast_ref::<Exit>().map_or(1, |exit| exit.0))
+        }
         Err(error) => {
             eprintln!("podlight: {error:#}");
             ExitCode::FAILURE
@@ -104,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(args),
         Command::Snapshot(args) => snapshot::snapshot(args),
         Command::Status(args) => status::status(args),
+        Command::Test(args) => test::test(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::plugin_check(args),
         Command::Plugin(PluginCommand::Compile(args)) => plugin::plugin_compile(args),
         Command::Devices(args) => devices::devices(args),

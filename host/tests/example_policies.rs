@@ -20,17 +20,25 @@ fn eval_file(plugin: &str, snapshot: &Path, extra: &[&str]) -> Value {
     eval_leds(plugin, snapshot, 4, extra)
 }
 
-/// `podlight eval --json --leds N` of a snapshot file.
-fn eval_leds(plugin: &str, snapshot: &Path, leds: u32, extra: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args(["eval", plugin])
-        .arg(snapshot)
-        .args(["--json", "--leds", &leds.to_string()])
-        // Each plugin is compiled once for the whole test run, not once per eval.
+/// `podlight SUBCOMMAND` with a compile budget the Python example fits, and one
+/// compile cache for the whole test run (each plugin compiled once, not per command).
+fn podlight_with_budget(subcommand: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_podlight"));
+    command
+        .arg(subcommand)
         .arg("--cache-dir")
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("policy-cache"))
         .args(["--compile-memory-mib", PYTHON_COMPILE_MIB])
-        .args(["--compile-cpu-seconds", GENEROUS_COMPILE_CPU_SECONDS])
+        .args(["--compile-cpu-seconds", GENEROUS_COMPILE_CPU_SECONDS]);
+    command
+}
+
+/// `podlight eval --json --leds N` of a snapshot file.
+fn eval_leds(plugin: &str, snapshot: &Path, leds: u32, extra: &[&str]) -> Value {
+    let out = podlight_with_budget("eval")
+        .arg(plugin)
+        .arg(snapshot)
+        .args(["--json", "--leds", &leds.to_string()])
         .args(extra)
         .output()
         .expect("podlight runs");
@@ -507,5 +515,163 @@ fn every_policy_meets_the_conformance_rules() {
             assert!(problem.is_some(), "{name}: settings {bad:?} not reported");
             assert_eq!(frames(&policy, Some(bad), 8), defaults, "{name}: {bad:?}");
         }
+    }
+}
+
+/// `podlight test ARGS` with the compile budget and cache the other tests use.
+fn podlight_test(args: &[&str]) -> (i32, String) {
+    let out = podlight_with_budget("test")
+        .args(args)
+        .output()
+        .expect("podlight runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn every_policy_passes_its_podlight_tests() {
+    example_policies();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let junit = dir.path().join("junit.xml");
+    let root = repo_root();
+    let (code, said) = podlight_test(&[
+        &root.join("examples/policies").to_string_lossy(),
+        &root.join("plugins/priority").to_string_lossy(),
+        "--junit",
+        &junit.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{said}");
+    // The four examples and the built-in policy, the animations included.
+    for file in [
+        "breathe.test.toml",
+        "blinkt.test.toml",
+        "namespaces.test.toml",
+        "restart-heat.test.toml",
+        "priority.test.toml",
+        "settings.test.toml",
+    ] {
+        assert!(said.contains(file), "{file} ran:\n{said}");
+    }
+    assert!(
+        said.contains("6 files:") && said.contains(" 0 failed"),
+        "{said}"
+    );
+    let xml = std::fs::read_to_string(&junit).expect("the JUnit report");
+    assert_eq!(xml.matches("<testsuite ").count(), 6, "{xml}");
+    assert!(
+        xml.contains("failures=\"0\" errors=\"0\"") && !xml.contains("<failure"),
+        "{xml}"
+    );
+}
+
+/// A copy of the breathe test with one expectation rewritten, in `dir`.
+fn breathe_test_with(dir: &Path, from: &str, to: &str) -> String {
+    example_policies();
+    let folder = repo_root().join("examples/policies/rust-breathe");
+    let text = std::fs::read_to_string(folder.join("breathe.test.toml")).expect("breathe test");
+    assert!(text.contains(from), "{from} in the breathe test");
+    let text = text
+        .replacen(from, to, 1)
+        .replace(
+            "plugin = \"breathe.wasm\"",
+            &format!("plugin = {:?}", folder.join("breathe.wasm")),
+        )
+        .replace(
+            "../../snapshots/",
+            &format!("{}/", repo_root().join("examples/snapshots").display()),
+        );
+    let path = dir.join("mutated.test.toml");
+    std::fs::write(&path, text).expect("write");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_wrong_expectation_fails_whichever_way_it_is_wrong() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (from, to, says) in [
+        // Expected a colour where the policy shows none …
+        (
+            "expect = \"all off\"\nagain_after_ms = 40",
+            "expect = \"all #000028\"\nagain_after_ms = 40",
+            "LED 0: expected #000028, got #000000",
+        ),
+        // … none where it shows one …
+        (
+            "expect = \"all #000050\"",
+            "expect = [\"0-6 #000050\", \"7 off\"]",
+            "LED 7: expected #000000, got #000050",
+        ),
+        // … no animation where it asks for one, and one where it asks for none.
+        (
+            "again_after_ms = 40",
+            "again_after_ms = \"none\"",
+            "again-after-ms: expected none, got 40 ms",
+        ),
+        (
+            "again_after_ms = \"none\"",
+            "again_after_ms = 40",
+            "again-after-ms: expected 40 ms, got none",
+        ),
+    ] {
+        let (code, said) = podlight_test(&[&breathe_test_with(dir.path(), from, to)]);
+        assert_eq!(code, 1, "{to}: {said}");
+        assert!(said.contains("FAIL") && said.contains(says), "{to}: {said}");
+    }
+
+    // --update writes what the policy did, and the test passes after it.
+    let mutated = breathe_test_with(
+        dir.path(),
+        "expect = \"all #000028\"",
+        "expect = \"all red\"",
+    );
+    let (code, said) = podlight_test(&["--update", &mutated]);
+    assert_eq!(code, 0, "{said}");
+    assert!(
+        std::fs::read_to_string(&mutated)
+            .expect("updated")
+            .contains("expect = \"all #000028\""),
+        "the expectation rewritten"
+    );
+    let (code, said) = podlight_test(&[&mutated]);
+    assert_eq!(code, 0, "{said}");
+}
+
+#[test]
+fn a_test_that_cannot_run_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        (
+            "plugin = \"builtin\"\n[[step]]\nexpect = \"0-2 red\"\n",
+            ":3: LEDs 3–7 have no expected colour",
+        ),
+        (
+            "plugin = \"builtin\"\n\n[[step]]\nexpct = \"all red\"\n",
+            ":4: unknown field `expct`",
+        ),
+        (
+            "plugin = \"missing.wasm\"\n[[step]]\nexpect = \"all red\"\n",
+            ":1: cannot read plugin",
+        ),
+        (
+            "plugin = \"builtin\"\n[[step]]\nsnapshot = \"nope.json\"\nexpect = \"all red\"\n",
+            ":3: cannot read the snapshot",
+        ),
+        (
+            "plugin = \"builtin\"\n[[step]]\npods = []\n",
+            "would pass whatever the policy does",
+        ),
+    ];
+    for (index, (text, says)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{index}.test.toml"));
+        std::fs::write(&path, text).expect("write");
+        let (code, said) = podlight_test(&[&path.to_string_lossy()]);
+        assert_eq!(code, 2, "{text}: {said}");
+        assert!(said.contains(says), "{text}: expected {says:?} in:\n{said}");
     }
 }

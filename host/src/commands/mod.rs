@@ -21,11 +21,25 @@ pub mod run;
 pub mod set;
 pub mod snapshot;
 pub mod status;
+pub mod test;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
+
+/// An exit status a command has already explained on its output: `main` exits with
+/// it and prints nothing more.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
 
 static JSON_LOGS: OnceLock<bool> = OnceLock::new();
 

@@ -1,0 +1,196 @@
+//! `podlight test`: runs `*.test.toml` files against their policies on a virtual clock.
+//! Exit 0 when every expectation holds, 1 when one does not, 2 when a test file or a
+//! plugin cannot be read (named with its file and line).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use podlight::policy_test::TEST_FILE_SUFFIX;
+use podlight::policy_test::plan::{Outcome, Plan, PluginRef, StepResult, run};
+use podlight::policy_test::report::{SuiteReport, explain, heading, junit};
+use podlight::policy_test::update::rewrite_expectations;
+
+use super::Exit;
+use super::args::EngineArgs;
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Test files (`*.test.toml`) or directories searched for them; default: `.`.
+    paths: Vec<PathBuf>,
+    /// Rewrite each step's `expect` (and a present `again_after_ms`) to what the policy
+    /// produced: golden files. Review the diff before committing it.
+    #[arg(long)]
+    update: bool,
+    /// Also write the results as JUnit XML to this file, for CI.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Every test file under `paths`, sorted, each once.
+fn test_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let default = [PathBuf::from(".")];
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
+    for path in paths {
+        if path.is_dir() {
+            collect(path, &mut files)
+                .with_context(|| format!("cannot search {} for tests", path.display()))?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.is_dir() {
+            // Build output and dependencies hold no tests of this project's.
+            if !matches!(name.as_str(), "target" | "node_modules" | ".git") {
+                collect(&path, files)?;
+            }
+        } else if name.ends_with(TEST_FILE_SUFFIX) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn test(args: TestArgs) -> Result<()> {
+    let files = test_files(&args.paths)?;
+    if files.is_empty() {
+        eprintln!(
+            "podlight test: no *{TEST_FILE_SUFFIX} files under {}",
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Err(Exit(2).into());
+    }
+    let engine = args.engine.engine()?;
+    let colour = std::io::stdout().is_terminal();
+    let mut suites = Vec::new();
+    let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
+    for path in &files {
+        let file = path.display().to_string();
+        let results = match load_and_run(&args.engine, &engine, path) {
+            Ok(results) => results,
+            Err(reason) => {
+                outln!("ERROR {reason}")?;
+                broken += 1;
+                suites.push(SuiteReport {
+                    file,
+                    results: Vec::new(),
+                    broken: Some(reason),
+                });
+                continue;
+            }
+        };
+        for result in &results {
+            outln!("{}", heading(&file, result))?;
+            let explanation = explain(result, colour);
+            if !explanation.is_empty() {
+                outln!("{}", explanation.trim_end())?;
+            }
+            match result.outcome {
+                Outcome::Passed => passed += 1,
+                Outcome::Failed(_) | Outcome::Error(_) => failed += 1,
+                Outcome::NotChecked => {}
+            }
+        }
+        if args.update {
+            update(path, &results)?;
+        }
+        suites.push(SuiteReport {
+            file,
+            results,
+            broken: None,
+        });
+    }
+    if let Some(junit_path) = &args.junit {
+        std::fs::write(junit_path, junit(&suites))
+            .with_context(|| format!("cannot write the JUnit report {}", junit_path.display()))?;
+    }
+    outln!(
+        "{} files: {passed} passed, {failed} failed{}{}",
+        files.len(),
+        if broken > 0 {
+            format!(", {broken} could not run")
+        } else {
+            String::new()
+        },
+        if args.update {
+            " (expectations updated)"
+        } else {
+            ""
+        }
+    )?;
+    if broken > 0 {
+        Err(Exit(2).into())
+    } else if failed > 0 && !args.update {
+        Err(Exit(1).into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Loads a test file and its policy and runs it; a reason naming the file (and line)
+/// when either cannot be read.
+fn load_and_run(
+    args: &EngineArgs,
+    engine: &podlight::policy::PolicyEngine,
+    path: &Path,
+) -> Result<Vec<StepResult>, String> {
+    let plan = Plan::load(path).map_err(|e| e.to_string())?;
+    let at_plugin = |what: String| format!("{}:{}: {what}", path.display(), plan.plugin_line);
+    let policy = match &plan.plugin {
+        PluginRef::Builtin => args.load(engine, "builtin"),
+        PluginRef::File(file) => args.load(engine, &file.to_string_lossy()),
+    }
+    .map_err(|e| at_plugin(e.to_string()))?;
+    let mut instance = std::sync::Arc::new(policy)
+        .instantiate(plan.settings.clone())
+        .map_err(|e| at_plugin(format!("the policy does not start: {e}")))?;
+    if let Some(complaint) = instance
+        .configure(plan.settings.clone())
+        .map_err(|e| at_plugin(format!("the policy does not start: {e}")))?
+    {
+        return Err(at_plugin(format!(
+            "the policy refused the test's settings: {complaint}"
+        )));
+    }
+    Ok(run(&plan, &mut |snapshot, leds, now| {
+        instance
+            .evaluate_at(snapshot, leds, now)
+            .map_err(|e| e.to_string())
+    }))
+}
+
+fn update(path: &Path, results: &[StepResult]) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} to update it", path.display()))?;
+    let updated = rewrite_expectations(&text, results)
+        .map_err(|e| anyhow::anyhow!("cannot update {}: {e}", path.display()))?;
+    if updated != text {
+        std::fs::write(path, updated)
+            .with_context(|| format!("cannot write the updated {}", path.display()))?;
+    }
+    Ok(())
+}
