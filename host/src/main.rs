@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use commands::{Exit, demo, devices, emulate, eval, off, plugin, run, set, snapshot, status, test};
+use commands::{
+    Exit, demo, devices, emulate, eval, off, plugin, record, replay, run, set, snapshot, status,
+    test,
+};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +37,11 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Print the node's current snapshot as JSON (what `podlight eval` reads).
     Snapshot(snapshot::SnapshotArgs),
+    /// Write the node's snapshots over time, one JSON line per change (a timeline
+    /// for `replay` and for test files).
+    Record(record::RecordArgs),
+    /// Play a recorded timeline through a policy, on stdout or the sticks.
+    Replay(replay::ReplayArgs),
     /// What every node runs: policy, last reload, sticks (from the agents' reports);
     /// `--wait --policy-sha256 SHA` follows a rollout.
     Status(status::StatusArgs),
@@ -110,6 +118,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(args),
         Command::Snapshot(args) => snapshot::snapshot(args),
         Command::Status(args) => status::status(args),
+        Command::Record(args) => record::record(args),
+        Command::Replay(args) => replay::replay(args),
         Command::Test(args) => test::test(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::plugin_check(args),
         Command::Plugin(PluginCommand::Compile(args)) => plugin::plugin_compile(args),

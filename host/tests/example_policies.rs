@@ -675,3 +675,61 @@ fn a_test_that_cannot_run_exits_2_naming_file_and_line() {
         assert!(said.contains(says), "{text}: expected {says:?} in:\n{said}");
     }
 }
+
+#[test]
+fn replay_plays_the_animation_a_policy_asks_for_between_records() {
+    example_policies();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let timeline = dir.path().join("deleting-then-running.jsonl");
+    let sample = |name: &str, now_ms: u64| {
+        let mut snapshot: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join(format!("examples/snapshots/{name}.json")))
+                .expect("sample"),
+        )
+        .expect("JSON");
+        snapshot["nowMs"] = json!(now_ms);
+        snapshot.to_string()
+    };
+    let start = 1_764_000_000_000u64;
+    std::fs::write(
+        &timeline,
+        format!(
+            "{}\n{}\n",
+            sample("deleting", start),
+            sample("all-running", start + 200)
+        ),
+    )
+    .expect("write");
+    let breathe = repo_root().join("examples/policies/rust-breathe/breathe.wasm");
+    let out = podlight_with_budget("replay")
+        .arg(&timeline)
+        .arg(&breathe)
+        .args(["--speed", "0", "--json", "--leds", "1"])
+        .output()
+        .expect("podlight runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON frame"))
+        .collect();
+    let times: Vec<u64> = frames.iter().filter_map(|f| f["atMs"].as_u64()).collect();
+    // Every 40 ms while a pod is deleted, as the policy asks; then the next record.
+    assert_eq!(times, [0, 40, 80, 120, 160, 200], "{frames:?}");
+    let blues: Vec<u64> = frames[..5]
+        .iter()
+        .map(|f| f["leds"][0]["b"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(
+        blues.windows(2).all(|w| w[0] <= w[1]) && blues[4] > blues[0],
+        "breathing in: {blues:?}"
+    );
+    assert_eq!(
+        frames[5]["againAfterMs"],
+        Value::Null,
+        "steady once nothing is deleted"
+    );
+}

@@ -17,6 +17,8 @@ pub mod emulate;
 pub mod eval;
 pub mod off;
 pub mod plugin;
+pub mod record;
+pub mod replay;
 pub mod run;
 pub mod set;
 pub mod snapshot;

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::args::ClusterArgs;
-use podlight::cluster::ClusterError;
+use podlight::cluster::{ClusterError, NodeWatch};
 
 #[derive(Args)]
 pub struct SnapshotArgs {
@@ -19,24 +19,29 @@ pub struct SnapshotArgs {
 
 pub fn snapshot(args: SnapshotArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let timeout = Duration::from_secs(args.timeout);
-        let (node, connection) = args.cluster.connect().await?;
-        // Wrong credentials, missing permissions, a closed port or an unknown node:
-        // said at once, not after the watch has retried until the timeout.
-        connection.check_node(&node, timeout).await?;
-        let watch = args.cluster.watch(node, &connection);
-        if !watch.wait_synced(timeout).await {
-            let errors = watch.status().watch_errors();
-            bail!(ClusterError::Unreachable {
-                url: connection.url,
-                seconds: args.timeout,
-                reason: format!(
-                    "{errors} failed attempts to list pods and the node (see the log above)"
-                ),
-            });
-        }
+        let watch = synced_watch(&args.cluster, Duration::from_secs(args.timeout)).await?;
         let snapshot = watch.snapshots().borrow().clone();
         outln!("{}", snapshot.to_json_pretty())?;
         Ok(())
     })
+}
+
+/// A watch of the node's pods that has listed them, or why not: wrong credentials,
+/// missing permissions, a closed port or an unknown node said at once, not after the
+/// watch has retried until the timeout.
+pub async fn synced_watch(cluster: &ClusterArgs, timeout: Duration) -> Result<NodeWatch> {
+    let (node, connection) = cluster.connect().await?;
+    connection.check_node(&node, timeout).await?;
+    let watch = cluster.watch(node, &connection);
+    if !watch.wait_synced(timeout).await {
+        let errors = watch.status().watch_errors();
+        bail!(ClusterError::Unreachable {
+            url: connection.url,
+            seconds: timeout.as_secs(),
+            reason: format!(
+                "{errors} failed attempts to list pods and the node (see the log above)"
+            ),
+        });
+    }
+    Ok(watch)
 }
