@@ -596,13 +596,20 @@ fn counts_frame(snapshot: &podlight::state::Snapshot) -> Vec<Rgb> {
     leds
 }
 
-fn evaluation_errors(state: &AgentStatus) -> u64 {
-    let metrics = state.metrics.render(state);
-    metrics
+/// A counter's value in the agent's metrics (`name{labels}` as exposed); 0 if absent.
+fn metric(state: &AgentStatus, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    state
+        .metrics
+        .render(state)
         .lines()
-        .find_map(|l| l.strip_prefix("podlight_evaluation_errors_total "))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+fn evaluation_errors(state: &AgentStatus) -> u64 {
+    metric(state, "podlight_evaluation_errors_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1025,4 +1032,113 @@ async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
         }
     }
     println!("10/10 restarts converged; worst {worst:?}");
+}
+
+fn shadow_frames(state: &AgentStatus, result: &str) -> u64 {
+    metric(
+        state,
+        &format!("podlight_shadow_frames_total{{result=\"{result}\"}}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_policy_is_compared_on_every_change_and_never_shown() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("candidate.wasm"),
+        std::fs::read(TESTKIT_WASM).expect("testkit"),
+    )
+    .expect("write");
+    let (tx, rx) = tokio::sync::watch::channel(support::sample("crash-loop"));
+    let engine = Arc::new(PolicyEngine::new(EngineOptions::default()).expect("engine"));
+    let source = PolicySource {
+        dir: Some(dir.path().to_path_buf()),
+        name: "priority".into(),
+        api: None,
+    };
+    let agent = AgentConfig {
+        writer: no_fade(),
+        shadow: Some("candidate".into()),
+        ..AgentConfig::new(Arc::new(bus.clone()), rx, engine, source)
+    }
+    .start()
+    .await
+    .expect("the agent starts");
+    let state = Arc::clone(agent.status());
+
+    // The built-in policy drives the stick; the candidate's frame is only reported.
+    let hex = |leds: &[Rgb]| leds.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let crash = support::sample("crash-loop");
+    eventually("the shadow's first comparison", || {
+        state.shadow().is_some_and(|s| s.compared >= 1)
+    })
+    .await;
+    let shadow = state.shadow().expect("a shadow");
+    assert_eq!(
+        shadow.policy.origin,
+        dir.path().join("candidate.wasm").display().to_string()
+    );
+    assert_eq!(shadow.leds, hex(&counts_frame(&crash)), "{shadow:?}");
+    assert_eq!(shadow.differs, Some(true), "{shadow:?}");
+    eventually("the stick shows the active policy", || {
+        bus.leds(SERIAL) == Some(vec![RED; 8])
+    })
+    .await;
+    // Every change is compared again.
+    let before = shadow.compared;
+    tx.send(support::sample("all-running")).expect("send");
+    eventually("a comparison of the new snapshot", || {
+        state.shadow().is_some_and(|s| {
+            s.compared > before && s.leds == hex(&counts_frame(&support::sample("all-running")))
+        })
+    })
+    .await;
+    assert!(shadow_frames(&state, "differs") >= 2, "counted in metrics");
+    assert_eq!(
+        bus.leds(SERIAL),
+        Some(vec![GREEN; 8]),
+        "the stick still shows the active policy"
+    );
+
+    // A broken candidate is refused like any policy; the last good shadow stays.
+    std::fs::write(
+        dir.path().join("candidate.wasm"),
+        b"\0asm\x0d\0\x01\0garbage",
+    )
+    .expect("write");
+    eventually("the shadow's refusal", || {
+        state
+            .shadow()
+            .is_some_and(|s| s.policy.last_error.is_some())
+    })
+    .await;
+    assert_eq!(
+        state.policy().last_error,
+        None,
+        "the active policy is untouched"
+    );
+    assert_eq!(
+        state.shadow().map(|s| s.policy.origin),
+        Some(dir.path().join("candidate.wasm").display().to_string())
+    );
+
+    // Swapping the candidate in is an ordinary change: then the two agree.
+    std::fs::write(
+        dir.path().join("priority.wasm"),
+        std::fs::read(TESTKIT_WASM).expect("testkit"),
+    )
+    .expect("write");
+    eventually("the active policy swapped and the frames agree", || {
+        state.shadow().is_some_and(|s| s.differs == Some(false))
+    })
+    .await;
+    assert!(shadow_frames(&state, "same") >= 1);
+    assert_eq!(
+        bus.leds(SERIAL),
+        Some(counts_frame(&support::sample("all-running"))),
+        "the stick now shows the candidate, as the active policy"
+    );
+    agent.stop(false).await;
 }

@@ -15,7 +15,7 @@ use podlight::policy::BUILTIN_PRIORITY;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::TESTKIT_WASM;
-use support::cluster::{apply_policies, create_node, create_pod};
+use support::cluster::{apply_policies, create_node, create_pod, set_status, status_for};
 use support::control_plane::ControlPlane;
 use support::helm;
 use support::http_client::{free_port, get};
@@ -560,18 +560,17 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
     for node in nodes {
         create_node(&admin, node).await;
         let port = free_port();
-        let (child, log) = spawn_agent(
-            &kubeconfig,
-            node,
-            port,
-            dir.path(),
-            &[
-                "--policy-configmap",
-                "podlight-policies",
-                "--cache-dir",
-                &cache,
-            ],
-        );
+        let mut extra = vec![
+            "--policy-configmap",
+            "podlight-policies",
+            "--cache-dir",
+            &cache,
+        ];
+        // node-c also tries a candidate beside its policy, as an author would.
+        if node == "node-c" {
+            extra.extend(["--shadow-policy", "candidate"]);
+        }
+        let (child, log) = spawn_agent(&kubeconfig, node, port, dir.path(), &extra);
         agents.push((child, log, port));
     }
     let admin_config = plane.kubeconfig.to_string_lossy().into_owned();
@@ -605,9 +604,42 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
     assert_eq!(state["publishing"]["lease"], "podlight/podlight-node-a");
     assert!(state["publishing"]["error"].is_null(), "{state}");
 
-    // A rollout through the API: `status --wait` returns once every node runs it.
+    // A shadowed trial on a live node: the candidate comes with the ConfigMap, node-c
+    // evaluates it beside the built-in policy and reports how its frames differ;
+    // every node still runs the built-in policy.
     let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
     let testkit_sha = hex::encode(Sha256::digest(&testkit));
+    plane.namespace("app").await;
+    create_pod(&admin, "app", "web", "node-c", json!({"app": "web"})).await;
+    set_status(&admin, "app", "web", status_for("running")).await;
+    apply_policies(&admin, &[("candidate.wasm", &testkit)]).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let shadow = loop {
+        let (_, state) = get(agents[2].2, "/api/state").expect("node-c's state");
+        let state: serde_json::Value = serde_json::from_str(&state).expect("JSON");
+        if state["shadow"]["policy"]["sha256"] == testkit_sha.as_str()
+            && state["shadow"]["differs"] == true
+        {
+            assert_eq!(state["policy"]["sha256"], builtin.as_str(), "{state}");
+            break state["shadow"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node-c never compared the candidate: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        shadow["policy"]["origin"],
+        "configmap podlight/podlight-policies, key candidate.wasm"
+    );
+    // A running pod: green on every LED for the built-in policy, a count on LED 0
+    // for the candidate.
+    assert_eq!(shadow["leds"][0], "#000100", "{shadow}");
+    let (_, table, _) = status(&["--policy-sha256", &builtin]);
+    assert_eq!(table.lines().skip(1).count(), 3, "{table}");
+
+    // A rollout through the API: `status --wait` returns once every node runs it.
     let applies_before = requests(&plane, "leases", "APPLY");
     let started = Instant::now();
     apply_policies(&admin, &[("priority.wasm", &testkit)]).await;

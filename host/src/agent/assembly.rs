@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub reporter: Option<StatusReporter>,
     /// `/healthz`, `/readyz`, `/metrics` and the status page; none: no HTTP.
     pub listen: Option<SocketAddr>,
+    /// A candidate policy from the same source, evaluated on every change beside the
+    /// active one and never shown (`--shadow-policy`).
+    pub shadow: Option<String>,
 }
 
 impl AgentConfig {
@@ -63,6 +66,7 @@ impl AgentConfig {
             events: EventSink::none(),
             reporter: None,
             listen: None,
+            shadow: None,
         }
     }
 
@@ -98,6 +102,7 @@ impl AgentConfig {
             state: Arc::clone(&status),
             events: self.events,
             reporter: self.reporter,
+            shadow: self.shadow,
         });
         let agent = tokio::select! {
             agent = starting => agent,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::AgentStatus;
 use crate::device::FrameWriter;
+use crate::frame::Frame;
 use crate::policy::PolicyInstance;
 use crate::state::{Snapshot, wall_clock_ms};
 
@@ -33,6 +34,16 @@ pub(crate) fn retry_pause(failures: u32) -> Duration {
 
 pub(crate) const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
 
+/// What the shadow policy is evaluated on: exactly what the active policy last was,
+/// and the frame it gave.
+#[derive(Clone)]
+pub(crate) struct ShadowInput {
+    snapshot: Arc<Snapshot>,
+    leds: u32,
+    now_ms: u64,
+    active: Frame,
+}
+
 /// Changes the reload watcher sends.
 pub(crate) enum PolicyCommand {
     /// A new policy, already compiled and trial-evaluated.
@@ -47,6 +58,7 @@ pub async fn run(
     instance: PolicyInstance,
     writer: Arc<FrameWriter>,
     state: Arc<AgentStatus>,
+    shadow: Option<watch::Sender<Option<ShadowInput>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut instance = instance;
@@ -70,7 +82,7 @@ pub async fn run(
         let snapshot = snapshots.borrow_and_update().clone();
         let leds = led_count(&state);
         let Some((evaluated, outcome)) =
-            evaluate_once(instance, snapshot, leds, &writer, &state).await
+            evaluate_once(instance, snapshot, leds, &writer, &state, shadow.as_ref()).await
         else {
             return;
         };
@@ -135,11 +147,14 @@ async fn evaluate_once(
     leds: u32,
     writer: &FrameWriter,
     state: &AgentStatus,
+    shadow: Option<&watch::Sender<Option<ShadowInput>>>,
 ) -> Option<(PolicyInstance, Result<Option<Instant>, String>)> {
     let started = std::time::Instant::now();
+    let now_ms = wall_clock_ms();
+    let evaluated = Arc::clone(&snapshot);
     let joined = tokio::task::spawn_blocking(move || {
         let mut instance = instance;
-        let result = instance.evaluate_at(&snapshot, leds, wall_clock_ms());
+        let result = instance.evaluate_at(&evaluated, leds, now_ms);
         (instance, result)
     })
     .await;
@@ -155,6 +170,15 @@ async fn evaluate_once(
                 .again_after_ms
                 .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
             writer.set_target(frame.leds.clone());
+            if let Some(shadow) = shadow {
+                // The sticks have their frame; the shadow gets the same inputs.
+                shadow.send_replace(Some(ShadowInput {
+                    snapshot,
+                    leds,
+                    now_ms,
+                    active: frame.clone(),
+                }));
+            }
             state.set_frame(frame);
             Ok(again_at)
         }
@@ -164,6 +188,62 @@ async fn evaluate_once(
         }
     };
     Some((instance, outcome))
+}
+
+/// The shadow policy's loop: evaluates the candidate on each input the active loop
+/// publishes (the latest only, when it falls behind), compares the frames and records
+/// both; takes swaps and settings from its own reload watcher. Nothing here reaches
+/// the writer. Failures in a row pause it like the active policy.
+pub async fn run_shadow(
+    mut inputs: watch::Receiver<Option<ShadowInput>>,
+    mut commands: mpsc::Receiver<PolicyCommand>,
+    instance: PolicyInstance,
+    state: Arc<AgentStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut instance = instance;
+    let mut failures: u32 = 0;
+    let mut commands_open = true;
+    loop {
+        tokio::select! {
+            changed = inputs.changed() => if changed.is_err() { return },
+            command = commands.recv(), if commands_open => {
+                commands_open = apply(command, &mut instance, &mut failures);
+                // Compare the new candidate on the last input at once.
+            }
+            _ = shutdown.changed() => return,
+        }
+        let Some(input) = inputs.borrow_and_update().clone() else {
+            continue;
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut instance = instance;
+            let result = instance.evaluate_at(&input.snapshot, input.leds, input.now_ms);
+            (instance, result, input.active)
+        })
+        .await;
+        let Ok((evaluated, result, active)) = joined else {
+            tracing::error!("the shadow evaluation thread panicked; stopping the shadow");
+            return;
+        };
+        instance = evaluated;
+        match result {
+            Ok(frame) => {
+                failures = 0;
+                let differs = frame.leds != active.leds;
+                state.record_shadow(Ok((frame, differs)));
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                state.record_shadow(Err(error.to_string()));
+                tracing::warn!(%error, failures, "shadow policy evaluation failed");
+                tokio::select! {
+                    () = tokio::time::sleep(retry_pause(failures)) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        }
+    }
 }
 
 /// LEDs to evaluate for: what the sticks have (or are expected to have).

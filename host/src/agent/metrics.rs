@@ -20,6 +20,7 @@ pub struct Metrics {
     pub evaluation_errors: Counter,
     pub evaluation_seconds: Histogram,
     pub reloads: Family<Labels, Counter>,
+    shadow_frames: Family<Labels, Counter>,
     active_policy: Family<Labels, Gauge>,
     device_connected: Gauge,
     device_writes: Counter,
@@ -38,6 +39,7 @@ impl Default for Metrics {
         // 1 µs .. ~1 s
         let evaluation_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 11));
         let reloads = Family::<Labels, Counter>::default();
+        let shadow_frames = Family::<Labels, Counter>::default();
         let active_policy = Family::<Labels, Gauge>::default();
         let (device_connected, device_writes, device_errors, device_reconnects) = (
             Gauge::default(),
@@ -66,6 +68,11 @@ impl Default for Metrics {
             "policy_reloads",
             "Policy reloads by result (ok, failed)",
             reloads.clone(),
+        );
+        registry.register(
+            "shadow_frames",
+            "Shadow policy frames compared with the active policy's, by result (same, differs, failed)",
+            shadow_frames.clone(),
         );
         registry.register(
             "active_policy",
@@ -109,6 +116,7 @@ impl Default for Metrics {
             evaluation_errors,
             evaluation_seconds,
             reloads,
+            shadow_frames,
             active_policy,
             device_connected,
             device_writes,
@@ -128,6 +136,12 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.reloads
+            .get_or_create(&vec![("result".to_string(), result.to_string())])
+            .inc();
+    }
+
+    pub fn shadow_frame(&self, result: &str) {
+        self.shadow_frames
             .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();
     }

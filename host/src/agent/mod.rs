@@ -17,7 +17,7 @@ pub use events::EventSink;
 pub use reload::ReloadError;
 pub use reporter::{Publishing, StatusReporter};
 pub use source::{ApiPolicies, PolicySource};
-pub use status::{AgentStatus, PolicyStatus};
+pub use status::{AgentStatus, PolicyRole, PolicyStatus, ShadowStatus};
 
 use std::sync::Arc;
 
@@ -35,6 +35,8 @@ pub(crate) struct AgentParts {
     pub events: EventSink,
     /// Where this node's report is published; none outside a cluster.
     pub reporter: Option<StatusReporter>,
+    /// A candidate policy's name in the same source, evaluated beside the active one.
+    pub shadow: Option<String>,
 }
 
 /// Handles to a running agent's tasks.
@@ -42,6 +44,7 @@ pub(crate) struct Agent {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _reload: Option<reload::ReloadWatcher>,
+    _shadow_reload: Option<reload::ReloadWatcher>,
     writer: Arc<FrameWriter>,
 }
 
@@ -51,8 +54,14 @@ impl Agent {
     pub async fn start(parts: AgentParts) -> Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (commands, command_rx) = mpsc::channel(16);
-        let initial =
-            reload::load_initial(&parts.engine, &parts.source, &parts.state, &parts.events).await;
+        let initial = reload::load_initial(
+            &parts.engine,
+            &parts.source,
+            &parts.state,
+            &parts.events,
+            PolicyRole::Active,
+        )
+        .await;
         let reload = reload::ReloadWatcher::start(reload::Reloader {
             engine: Arc::clone(&parts.engine),
             source: parts.source.clone(),
@@ -60,16 +69,56 @@ impl Agent {
             events: parts.events.clone(),
             commands,
             current: initial.fingerprint.clone(),
+            role: PolicyRole::Active,
         });
+        let mut tasks = Vec::new();
+        let mut shadow_reload = None;
+        let shadow_inputs = match parts.shadow {
+            Some(name) => {
+                let source = PolicySource {
+                    name,
+                    ..parts.source.clone()
+                };
+                let (shadow_commands, shadow_command_rx) = mpsc::channel(16);
+                let shadow = reload::load_initial(
+                    &parts.engine,
+                    &source,
+                    &parts.state,
+                    &parts.events,
+                    PolicyRole::Shadow,
+                )
+                .await;
+                shadow_reload = reload::ReloadWatcher::start(reload::Reloader {
+                    engine: Arc::clone(&parts.engine),
+                    source,
+                    state: Arc::clone(&parts.state),
+                    events: parts.events.clone(),
+                    commands: shadow_commands,
+                    current: shadow.fingerprint,
+                    role: PolicyRole::Shadow,
+                });
+                let (inputs, inputs_rx) = watch::channel(None);
+                tasks.push(tokio::spawn(evaluator::run_shadow(
+                    inputs_rx,
+                    shadow_command_rx,
+                    shadow.instance,
+                    Arc::clone(&parts.state),
+                    shutdown_rx.clone(),
+                )));
+                Some(inputs)
+            }
+            None => None,
+        };
         let evaluator = tokio::spawn(evaluator::run(
             parts.state.snapshot.clone(),
             command_rx,
             initial.instance,
             Arc::clone(&parts.writer),
             Arc::clone(&parts.state),
+            shadow_inputs,
             shutdown_rx,
         ));
-        let mut tasks = vec![evaluator];
+        tasks.push(evaluator);
         if let Some(reporter) = parts.reporter {
             tasks.push(tokio::spawn(reporter::run(
                 reporter,
@@ -81,6 +130,7 @@ impl Agent {
             shutdown,
             tasks,
             _reload: reload,
+            _shadow_reload: shadow_reload,
             writer: parts.writer,
         }
     }
@@ -93,6 +143,7 @@ impl Agent {
             let _ = task.await;
         }
         drop(self._reload);
+        drop(self._shadow_reload);
         let writer = self.writer;
         let _ = tokio::task::spawn_blocking(move || match Arc::try_unwrap(writer) {
             Ok(writer) => writer.shutdown(!leave_leds),

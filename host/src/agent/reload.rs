@@ -4,7 +4,9 @@
 //! re-read from the [`source`](super::source) and compared by fingerprint. A changed
 //! plugin is compiled off the hot path and trial-evaluated on the current snapshot
 //! before it replaces the running one; a bad one never does. A settings-only change is
-//! applied without recompiling.
+//! applied without recompiling. The same pipeline serves a shadow policy
+//! ([`PolicyRole::Shadow`]): its status, log lines and Events say so, and its
+//! commands go to the shadow's evaluator, never to the sticks.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
 use super::source::{Fingerprint, Found, PolicySource};
+use super::status::PolicyRole;
 use super::{AgentStatus, EventSink};
 use crate::cluster::PolicyFiles;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
@@ -36,6 +39,7 @@ pub async fn load_initial(
     source: &PolicySource,
     state: &Arc<AgentStatus>,
     events: &EventSink,
+    role: PolicyRole,
 ) -> Loaded {
     let found = source.read().unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot read the policy directory; using the built-in policy");
@@ -51,19 +55,21 @@ pub async fn load_initial(
     if found.plugin.is_some() {
         match prepare(Arc::clone(engine), &found, snapshot, leds).await {
             Ok((instance, origin)) => {
-                publish_active(state, &instance, origin, &found, None);
+                publish_active(state, role, &instance, origin, &found, None);
                 return Loaded {
                     instance,
                     fingerprint,
                 };
             }
             Err(error) => {
-                report_failure(state, events, &error, fingerprint.file_sha256()).await;
+                report_failure(state, role, events, &error, fingerprint.file_sha256()).await;
                 failure = Some(error.to_string());
             }
         }
     }
-    let builtin_settings = if source.name == "priority" {
+    // A shadow without a plugin file is the built-in policy with the shadow's own
+    // settings: how new settings for it are tried before they go live.
+    let builtin_settings = if source.name == "priority" || role == PolicyRole::Shadow {
         found.settings.clone()
     } else {
         None
@@ -82,11 +88,18 @@ pub async fn load_initial(
         // start, nothing can.
         Err(error) => panic!("the built-in policy does not start: {error}"),
     };
-    publish_active(state, &instance, BUILTIN_NAME.to_string(), &fallback, None);
+    publish_active(
+        state,
+        role,
+        &instance,
+        BUILTIN_NAME.to_string(),
+        &fallback,
+        None,
+    );
     if failure.is_some() {
         // The built-in policy runs because the directory's plugin failed: that stays
         // visible until a reload succeeds.
-        state.update_policy(|p| p.last_error = failure);
+        state.update_policy_of(role, |p| p.last_error = failure);
     }
     Loaded {
         instance,
@@ -140,18 +153,26 @@ async fn prepare(
 /// (not the start).
 fn publish_active(
     state: &AgentStatus,
+    role: PolicyRole,
     instance: &PolicyInstance,
     origin: String,
     found: &Found,
     reload: Option<ReloadOutcome>,
 ) {
     let info = instance.policy().info().clone();
-    tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
+    match role {
+        PolicyRole::Active => {
+            tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
+        }
+        PolicyRole::Shadow => {
+            tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "shadow policy loaded (evaluated beside the active one, never shown)");
+        }
+    }
     let file_sha256 = found
         .fingerprint()
         .file_sha256()
         .filter(|file| *file != info.sha256);
-    state.update_policy(|p| {
+    state.update_policy_of(role, |p| {
         p.name = info.name;
         p.sha256 = info.sha256;
         p.file_sha256 = file_sha256;
@@ -176,13 +197,23 @@ fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
 
 async fn report_failure(
     state: &AgentStatus,
+    role: PolicyRole,
     events: &EventSink,
     error: &ReloadError,
     file_sha256: Option<String>,
 ) {
-    tracing::error!(%error, "policy reload failed; keeping the last good policy");
-    state.metrics.reload(false);
-    state.update_policy(|p| {
+    let reason = match role {
+        PolicyRole::Active => {
+            tracing::error!(%error, "policy reload failed; keeping the last good policy");
+            state.metrics.reload(false);
+            "PolicyReloadFailed"
+        }
+        PolicyRole::Shadow => {
+            tracing::error!(%error, "shadow policy reload failed; keeping the last good shadow");
+            "ShadowPolicyReloadFailed"
+        }
+    };
+    state.update_policy_of(role, |p| {
         p.last_error = Some(error.to_string());
         p.last_reload = Some(ReloadOutcome {
             at_ms: wall_clock_ms(),
@@ -192,10 +223,7 @@ async fn report_failure(
         });
     });
     events
-        .warn(
-            "PolicyReloadFailed",
-            format!("kept the last good policy: {error}"),
-        )
+        .warn(reason, format!("kept the last good policy: {error}"))
         .await;
 }
 
@@ -264,9 +292,18 @@ pub(crate) struct Reloader {
     pub commands: mpsc::Sender<PolicyCommand>,
     /// What is loaded now.
     pub current: Fingerprint,
+    /// The active policy, or the shadow evaluated beside it.
+    pub role: PolicyRole,
 }
 
 impl Reloader {
+    /// The reload metric counts the active policy's reloads only.
+    fn count_success(&self) {
+        if self.role == PolicyRole::Active {
+            self.state.metrics.reload(true);
+        }
+    }
+
     async fn run(mut self, mut file_events: mpsc::UnboundedReceiver<()>) {
         let mut api = self.source.api.as_ref().map(|a| a.files.clone());
         let mut files_open = true;
@@ -300,7 +337,7 @@ impl Reloader {
                 Ok(found) => found,
                 Err(source) => {
                     let error = ReloadError::Read { source };
-                    report_failure(&self.state, &self.events, &error, None).await;
+                    report_failure(&self.state, self.role, &self.events, &error, None).await;
                     return;
                 }
             };
@@ -314,8 +351,8 @@ impl Reloader {
                     .commands
                     .send(PolicyCommand::Settings(found.settings.clone()))
                     .await;
-                self.state.metrics.reload(true);
-                self.state.update_policy(|p| {
+                self.count_success();
+                self.state.update_policy_of(self.role, |p| {
                     p.settings = found.settings.clone();
                     p.last_error = None;
                     p.last_reload = Some(succeeded(fingerprint.file_sha256()));
@@ -328,8 +365,15 @@ impl Reloader {
             match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
                 Ok((instance, origin)) => {
                     let outcome = succeeded(fingerprint.file_sha256());
-                    publish_active(&self.state, &instance, origin, &found, Some(outcome));
-                    self.state.metrics.reload(true);
+                    publish_active(
+                        &self.state,
+                        self.role,
+                        &instance,
+                        origin,
+                        &found,
+                        Some(outcome),
+                    );
+                    self.count_success();
                     let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
                     self.current = fingerprint;
                     return;
@@ -340,8 +384,14 @@ impl Reloader {
                     if wait_for_more(file_events).await {
                         continue;
                     }
-                    report_failure(&self.state, &self.events, &error, fingerprint.file_sha256())
-                        .await;
+                    report_failure(
+                        &self.state,
+                        self.role,
+                        &self.events,
+                        &error,
+                        fingerprint.file_sha256(),
+                    )
+                    .await;
                     self.current = fingerprint;
                     return;
                 }

@@ -34,10 +34,39 @@ pub struct PolicyStatus {
     pub last_reload: Option<ReloadOutcome>,
 }
 
+/// A shadow policy (`--shadow-policy`): evaluated on the same snapshots as the active
+/// one, never shown on the sticks; its frame and how often it differs.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowStatus {
+    pub policy: PolicyStatus,
+    /// Its frame for the active policy's last evaluation, as `#rrggbb`.
+    pub leds: Vec<String>,
+    pub again_after_ms: Option<u32>,
+    /// Whether that frame differs from the active policy's for the same snapshot and
+    /// time; none before the first comparison.
+    pub differs: Option<bool>,
+    /// Why its last evaluation failed, if it did.
+    pub evaluation_error: Option<String>,
+    pub compared: u64,
+    pub differing: u64,
+    pub failed: u64,
+}
+
+/// Which policy a reload is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRole {
+    /// The policy that drives the sticks.
+    Active,
+    /// A candidate evaluated beside it (`--shadow-policy`).
+    Shadow,
+}
+
 pub struct AgentStatus {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     frame: Mutex<Frame>,
     policy: Mutex<PolicyStatus>,
+    shadow: Mutex<Option<ShadowStatus>>,
     pub device: Arc<DeviceStatus>,
     /// None when no cluster is watched (the demo): always synced.
     pub cluster: Option<Arc<ClusterStatus>>,
@@ -61,6 +90,7 @@ impl AgentStatus {
                 again_after_ms: None,
             }),
             policy: Mutex::default(),
+            shadow: Mutex::default(),
             device,
             cluster,
             changes: watch::channel(0).0,
@@ -86,8 +116,44 @@ impl AgentStatus {
         lock(&self.policy).clone()
     }
 
-    pub(crate) fn update_policy(&self, f: impl FnOnce(&mut PolicyStatus)) {
-        f(&mut lock(&self.policy));
+    /// Updates the active policy's status or the shadow's (created on first use).
+    pub(crate) fn update_policy_of(&self, role: PolicyRole, f: impl FnOnce(&mut PolicyStatus)) {
+        match role {
+            PolicyRole::Active => f(&mut lock(&self.policy)),
+            PolicyRole::Shadow => f(&mut lock(&self.shadow).get_or_insert_default().policy),
+        }
+        self.changed();
+    }
+
+    /// The shadow policy's status; none without `--shadow-policy`.
+    pub fn shadow(&self) -> Option<ShadowStatus> {
+        lock(&self.shadow).clone()
+    }
+
+    /// The shadow's answer for the active policy's last evaluation: its frame and
+    /// whether it differs, or why it failed.
+    pub(crate) fn record_shadow(&self, result: Result<(Frame, bool), String>) {
+        let outcome = {
+            let mut shadow = lock(&self.shadow);
+            let shadow = shadow.get_or_insert_default();
+            match result {
+                Ok((frame, differs)) => {
+                    shadow.leds = frame.leds.iter().map(ToString::to_string).collect();
+                    shadow.again_after_ms = frame.again_after_ms;
+                    shadow.differs = Some(differs);
+                    shadow.evaluation_error = None;
+                    shadow.compared += 1;
+                    shadow.differing += u64::from(differs);
+                    if differs { "differs" } else { "same" }
+                }
+                Err(error) => {
+                    shadow.evaluation_error = Some(error);
+                    shadow.failed += 1;
+                    "failed"
+                }
+            }
+        };
+        self.metrics.shadow_frame(outcome);
         self.changed();
     }
 

@@ -27,6 +27,12 @@ pub struct AgentArgs {
     /// settings NAME.json; the built-in `priority` policy when there is no such file.
     #[arg(long, default_value = "priority", env = "PODLIGHT_POLICY")]
     policy: String,
+    /// A candidate policy from the same policy directory (or ConfigMap), NAME as for
+    /// --policy: evaluated on every change beside the active one, its frame on the
+    /// status page and in metrics, never on the sticks. Without a NAME.wasm: the
+    /// built-in policy with the settings NAME.json.
+    #[arg(long, env = "PODLIGHT_SHADOW_POLICY")]
+    shadow_policy: Option<String>,
     /// Address for /healthz, /readyz, /metrics and the status page.
     #[arg(long, default_value = "0.0.0.0:9102", env = "PODLIGHT_LISTEN")]
     listen: SocketAddr,
@@ -83,6 +89,7 @@ pub async fn serve(
         events,
         reporter,
         listen: Some(args.listen),
+        shadow: args.shadow_policy.clone(),
     };
     // A stop is honoured even while the first policy still compiles.
     let stop = stop_signal(stop_after)?;

@@ -35,6 +35,8 @@ pub(crate) fn state_json(state: &AgentStatus) -> serde_json::Value {
             "restarts": p.restarts(), "ready": p.ready,
         })).collect::<Vec<_>>(),
         "policy": state.policy(),
+        // A candidate evaluated beside it (`--shadow-policy`), never shown.
+        "shadow": state.shadow(),
         // What `podlight status` shows of this node, and where it is published.
         "report": state.report(None),
         "publishing": state.publishing(),
