@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use commands::{
-    Exit, demo, devices, emulate, eval, off, plugin, record, replay, run, set, snapshot, status,
-    test,
+    Exit, demo, devices, emulate, eval, off, plugin, plugin_new, record, replay, run, set,
+    snapshot, status, test,
 };
 
 #[derive(Parser)]
@@ -63,6 +63,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
+    /// Start a policy project in Rust, JavaScript, Python or Go: source, contract,
+    /// build script, samples and a passing `podlight test` file.
+    New(plugin_new::NewArgs),
     /// Validate a plugin and describe it (contract version, size, imports).
     Check(plugin::CheckArgs),
     /// Compile a plugin under a memory and CPU budget (what podlight runs as its
@@ -121,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Record(args) => record::record(args),
         Command::Replay(args) => replay::replay(args),
         Command::Test(args) => test::test(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::plugin_new(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::plugin_check(args),
         Command::Plugin(PluginCommand::Compile(args)) => plugin::plugin_compile(args),
         Command::Devices(args) => devices::devices(args),

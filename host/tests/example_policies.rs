@@ -733,3 +733,85 @@ fn replay_plays_the_animation_a_policy_asks_for_between_records() {
         "steady once nothing is deleted"
     );
 }
+
+#[test]
+fn a_new_policy_project_builds_and_passes_its_tests_in_every_language() {
+    // The toolchains (npm packages, the componentize-py venv, Go) as the examples use them.
+    example_policies();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = std::env::var_os("PODLIGHT_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/podlight")
+        });
+    for lang in ["rust", "js", "python", "go"] {
+        let project = dir.path().join(format!("lights-{lang}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
+            .args(["plugin", "new", "--lang", lang])
+            .arg(&project)
+            .output()
+            .expect("podlight runs");
+        assert!(
+            out.status.success(),
+            "{lang}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let build = Command::new("bash")
+            .arg(project.join("build.sh"))
+            .env("PODLIGHT_ROOT", repo_root())
+            .env("PODLIGHT_VENV", cache.join("venv-componentize-py"))
+            .output()
+            .expect("build.sh runs");
+        assert!(
+            build.status.success(),
+            "{lang}: build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        assert!(
+            project.join(format!("lights-{lang}.wasm")).exists(),
+            "{lang}: built"
+        );
+        let (code, said) = podlight_test(&[&project.to_string_lossy()]);
+        assert_eq!(code, 0, "{lang}: a new project starts green:\n{said}");
+        assert!(said.contains(&format!("lights-{lang}.test.toml")), "{said}");
+    }
+    // Not over an existing project.
+    let again = Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args(["plugin", "new", "--lang", "rust"])
+        .arg(dir.path().join("lights-rust"))
+        .output()
+        .expect("podlight runs");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+}
+
+#[test]
+fn the_guides_test_file_example_passes() {
+    example_policies();
+    let guide = std::fs::read_to_string(repo_root().join("docs/policies.md")).expect("the guide");
+    let start = guide
+        .find("```toml\nplugin = \"breathe.wasm\"")
+        .expect("the guide's test file example");
+    let example = &guide[start + "```toml\n".len()..];
+    let example = &example[..example.find("```").expect("its end")];
+    // Where the guide's paths lead from examples/policies/rust-breathe.
+    let folder = repo_root().join("examples/policies/rust-breathe");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("guide.test.toml");
+    std::fs::write(
+        &file,
+        example
+            .replace(
+                "plugin = \"breathe.wasm\"",
+                &format!("plugin = {:?}", folder.join("breathe.wasm")),
+            )
+            .replace(
+                "../../snapshots/",
+                &format!("{}/", repo_root().join("examples/snapshots").display()),
+            ),
+    )
+    .expect("write");
+    let (code, said) = podlight_test(&[&file.to_string_lossy()]);
+    assert_eq!(code, 0, "{said}");
+}

@@ -17,6 +17,7 @@ pub mod emulate;
 pub mod eval;
 pub mod off;
 pub mod plugin;
+pub mod plugin_new;
 pub mod record;
 pub mod replay;
 pub mod run;
