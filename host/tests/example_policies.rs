@@ -570,22 +570,27 @@ fn every_policy_passes_its_podlight_tests() {
     );
 }
 
+/// A breathe test file's text with its relative paths made absolute, so it runs from
+/// anywhere.
+fn as_if_in_breathe_folder(text: &str) -> String {
+    let folder = repo_root().join("examples/policies/rust-breathe");
+    text.replace(
+        "plugin = \"breathe.wasm\"",
+        &format!("plugin = {:?}", folder.join("breathe.wasm")),
+    )
+    .replace(
+        "../../snapshots/",
+        &format!("{}/", repo_root().join("examples/snapshots").display()),
+    )
+}
+
 /// A copy of the breathe test with one expectation rewritten, in `dir`.
 fn breathe_test_with(dir: &Path, from: &str, to: &str) -> String {
     example_policies();
     let folder = repo_root().join("examples/policies/rust-breathe");
     let text = std::fs::read_to_string(folder.join("breathe.test.toml")).expect("breathe test");
     assert!(text.contains(from), "{from} in the breathe test");
-    let text = text
-        .replacen(from, to, 1)
-        .replace(
-            "plugin = \"breathe.wasm\"",
-            &format!("plugin = {:?}", folder.join("breathe.wasm")),
-        )
-        .replace(
-            "../../snapshots/",
-            &format!("{}/", repo_root().join("examples/snapshots").display()),
-        );
+    let text = as_if_in_breathe_folder(&text.replacen(from, to, 1));
     let path = dir.join("mutated.test.toml");
     std::fs::write(&path, text).expect("write");
     path.to_string_lossy().into_owned()
@@ -795,23 +800,9 @@ fn the_guides_test_file_example_passes() {
         .expect("the guide's test file example");
     let example = &guide[start + "```toml\n".len()..];
     let example = &example[..example.find("```").expect("its end")];
-    // Where the guide's paths lead from examples/policies/rust-breathe.
-    let folder = repo_root().join("examples/policies/rust-breathe");
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("guide.test.toml");
-    std::fs::write(
-        &file,
-        example
-            .replace(
-                "plugin = \"breathe.wasm\"",
-                &format!("plugin = {:?}", folder.join("breathe.wasm")),
-            )
-            .replace(
-                "../../snapshots/",
-                &format!("{}/", repo_root().join("examples/snapshots").display()),
-            ),
-    )
-    .expect("write");
+    std::fs::write(&file, as_if_in_breathe_folder(example)).expect("write");
     let (code, said) = podlight_test(&[&file.to_string_lossy()]);
     assert_eq!(code, 0, "{said}");
 }
