@@ -119,6 +119,7 @@ async fn in_process(policies: &std::path::Path, cache: &std::path::Path) -> InPr
         dir: Some(policies.to_path_buf()),
         name: "priority".into(),
         api: None,
+        trust: Default::default(),
     };
     let agent = AgentConfig {
         writer: WriterOptions {
@@ -356,6 +357,7 @@ async fn main() {
         dir: None,
         name: "priority".into(),
         api: None,
+        trust: Default::default(),
     };
     let _podlight = AgentConfig {
         cluster: Some(watch.status()),

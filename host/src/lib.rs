@@ -11,6 +11,7 @@ pub mod http;
 mod lock;
 pub mod policy;
 pub mod policy_test;
+pub mod registry;
 pub mod rollout;
 pub mod state;
 

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use commands::{
-    Exit, demo, devices, emulate, eval, off, plugin, plugin_new, record, replay, run, set,
-    snapshot, status, test,
+    Exit, demo, devices, emulate, eval, off, plugin, plugin_new, plugin_oci, record, replay, run,
+    set, snapshot, status, test,
 };
 
 #[derive(Parser)]
@@ -66,6 +66,11 @@ enum PluginCommand {
     /// Start a policy project in Rust, JavaScript, Python or Go: source, contract,
     /// build script, samples and a passing `podlight test` file.
     New(plugin_new::NewArgs),
+    /// Push a plugin to an OCI registry (the CNCF Wasm OCI artifact format); prints
+    /// the reference pinned to the digest.
+    Push(plugin_oci::PushArgs),
+    /// Pull a plugin from an OCI registry.
+    Pull(plugin_oci::PullArgs),
     /// Validate a plugin and describe it (contract version, size, imports).
     Check(plugin::CheckArgs),
     /// Compile a plugin under a memory and CPU budget (what podlight runs as its
@@ -125,6 +130,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Replay(args) => replay::replay(args),
         Command::Test(args) => test::test(args),
         Command::Plugin(PluginCommand::New(args)) => plugin_new::plugin_new(args),
+        Command::Plugin(PluginCommand::Push(args)) => plugin_oci::plugin_push(args),
+        Command::Plugin(PluginCommand::Pull(args)) => plugin_oci::plugin_pull(args),
         Command::Plugin(PluginCommand::Check(args)) => plugin::plugin_check(args),
         Command::Plugin(PluginCommand::Compile(args)) => plugin::plugin_compile(args),
         Command::Devices(args) => devices::devices(args),

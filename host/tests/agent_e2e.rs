@@ -116,6 +116,7 @@ impl Running {
                 configmap: "podlight/podlight-policies".into(),
                 files: w.files(),
             }),
+            trust: Default::default(),
         };
         let agent = AgentConfig {
             writer: no_fade(),
@@ -469,6 +470,7 @@ async fn agent_without_cluster(
         dir: dir.map(Path::to_path_buf),
         name: name.into(),
         api,
+        trust: Default::default(),
     };
     let agent = AgentConfig {
         writer: no_fade(),
@@ -596,20 +598,8 @@ fn counts_frame(snapshot: &podlight::state::Snapshot) -> Vec<Rgb> {
     leds
 }
 
-/// A counter's value in the agent's metrics (`name{labels}` as exposed); 0 if absent.
-fn metric(state: &AgentStatus, series: &str) -> u64 {
-    let prefix = format!("{series} ");
-    state
-        .metrics
-        .render(state)
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn evaluation_errors(state: &AgentStatus) -> u64 {
-    metric(state, "podlight_evaluation_errors_total")
+    support::metric(state, "podlight_evaluation_errors_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1035,7 +1025,7 @@ async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
 }
 
 fn shadow_frames(state: &AgentStatus, result: &str) -> u64 {
-    metric(
+    support::metric(
         state,
         &format!("podlight_shadow_frames_total{{result=\"{result}\"}}"),
     )
@@ -1057,6 +1047,7 @@ async fn a_shadow_policy_is_compared_on_every_change_and_never_shown() {
         dir: Some(dir.path().to_path_buf()),
         name: "priority".into(),
         api: None,
+        trust: Default::default(),
     };
     let agent = AgentConfig {
         writer: no_fade(),

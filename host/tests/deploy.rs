@@ -149,8 +149,13 @@ async fn manifests_are_accepted_and_least_privilege() {
                 );
             }
             "large-policy" => {
-                assert!(rendered.contains("initContainers:") && rendered.contains("emptyDir:"));
+                assert!(rendered.contains("namespaces.ref: oci://"), "by reference");
                 assert!(rendered.contains("--policy=namespaces"));
+                assert!(rendered.contains("secretName: podlight-registry"));
+                assert!(
+                    !rendered.contains("initContainers:"),
+                    "hot-swapped, not copied"
+                );
             }
             _ => assert!(rendered.contains("privileged: true")),
         }
@@ -411,12 +416,42 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // A policy by reference, its registry's credentials and the keys it must be signed
+    // with, as the API server would store them.
+    let referenced = template(&[
+        "policy.reference=oci://registry.example.com/podlight/namespaces:v1",
+        "policy.signature=c2lnbmF0dXJl",
+        "registry.authSecret=regcred",
+        "signing.publicKeys.cosign\\.pub=-----BEGIN PUBLIC KEY-----\\nMFkw\\n-----END PUBLIC KEY-----",
+    ]);
+    let objects = stored(&plane, &referenced, home.path(), "a referenced policy");
+    let policies = &objects["ConfigMap podlight/podlight-policies"];
+    assert_eq!(
+        policies["data"]["priority.ref"],
+        "oci://registry.example.com/podlight/namespaces:v1"
+    );
+    assert_eq!(policies["data"]["priority.sig"], "c2lnbmF0dXJl");
+    assert!(
+        objects["ConfigMap podlight/podlight-keys"]["data"]["cosign.pub"]
+            .as_str()
+            .is_some_and(|pem| pem.contains("BEGIN PUBLIC KEY"))
+    );
+    let daemonset = objects["DaemonSet podlight/podlight"].to_string();
+    for wired in [
+        "--verify-key=/etc/podlight/keys",
+        "PODLIGHT_REGISTRY_AUTH",
+        "\"secretName\":\"regcred\"",
+    ] {
+        assert!(daemonset.contains(wired), "{wired} in {daemonset}");
+    }
+
     // A wrong value fails at install, naming the value and what it may be.
     for (set, says) in [
         ("device.access=usb", "/device/access"),
         ("agnet.fadeMs=0", "'agnet' not allowed"),
         ("agent.brightnessCap=300", "/agent/brightnessCap"),
         ("image.digest=latest", "/image/digest"),
+        ("policy.reference=ghcr.io/x:v1", "/policy/reference"),
     ] {
         let out = run_helm(&["template", "podlight", &chart_arg, "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);

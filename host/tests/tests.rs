@@ -8,6 +8,7 @@ mod cli;
 mod cluster_watch;
 mod deploy;
 mod example_policies;
+mod oci_policies;
 mod policy_engine;
 mod real_node;
 mod snapshot_cli;

@@ -66,7 +66,7 @@ impl Default for Metrics {
         );
         registry.register(
             "policy_reloads",
-            "Policy reloads by result (ok, failed)",
+            "Policy reloads by result (ok, failed, unverified: a signature did not verify)",
             reloads.clone(),
         );
         registry.register(
@@ -133,8 +133,8 @@ fn catch_up(counter: &Counter, now: u64) {
 }
 
 impl Metrics {
-    pub fn reload(&self, ok: bool) {
-        let result = if ok { "ok" } else { "failed" };
+    /// Counts a reload by result: `ok`, `failed` or `unverified`.
+    pub fn reload(&self, result: &str) {
         self.reloads
             .get_or_create(&vec![("result".to_string(), result.to_string())])
             .inc();

@@ -16,7 +16,7 @@ pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
 pub use reload::ReloadError;
 pub use reporter::{Publishing, StatusReporter};
-pub use source::{ApiPolicies, PolicySource};
+pub use source::{ApiPolicies, PolicySource, PolicyTrust};
 pub use status::{AgentStatus, PolicyRole, PolicyStatus, ShadowStatus};
 
 use std::sync::Arc;
@@ -70,6 +70,7 @@ impl Agent {
             commands,
             current: initial.fingerprint.clone(),
             role: PolicyRole::Active,
+            pull_failures: u32::from(initial.retry),
         });
         let mut tasks = Vec::new();
         let mut shadow_reload = None;
@@ -96,6 +97,7 @@ impl Agent {
                     commands: shadow_commands,
                     current: shadow.fingerprint,
                     role: PolicyRole::Shadow,
+                    pull_failures: u32::from(shadow.retry),
                 });
                 let (inputs, inputs_rx) = watch::channel(None);
                 tasks.push(tokio::spawn(evaluator::run_shadow(

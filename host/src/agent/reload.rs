@@ -16,11 +16,13 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
-use super::source::{Fingerprint, Found, PolicySource};
+use super::source::{Fingerprint, Found, PluginContent, PluginFile, PolicySource};
 use super::status::PolicyRole;
 use super::{AgentStatus, EventSink};
 use crate::cluster::PolicyFiles;
+use crate::policy::signature::SignatureError;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
+use crate::registry::{PolicyReference, PullError, ReferenceError};
 use crate::rollout::ReloadOutcome;
 use crate::state::{Snapshot, wall_clock_ms};
 
@@ -32,6 +34,8 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 pub(crate) struct Loaded {
     pub instance: PolicyInstance,
     pub fingerprint: Fingerprint,
+    /// The plugin could not be pulled because its registry was down: try again.
+    pub retry: bool,
 }
 
 pub async fn load_initial(
@@ -52,17 +56,20 @@ pub async fn load_initial(
     let snapshot = state.snapshot.borrow().clone();
     let leds = state.device.leds_to_evaluate();
     let mut failure = None;
+    let mut retry = false;
     if found.plugin.is_some() {
-        match prepare(Arc::clone(engine), &found, snapshot, leds).await {
+        match prepare(Arc::clone(engine), source, &found, snapshot, leds).await {
             Ok((instance, origin)) => {
                 publish_active(state, role, &instance, origin, &found, None);
                 return Loaded {
                     instance,
                     fingerprint,
+                    retry,
                 };
             }
             Err(error) => {
                 report_failure(state, role, events, &error, fingerprint.file_sha256()).await;
+                retry = error.is_transient();
                 failure = Some(error.to_string());
             }
         }
@@ -92,7 +99,10 @@ pub async fn load_initial(
         state,
         role,
         &instance,
-        BUILTIN_NAME.to_string(),
+        Origin {
+            text: BUILTIN_NAME.to_string(),
+            pulled_layer: None,
+        },
         &fallback,
         None,
     );
@@ -104,6 +114,7 @@ pub async fn load_initial(
     Loaded {
         instance,
         fingerprint,
+        retry,
     }
 }
 
@@ -122,22 +133,115 @@ pub enum ReloadError {
         #[source]
         source: tokio::task::JoinError,
     },
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(
+        "plugin {name} is an OCI reference ({reference}), but this agent pulls from no registry; run it with registry access (the default) or ship the plugin itself"
+    )]
+    NoRegistry { name: String, reference: String },
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    #[error(transparent)]
+    Unverified(#[from] SignatureError),
+}
+
+impl ReloadError {
+    /// The `result` label of `podlight_policy_reloads_total` for this failure.
+    pub fn metric_result(&self) -> &'static str {
+        match self {
+            ReloadError::Unverified(_) => "unverified",
+            _ => "failed",
+        }
+    }
+
+    /// Worth trying again with nothing changed: a registry that was down.
+    fn is_transient(&self) -> bool {
+        matches!(self, ReloadError::Pull(error) if error.is_transient())
+    }
+}
+
+/// The plugin's bytes — read, or pulled for a reference — checked against the trusted
+/// keys before anything compiles them; with where they came from and, for a pull, the
+/// layer's digest.
+async fn fetch(
+    source: &PolicySource,
+    file: &PluginFile,
+) -> Result<(Vec<u8>, String, Option<String>), ReloadError> {
+    let (bytes, origin, layer) = match &file.content {
+        PluginContent::Bytes(bytes) => (bytes.clone(), file.origin.clone(), None),
+        PluginContent::Reference(text) => {
+            let reference = PolicyReference::parse(text)?;
+            let registry =
+                source
+                    .trust
+                    .registry
+                    .as_ref()
+                    .ok_or_else(|| ReloadError::NoRegistry {
+                        name: file.name.clone(),
+                        reference: reference.to_string(),
+                    })?;
+            let pulled = registry.pull(&reference).await?;
+            tracing::info!(%reference, manifest = %pulled.manifest_digest, layer = %pulled.layer_digest, bytes = pulled.bytes.len(), from_cache = pulled.from_cache, "policy pulled");
+            let origin = format!(
+                "{} ({}) from {}",
+                reference.pinned(&pulled.manifest_digest),
+                if pulled.from_cache {
+                    "cached"
+                } else {
+                    "pulled"
+                },
+                file.origin
+            );
+            let layer = pulled
+                .layer_digest
+                .trim_start_matches("sha256:")
+                .to_string();
+            (pulled.bytes, origin, Some(layer))
+        }
+    };
+    if !source.trust.keys.is_empty() {
+        let key = source
+            .trust
+            .keys
+            .verify(&file.name, &bytes, file.signature.as_deref())?;
+        tracing::info!(plugin = %file.name, %key, "policy signature verified");
+    }
+    Ok((bytes, origin, layer))
 }
 
 /// Compiles (or takes from the cache) and trial-evaluates on the current snapshot,
 /// off the async runtime's workers.
 async fn prepare(
     engine: Arc<PolicyEngine>,
+    source: &PolicySource,
     found: &Found,
     snapshot: Arc<Snapshot>,
     leds: u32,
-) -> Result<(PolicyInstance, String), ReloadError> {
-    let plugin = found.plugin.clone();
+) -> Result<(PolicyInstance, Origin), ReloadError> {
+    let plugin = match &found.plugin {
+        Some(file) => {
+            let (bytes, origin, layer) = fetch(source, file).await?;
+            Some((file.name.clone(), bytes, origin, layer))
+        }
+        None => None,
+    };
     let settings = found.settings.clone();
     tokio::task::spawn_blocking(move || {
         let (policy, origin) = match plugin {
-            Some(file) => (engine.load_bytes(&file.name, &file.bytes)?, file.origin),
-            None => (engine.builtin()?, BUILTIN_NAME.to_string()),
+            Some((name, bytes, origin, layer)) => (
+                engine.load_bytes(&name, &bytes)?,
+                Origin {
+                    text: origin,
+                    pulled_layer: layer,
+                },
+            ),
+            None => (
+                engine.builtin()?,
+                Origin {
+                    text: BUILTIN_NAME.to_string(),
+                    pulled_layer: None,
+                },
+            ),
         };
         let policy: Arc<Policy> = Arc::new(policy);
         let mut instance = policy.instantiate(settings)?;
@@ -149,17 +253,28 @@ async fn prepare(
     .map_err(ReloadError::from)
 }
 
+/// Where a policy came from, for people, and — for a pulled one — its layer's sha256,
+/// reported as the plugin file's.
+pub(crate) struct Origin {
+    text: String,
+    pulled_layer: Option<String>,
+}
+
 /// Makes `instance` the policy the agent reports; `reload` when it came from a reload
 /// (not the start).
 fn publish_active(
     state: &AgentStatus,
     role: PolicyRole,
     instance: &PolicyInstance,
-    origin: String,
+    origin: Origin,
     found: &Found,
     reload: Option<ReloadOutcome>,
 ) {
     let info = instance.policy().info().clone();
+    let Origin {
+        text: origin,
+        pulled_layer,
+    } = origin;
     match role {
         PolicyRole::Active => {
             tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
@@ -168,9 +283,8 @@ fn publish_active(
             tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "shadow policy loaded (evaluated beside the active one, never shown)");
         }
     }
-    let file_sha256 = found
-        .fingerprint()
-        .file_sha256()
+    let file_sha256 = pulled_layer
+        .or_else(|| found.fingerprint().file_sha256())
         .filter(|file| *file != info.sha256);
     state.update_policy_of(role, |p| {
         p.name = info.name;
@@ -205,7 +319,7 @@ async fn report_failure(
     let reason = match role {
         PolicyRole::Active => {
             tracing::error!(%error, "policy reload failed; keeping the last good policy");
-            state.metrics.reload(false);
+            state.metrics.reload(error.metric_result());
             "PolicyReloadFailed"
         }
         PolicyRole::Shadow => {
@@ -294,24 +408,39 @@ pub(crate) struct Reloader {
     pub current: Fingerprint,
     /// The active policy, or the shadow evaluated beside it.
     pub role: PolicyRole,
+    /// Failed pulls in a row from a registry that was down; the next try waits
+    /// [`pull_retry_pause`] of them.
+    pub pull_failures: u32,
+}
+
+/// The wait before pull number `failures + 1`: 1 s, doubling to a minute.
+fn pull_retry_pause(failures: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(60))
 }
 
 impl Reloader {
     /// The reload metric counts the active policy's reloads only.
     fn count_success(&self) {
         if self.role == PolicyRole::Active {
-            self.state.metrics.reload(true);
+            self.state.metrics.reload("ok");
         }
     }
 
     async fn run(mut self, mut file_events: mpsc::UnboundedReceiver<()>) {
         let mut api = self.source.api.as_ref().map(|a| a.files.clone());
         let mut files_open = true;
+        let mut retry_at = (self.pull_failures > 0)
+            .then(|| tokio::time::Instant::now() + pull_retry_pause(self.pull_failures));
         loop {
-            if !files_open && api.is_none() {
+            if !files_open && api.is_none() && retry_at.is_none() {
                 return;
             }
             tokio::select! {
+                () = sleep_until_opt(retry_at) => {
+                    tracing::info!(attempt = self.pull_failures + 1, "pulling the policy again");
+                }
                 event = file_events.recv(), if files_open => {
                     if event.is_none() {
                         files_open = false;
@@ -327,25 +456,30 @@ impl Reloader {
                     }
                 }
             }
-            self.reload(&mut file_events).await;
+            retry_at = self
+                .reload(&mut file_events)
+                .await
+                .map(|pause| tokio::time::Instant::now() + pause);
         }
     }
 
-    async fn reload(&mut self, file_events: &mut mpsc::UnboundedReceiver<()>) {
+    /// Reads the source and takes what changed; when a pull failed because the registry
+    /// was down, how long to wait before trying again.
+    async fn reload(&mut self, file_events: &mut mpsc::UnboundedReceiver<()>) -> Option<Duration> {
         loop {
             let found = match self.source.read() {
                 Ok(found) => found,
                 Err(source) => {
                     let error = ReloadError::Read { source };
                     report_failure(&self.state, self.role, &self.events, &error, None).await;
-                    return;
+                    return None;
                 }
             };
             let fingerprint = found.fingerprint();
-            if fingerprint == self.current {
-                return;
+            if fingerprint == self.current && self.pull_failures == 0 {
+                return None;
             }
-            if fingerprint.same_plugin(&self.current) {
+            if fingerprint != self.current && fingerprint.same_plugin(&self.current) {
                 tracing::info!("policy settings changed; applying without recompiling");
                 let _ = self
                     .commands
@@ -358,13 +492,27 @@ impl Reloader {
                     p.last_reload = Some(succeeded(fingerprint.file_sha256()));
                 });
                 self.current = fingerprint;
-                return;
+                return None;
             }
             let snapshot = self.state.snapshot.borrow().clone();
             let leds = self.state.device.leds_to_evaluate();
-            match prepare(Arc::clone(&self.engine), &found, snapshot, leds).await {
+            match prepare(
+                Arc::clone(&self.engine),
+                &self.source,
+                &found,
+                snapshot,
+                leds,
+            )
+            .await
+            {
                 Ok((instance, origin)) => {
-                    let outcome = succeeded(fingerprint.file_sha256());
+                    self.pull_failures = 0;
+                    let outcome = succeeded(
+                        origin
+                            .pulled_layer
+                            .clone()
+                            .or_else(|| fingerprint.file_sha256()),
+                    );
                     publish_active(
                         &self.state,
                         self.role,
@@ -376,7 +524,7 @@ impl Reloader {
                     self.count_success();
                     let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
                     self.current = fingerprint;
-                    return;
+                    return None;
                 }
                 Err(error) => {
                     // A file still being written fails to load: if more changes come
@@ -384,6 +532,22 @@ impl Reloader {
                     if wait_for_more(file_events).await {
                         continue;
                     }
+                    // A registry that is down: said once, then tried again in the
+                    // background until it answers or the policy changes.
+                    if error.is_transient() {
+                        if self.pull_failures == 0 || fingerprint != self.current {
+                            report_failure(&self.state, self.role, &self.events, &error, None)
+                                .await;
+                        }
+                        self.pull_failures = if fingerprint == self.current {
+                            self.pull_failures.saturating_add(1)
+                        } else {
+                            1
+                        };
+                        self.current = fingerprint;
+                        return Some(pull_retry_pause(self.pull_failures));
+                    }
+                    self.pull_failures = 0;
                     report_failure(
                         &self.state,
                         self.role,
@@ -393,7 +557,7 @@ impl Reloader {
                     )
                     .await;
                     self.current = fingerprint;
-                    return;
+                    return None;
                 }
             }
         }
@@ -421,6 +585,13 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 async fn api_changed(api: &mut Option<watch::Receiver<PolicyFiles>>) -> bool {
     match api {
         Some(files) => files.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

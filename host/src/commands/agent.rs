@@ -1,11 +1,13 @@
 //! What `podlight run` and `podlight demo` share: the agent's flags, and running it
 //! from them until a stop signal.
 
-use super::args::{DeviceArgs, EngineArgs};
+use super::args::{DeviceArgs, EngineArgs, RegistryArgs, trusted_keys};
 use super::stop_signal;
 use anyhow::{Context, Result};
 use clap::Args;
-use podlight::agent::{AgentConfig, ApiPolicies, EventSink, PolicySource, StatusReporter};
+use podlight::agent::{
+    AgentConfig, ApiPolicies, EventSink, PolicySource, PolicyTrust, StatusReporter,
+};
 use podlight::cluster::ClusterStatus;
 use podlight::device::WriterOptions;
 use podlight::state::Snapshot;
@@ -42,6 +44,17 @@ pub struct AgentArgs {
     /// On shutdown, leave the LEDs as they are instead of turning them off.
     #[arg(long)]
     leave_leds_on: bool,
+    /// Run only plugins signed with one of these public keys (PEM files as `cosign
+    /// generate-key-pair` writes `cosign.pub`, or directories of them, e.g. a mounted
+    /// ConfigMap): `NAME.sig` beside the plugin, as `cosign sign-blob --key` writes it.
+    #[arg(
+        long = "verify-key",
+        value_delimiter = ',',
+        env = "PODLIGHT_VERIFY_KEYS"
+    )]
+    verify_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(flatten)]
     engine: EngineArgs,
     #[command(flatten)]
@@ -85,6 +98,13 @@ pub async fn serve(
             dir: Some(args.policy_dir.clone()),
             name: args.policy.clone(),
             api,
+            trust: PolicyTrust {
+                registry: Some(Arc::new(
+                    args.registry
+                        .client(args.engine.max_plugin_bytes(), args.engine.cache_dir())?,
+                )),
+                keys: Arc::new(trusted_keys(&args.verify_keys)?),
+            },
         },
         events,
         reporter,

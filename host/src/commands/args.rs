@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use podlight::cluster::{ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name};
 use podlight::device::hid::HidBus;
@@ -17,10 +17,12 @@ use podlight::device::{
     Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, WriterOptions,
 };
 use podlight::frame::Rgb;
+use podlight::policy::signature::TrustedKeys;
 use podlight::policy::{
     BUILTIN_NAME, Backend, ChildCompiler, CompileBudget, Compiler, EngineOptions, Policy,
     PolicyEngine,
 };
+use podlight::registry::{Credentials, RegistryClient, RegistryOptions};
 
 use super::wait_for_stop;
 
@@ -186,6 +188,15 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
+    /// Largest plugin accepted, in bytes.
+    pub fn max_plugin_bytes(&self) -> usize {
+        self.max_plugin_mib << 20
+    }
+
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
     pub fn engine(&self) -> Result<PolicyEngine> {
         let options = EngineOptions {
             deadline: std::time::Duration::from_millis(self.deadline_ms),
@@ -222,6 +233,111 @@ impl EngineArgs {
         };
         Ok(policy)
     }
+}
+
+/// How to reach OCI registries; shared by the agent and `podlight plugin push|pull`.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Registry credentials as Docker config JSON: a kubernetes.io/dockerconfigjson
+    /// Secret's `.dockerconfigjson`, mounted, or ~/.docker/config.json.
+    #[arg(long, env = "PODLIGHT_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
+    /// Registries (host[:port]) spoken to over plain HTTP instead of HTTPS.
+    #[arg(
+        long = "insecure-registry",
+        value_delimiter = ',',
+        env = "PODLIGHT_INSECURE_REGISTRIES"
+    )]
+    insecure: Vec<String>,
+    /// PEM CA certificates to trust for registries, besides the system's.
+    #[arg(
+        long = "registry-ca",
+        value_delimiter = ',',
+        env = "PODLIGHT_REGISTRY_CA"
+    )]
+    ca: Vec<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// A client for these registries; pulled plugins up to `max_bytes` are kept under
+    /// `cache_dir`.
+    pub fn client(&self, max_bytes: usize, cache_dir: Option<&Path>) -> Result<RegistryClient> {
+        let credentials = match &self.registry_auth {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the registry credentials {}", path.display())
+                })?;
+                Credentials::from_docker_config(&text)
+                    .with_context(|| format!("registry credentials {}", path.display()))?
+            }
+            None => Credentials::default(),
+        };
+        let extra_ca_pem = self
+            .ca
+            .iter()
+            .map(|path| {
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the registry CA {}", path.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RegistryClient::new(RegistryOptions {
+            credentials,
+            insecure: self.insecure.clone(),
+            extra_ca_pem,
+            max_bytes,
+            cache_dir: cache_dir.map(Path::to_path_buf),
+        }))
+    }
+}
+
+/// A policy's settings file (JSON by convention), if one is given.
+pub fn read_settings(path: Option<&Path>) -> Result<Option<String>> {
+    path.map(|path| {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the settings file {}", path.display()))
+    })
+    .transpose()
+}
+
+/// Public keys policies must be signed with: PEM files, or directories of them (a
+/// mounted ConfigMap or Secret).
+pub fn trusted_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {
+    let mut keys = TrustedKeys::default();
+    for path in paths {
+        let files = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot read the key directory {}", path.display()))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                // A mounted ConfigMap's `..data` links and hidden files are not keys.
+                .filter(|p| {
+                    p.is_file()
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the verification key {}", file.display()))?;
+            keys.add_pem(&file.display().to_string(), &pem)?;
+        }
+    }
+    if !paths.is_empty() && keys.is_empty() {
+        bail!(
+            "no verification key found in {}: refusing to start with signature checks on and nothing to check against",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(keys)
 }
 
 /// This binary, to run as the compiling child: its path from /proc, else how it was

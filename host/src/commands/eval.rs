@@ -1,6 +1,6 @@
 //! `podlight eval`: a policy on a snapshot, the frame printed (and shown).
 
-use super::args::{DeviceArgs, EngineArgs, ShowArgs, show};
+use super::args::{DeviceArgs, EngineArgs, ShowArgs, read_settings, show};
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::device::WriterOptions;
@@ -57,14 +57,7 @@ fn read_snapshot(source: &str) -> Result<Snapshot> {
 
 pub fn eval(args: EvalArgs) -> Result<()> {
     let snapshot = Arc::new(read_snapshot(&args.snapshot)?);
-    let settings = args
-        .settings
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the settings file {}", path.display()))
-        })
-        .transpose()?;
+    let settings = read_settings(args.settings.as_deref())?;
     let engine = args.engine.engine()?;
     let policy = Arc::new(args.engine.load(&engine, &args.plugin)?);
     let mut instance = policy.instantiate(settings)?;

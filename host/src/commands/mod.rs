@@ -18,6 +18,7 @@ pub mod eval;
 pub mod off;
 pub mod plugin;
 pub mod plugin_new;
+pub mod plugin_oci;
 pub mod record;
 pub mod replay;
 pub mod run;

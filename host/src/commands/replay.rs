@@ -15,7 +15,7 @@ use podlight::policy_test::plan::read_timeline;
 use podlight::state::Snapshot;
 use serde_json::json;
 
-use super::args::{DeviceArgs, EngineArgs};
+use super::args::{DeviceArgs, EngineArgs, read_settings};
 
 /// LEDs to evaluate for when no device says how many.
 const DEFAULT_LED_COUNT: usize = 8;
@@ -60,14 +60,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         .with_context(|| format!("cannot read the timeline {}", args.timeline.display()))?;
     let records = read_timeline(&text)
         .map_err(|e| anyhow::anyhow!("timeline {}: {e}", args.timeline.display()))?;
-    let settings = args
-        .settings
-        .as_ref()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the settings file {}", path.display()))
-        })
-        .transpose()?;
+    let settings = read_settings(args.settings.as_deref())?;
     let engine = args.engine.engine()?;
     let policy = Arc::new(args.engine.load(&engine, &args.plugin)?);
     let mut instance = policy.instantiate(settings)?;

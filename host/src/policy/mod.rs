@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod native;
 mod output;
 mod sandbox;
+pub mod signature;
 pub mod untrusted;
 
 pub use compile::{ChildCompiler, CompileBudget, Compiler};

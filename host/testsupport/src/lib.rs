@@ -69,6 +69,7 @@ pub mod example_policies;
 pub mod helm;
 pub mod http_client;
 pub mod prototype;
+pub mod registry;
 pub mod spinning_writer;
 
 /// A small component that is expensive to compile: one loop over `values` locals,
@@ -98,4 +99,16 @@ pub fn expensive_to_compile(values: usize) -> Vec<u8> {
     wat(&format!(
         "(component (core module (func (export \"f\") (param $p i64) (result i64) {body})))"
     ))
+}
+
+/// A counter's value in an agent's metrics (`name{labels}` as exposed); 0 if absent.
+pub fn metric(state: &podlight::agent::AgentStatus, series: &str) -> u64 {
+    let prefix = format!("{series} ");
+    state
+        .metrics
+        .render(state)
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -1,0 +1,80 @@
+//! `podlight plugin push FILE REF` and `podlight plugin pull REF FILE`: policies in OCI
+//! registries, in the CNCF Wasm OCI artifact format.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use podlight::registry::PolicyReference;
+
+use super::args::RegistryArgs;
+
+/// Largest plugin `push` and `pull` handle, in MiB (the agent's own limit is
+/// `--max-plugin-mib`).
+const MAX_PLUGIN_MIB: usize = 64;
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// The plugin: a .wasm component (a .wasm.gz is decompressed first: the artifact's
+    /// layer is the component itself).
+    file: PathBuf,
+    /// Where to push: oci://REGISTRY/REPOSITORY:TAG.
+    reference: String,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// What to pull: oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST.
+    reference: String,
+    /// Where to write the component.
+    file: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+pub fn plugin_push(args: PushArgs) -> Result<()> {
+    let reference = PolicyReference::parse(&args.reference)?;
+    let file = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let component = if file.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        use std::io::Read as _;
+        flate2::read::GzDecoder::new(&file[..])
+            .take(((MAX_PLUGIN_MIB << 20) + 1) as u64)
+            .read_to_end(&mut out)
+            .with_context(|| format!("{} does not decompress", args.file.display()))?;
+        out
+    } else {
+        file
+    };
+    if !matches!(component.get(..8), Some([0, b'a', b's', b'm', _, _, 1, 0])) {
+        bail!(
+            "{} is not a WebAssembly component: podlight policies are components (see docs/policies.md)",
+            args.file.display()
+        );
+    }
+    let client = args.registry.client(MAX_PLUGIN_MIB << 20, None)?;
+    // The artifact config's `created`, RFC 3339.
+    let created = k8s_openapi::jiff::Timestamp::now().to_string();
+    let digest = super::runtime()?.block_on(client.push(&reference, &component, &created))?;
+    outln!("{}", reference.pinned(&digest))?;
+    Ok(())
+}
+
+pub fn plugin_pull(args: PullArgs) -> Result<()> {
+    let reference = PolicyReference::parse(&args.reference)?;
+    let client = args.registry.client(MAX_PLUGIN_MIB << 20, None)?;
+    let pulled = super::runtime()?.block_on(client.pull(&reference))?;
+    std::fs::write(&args.file, &pulled.bytes)
+        .with_context(|| format!("cannot write {}", args.file.display()))?;
+    outln!(
+        "{} → {} ({} bytes, layer {})",
+        reference.pinned(&pulled.manifest_digest),
+        args.file.display(),
+        pulled.bytes.len(),
+        pulled.layer_digest
+    )?;
+    Ok(())
+}
