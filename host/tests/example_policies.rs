@@ -806,3 +806,92 @@ fn the_guides_test_file_example_passes() {
     let (code, said) = podlight_test(&[&file.to_string_lossy()]);
     assert_eq!(code, 0, "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_18_mb_python_policy_swaps_in_from_a_registry() {
+    use podlight::agent::{AgentConfig, PolicySource, PolicyTrust};
+    use podlight::registry::{RegistryClient, RegistryOptions};
+    use support::registry::Registry;
+
+    let python = example("python-namespaces").wasm.clone();
+    let registry = Registry::start(None);
+    let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args(["plugin", "push"])
+        .arg(&python)
+        .arg(registry.reference("policies/namespaces:v1"))
+        .args(["--insecure-registry", &registry.host()])
+        .output()
+        .expect("podlight runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pinned = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // An agent running the built-in policy; the reference arrives as a ConfigMap change.
+    let policies = tempfile::tempdir().expect("temp dir");
+    let cache = tempfile::tempdir().expect("temp dir");
+    let bus = podlight::device::sim::emulator::EmulatorBus::new();
+    bus.plug(podlight::device::sim::emulator::Firmware::new(
+        podlight::device::Model::Strip,
+        "BS000001-3.0",
+    ));
+    let (_snapshots, rx) = tokio::sync::watch::channel(sample("all-running"));
+    let source = PolicySource {
+        dir: Some(policies.path().to_path_buf()),
+        name: "priority".into(),
+        api: None,
+        trust: PolicyTrust {
+            registry: Some(Arc::new(RegistryClient::new(RegistryOptions {
+                insecure: vec![registry.host()],
+                max_bytes: 32 << 20,
+                cache_dir: Some(cache.path().to_path_buf()),
+                ..RegistryOptions::default()
+            }))),
+            keys: Arc::default(),
+        },
+    };
+    let agent = AgentConfig::new(
+        Arc::new(bus.clone()),
+        rx,
+        Arc::new(engine(Backend::native())),
+        source,
+    )
+    .start()
+    .await
+    .expect("the agent starts");
+    let state = Arc::clone(agent.status());
+    assert_eq!(state.policy().origin, "builtin");
+    std::fs::write(policies.path().join(".ref"), &pinned).expect("write");
+    std::fs::rename(
+        policies.path().join(".ref"),
+        policies.path().join("priority.ref"),
+    )
+    .expect("rename");
+    let swapped = std::time::Instant::now();
+    let python_sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(&python).expect("python"),
+        ))
+    };
+    while state.policy().sha256 != python_sha {
+        assert!(
+            swapped.elapsed() < std::time::Duration::from_secs(300),
+            "the Python policy never swapped in: {:?}",
+            state.policy()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!(
+        "registry: the 18 MB Python policy pulled, compiled and swapped in {:.1} s",
+        swapped.elapsed().as_secs_f64()
+    );
+    assert!(
+        state.policy().origin.starts_with(&pinned),
+        "{:?}",
+        state.policy()
+    );
+    agent.stop(false).await;
+}
