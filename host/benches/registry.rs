@@ -33,6 +33,10 @@ fn client(registry: &Registry, cache: &Path) -> RegistryClient {
 /// thread, under a 512 MiB budget); the wall time and the child's peak RSS in MiB.
 fn compile_in_child(wasm: &Path, out: &Path) -> (Duration, f64) {
     let started = Instant::now();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also reports its peak RSS"
+    )]
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args(["plugin", "compile"])
         .arg(wasm)

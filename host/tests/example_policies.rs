@@ -815,19 +815,11 @@ async fn the_18_mb_python_policy_swaps_in_from_a_registry() {
 
     let python = example("python-namespaces").wasm.clone();
     let registry = Registry::start(None);
-    let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args(["plugin", "push"])
-        .arg(&python)
-        .arg(registry.reference("policies/namespaces:v1"))
-        .args(["--insecure-registry", &registry.host()])
-        .output()
-        .expect("podlight runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let pinned = registry.push(
+        Path::new(env!("CARGO_BIN_EXE_podlight")),
+        &python,
+        "policies/namespaces:v1",
     );
-    let pinned = String::from_utf8_lossy(&out.stdout).trim().to_string();
 
     // An agent running the built-in policy; the reference arrives as a ConfigMap change.
     let policies = tempfile::tempdir().expect("temp dir");

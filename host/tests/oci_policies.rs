@@ -42,17 +42,11 @@ fn podlight(args: &[&str]) -> (bool, String, String) {
 
 /// `podlight plugin push FILE REF` to `registry`; the pinned reference it prints.
 fn push(registry: &Registry, file: &str, path: &str) -> String {
-    let (ok, pinned, said) = podlight(&[
-        "plugin",
-        "push",
-        file,
-        &registry.reference(path),
-        "--insecure-registry",
-        &registry.host(),
-    ]);
-    assert!(ok, "push {file}: {said}");
-    assert!(pinned.contains("@sha256:"), "{pinned}");
-    pinned
+    registry.push(
+        Path::new(env!("CARGO_BIN_EXE_podlight")),
+        Path::new(file),
+        path,
+    )
 }
 
 fn client(

@@ -117,6 +117,27 @@ impl Registry {
         }
     }
 
+    /// `podlight plugin push FILE oci://HERE/PATH` with the `podlight` binary given;
+    /// the pinned reference it prints.
+    pub fn push(&self, podlight: &Path, file: &Path, path: &str) -> String {
+        let out = Command::new(podlight)
+            .args(["plugin", "push"])
+            .arg(file)
+            .arg(self.reference(path))
+            .args(["--insecure-registry", &self.host()])
+            .output()
+            .expect("podlight runs");
+        assert!(
+            out.status.success(),
+            "push {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pinned = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(pinned.contains("@sha256:"), "{pinned}");
+        pinned
+    }
+
     /// Where blobs are stored, to tamper with one.
     pub fn storage(&self) -> &Path {
         self.dir.path()
