@@ -106,7 +106,7 @@ fn main() {
         let cache = scratch.path().join(format!("cache-{index}"));
         let client = client(&registry, &cache);
         let digest = runtime
-            .block_on(client.push(&reference, &bytes, "2026-11-26T00:00:00Z"))
+            .block_on(client.push(&reference, &bytes, "policy.wasm", "2026-11-26T00:00:00Z"))
             .expect("push");
         let pinned = reference.pinned(&digest);
         let pull = Instant::now();
@@ -145,7 +145,7 @@ fn main() {
     let cache = scratch.path().join("traffic");
     let client = client(&registry, &cache);
     let digest = runtime
-        .block_on(client.push(&tagged, &bytes, "2026-11-26T00:00:00Z"))
+        .block_on(client.push(&tagged, &bytes, "policy.wasm", "2026-11-26T00:00:00Z"))
         .expect("push");
     println!("\n== registry requests per swap ==");
     let count = |what: &str, pull: &dyn Fn()| {

@@ -283,7 +283,7 @@ async fn a_referenced_policy_swaps_in_and_every_pull_failure_keeps_the_running_o
         .registry
         .as_ref()
         .expect("client")
-        .push(&core_ref, &core, "2026-11-26T00:00:00Z")
+        .push(&core_ref, &core, "policy.wasm", "2026-11-26T00:00:00Z")
         .await
         .expect("pushed");
     failures += 1;
@@ -609,4 +609,78 @@ async fn only_plugins_signed_with_a_trusted_key_run() {
         String::from_utf8_lossy(&out.stderr)
     );
     agent.stop(false).await;
+}
+
+/// Real oras (scripts/build-control-plane), another OCI client, against `registry`.
+fn oras(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(support::control_plane::binary("oras"))
+        .args(args)
+        .arg("--plain-http")
+        .current_dir(dir)
+        .env("HOME", dir)
+        .output()
+        .expect("oras runs");
+    assert!(
+        out.status.success(),
+        "oras {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn other_oci_tooling_reads_what_podlight_pushes_and_back() {
+    let registry = Registry::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    // oras pulls what podlight pushed: the component, under its file name.
+    push(&registry, TESTKIT_WASM, "interop/from-podlight:v1");
+    oras(
+        dir.path(),
+        &[
+            "pull",
+            &format!("{}/interop/from-podlight:v1", registry.host()),
+            "--output",
+            "pulled",
+        ],
+    );
+    let pulled = dir
+        .path()
+        .join("pulled")
+        .join(Path::new(TESTKIT_WASM).file_name().expect("a file name"));
+    assert_eq!(
+        std::fs::read(&pulled).expect("oras wrote the component"),
+        std::fs::read(TESTKIT_WASM).expect("testkit")
+    );
+    // podlight pulls what oras pushed in the Wasm artifact format.
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"architecture":"wasm","os":"wasip2"}"#,
+    )
+    .expect("config");
+    std::fs::copy(BREATHE_WASM, dir.path().join("breathe.wasm")).expect("copy");
+    oras(
+        dir.path(),
+        &[
+            "push",
+            &format!("{}/interop/from-oras:v1", registry.host()),
+            "--config",
+            "config.json:application/vnd.wasm.config.v0+json",
+            "breathe.wasm:application/wasm",
+        ],
+    );
+    let out = dir.path().join("from-oras.wasm");
+    let (ok, _, err) = podlight(&[
+        "plugin",
+        "pull",
+        &registry.reference("interop/from-oras:v1"),
+        &out.to_string_lossy(),
+        "--insecure-registry",
+        &registry.host(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&out).expect("pulled"),
+        std::fs::read(BREATHE_WASM).expect("breathe")
+    );
 }

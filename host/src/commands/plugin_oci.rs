@@ -58,7 +58,14 @@ pub fn plugin_push(args: PushArgs) -> Result<()> {
     let client = args.registry.client(MAX_PLUGIN_MIB << 20, None)?;
     // The artifact config's `created`, RFC 3339.
     let created = k8s_openapi::jiff::Timestamp::now().to_string();
-    let digest = super::runtime()?.block_on(client.push(&reference, &component, &created))?;
+    // The layer's file name: the component, whatever the file pushed was called.
+    let title = args
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".gz").to_string())
+        .unwrap_or_else(|| "policy.wasm".into());
+    let digest =
+        super::runtime()?.block_on(client.push(&reference, &component, &title, &created))?;
     outln!("{}", reference.pinned(&digest))?;
     Ok(())
 }

@@ -457,10 +457,13 @@ impl RegistryClient {
     }
 
     /// Pushes a component as a CNCF Wasm OCI artifact; the manifest's digest.
+    /// `title` names the layer's file (`org.opencontainers.image.title`), which tools
+    /// such as `oras pull` write it as.
     pub async fn push(
         &self,
         reference: &PolicyReference,
         component: &[u8],
+        title: &str,
         created: &str,
     ) -> Result<String, PullError> {
         let oci = Self::oci_reference(reference)?;
@@ -482,7 +485,15 @@ impl RegistryClient {
             WASM_CONFIG.to_string(),
             None,
         );
-        let layer = ImageLayer::new(component.to_vec(), WASM_LAYER.to_string(), None);
+        let annotations = std::collections::BTreeMap::from([(
+            "org.opencontainers.image.title".to_string(),
+            title.to_string(),
+        )]);
+        let layer = ImageLayer::new(
+            component.to_vec(),
+            WASM_LAYER.to_string(),
+            Some(annotations),
+        );
         self.client
             .push(&oci, &[layer], config, &auth, None)
             .await
