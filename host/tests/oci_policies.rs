@@ -1,8 +1,8 @@
 //! Policies from a real OCI registry (CNCF distribution on loopback): pushed and
 //! pulled by podlight in the CNCF Wasm OCI artifact format, swapped into a running
 //! agent by reference, cached, retried while the registry is down; every way a pull
-//! fails refused with its own message; and signatures made by real cosign checked
-//! before anything compiles.
+//! fails refused with its own message; signatures made by real cosign checked before
+//! anything compiles; and real wkg and oras reading what podlight pushed and back.
 
 use podlight_testsupport as support;
 
@@ -611,6 +611,24 @@ async fn only_plugins_signed_with_a_trusted_key_run() {
     agent.stop(false).await;
 }
 
+/// `podlight plugin pull` of `path` gives the bytes of `expected`.
+fn podlight_pulls(registry: &Registry, path: &str, dir: &Path, expected: &str) {
+    let out = dir.join("pulled-by-podlight.wasm");
+    let (ok, _, err) = podlight(&[
+        "plugin",
+        "pull",
+        &registry.reference(path),
+        &out.to_string_lossy(),
+        "--insecure-registry",
+        &registry.host(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&out).expect("pulled"),
+        std::fs::read(expected).expect("the pushed file")
+    );
+}
+
 /// Real oras (scripts/build-control-plane), another OCI client, against `registry`.
 fn oras(dir: &Path, args: &[&str]) -> String {
     let out = Command::new(support::control_plane::binary("oras"))
@@ -669,18 +687,55 @@ fn other_oci_tooling_reads_what_podlight_pushes_and_back() {
             "breathe.wasm:application/wasm",
         ],
     );
-    let out = dir.path().join("from-oras.wasm");
-    let (ok, _, err) = podlight(&[
-        "plugin",
-        "pull",
-        &registry.reference("interop/from-oras:v1"),
-        &out.to_string_lossy(),
-        "--insecure-registry",
-        &registry.host(),
-    ]);
-    assert!(ok, "{err}");
-    assert_eq!(
-        std::fs::read(&out).expect("pulled"),
-        std::fs::read(BREATHE_WASM).expect("breathe")
+    podlight_pulls(&registry, "interop/from-oras:v1", dir.path(), BREATHE_WASM);
+}
+
+/// Real wkg (scripts/setup), the Wasm package tools' OCI client, in `dir`.
+fn wkg(dir: &Path, registry: &Registry, args: &[&str]) {
+    let out = Command::new(support::control_plane::binary("wkg"))
+        .args(["oci"])
+        .args(args)
+        .args(["--insecure", &registry.host()])
+        .current_dir(dir)
+        .env("HOME", dir)
+        .output()
+        .expect("wkg runs");
+    assert!(
+        out.status.success(),
+        "wkg oci {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn wkg_reads_what_podlight_pushes_and_back() {
+    let registry = Registry::start(None);
+    let dir = tempfile::tempdir().expect("temp dir");
+    push(&registry, TESTKIT_WASM, "interop/for-wkg:v1");
+    let pulled = dir.path().join("from-podlight.wasm");
+    wkg(
+        dir.path(),
+        &registry,
+        &[
+            "pull",
+            &format!("{}/interop/for-wkg:v1", registry.host()),
+            "-o",
+            &pulled.to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(&pulled).expect("wkg wrote the component"),
+        std::fs::read(TESTKIT_WASM).expect("testkit")
+    );
+    wkg(
+        dir.path(),
+        &registry,
+        &[
+            "push",
+            &format!("{}/interop/from-wkg:v1", registry.host()),
+            BREATHE_WASM,
+        ],
+    );
+    podlight_pulls(&registry, "interop/from-wkg:v1", dir.path(), BREATHE_WASM);
 }

@@ -276,8 +276,12 @@ impl RegistryArgs {
             .ca
             .iter()
             .map(|path| {
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read the registry CA {}", path.display()))
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read the registry CA {}", path.display()))?;
+                podlight::registry::client::certificates_in(&pem).map_err(|why| {
+                    anyhow::anyhow!("the registry CA {} is not usable: {why}", path.display())
+                })?;
+                Ok(pem)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RegistryClient::new(RegistryOptions {

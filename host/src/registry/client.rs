@@ -116,6 +116,43 @@ impl PullError {
     }
 }
 
+/// The roots registries are checked against: Mozilla's, built in, so every node
+/// trusts the same authorities whatever its image carries, and the certificates of
+/// `extra_ca_pem` (a private registry's CA).
+fn trusted_roots(extra_ca_pem: &[Vec<u8>]) -> Vec<oci_client::client::Certificate> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = |data: &[u8]| oci_client::client::Certificate {
+        encoding: oci_client::client::CertificateEncoding::Der,
+        data: data.to_vec(),
+    };
+    let mut roots: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|cert| der(cert.as_ref()))
+        .collect();
+    for pem in extra_ca_pem {
+        roots.extend(
+            CertificateDer::pem_slice_iter(pem)
+                .filter_map(Result::ok)
+                .map(|cert| der(cert.as_ref())),
+        );
+    }
+    roots
+}
+
+/// The certificates in a PEM file; an error when it holds none.
+pub fn certificates_in(pem: &[u8]) -> Result<usize, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    match certificates.len() {
+        0 => Err("no PEM certificate in it".into()),
+        n => Ok(n),
+    }
+}
+
 /// Collects a download, refusing (with an error the client passes on) past `max`.
 struct CappedBuffer {
     bytes: Vec<u8>,
@@ -153,7 +190,9 @@ impl tokio::io::AsyncWrite for CappedBuffer {
 }
 
 pub struct RegistryClient {
-    client: Client,
+    /// Built at the first pull or push: an agent that never uses a reference never
+    /// sets up TLS for registries.
+    client: std::sync::OnceLock<Result<Client, String>>,
     options: RegistryOptions,
 }
 
@@ -176,31 +215,43 @@ fn cache_name(digest: &str) -> String {
 
 impl RegistryClient {
     pub fn new(options: RegistryOptions) -> RegistryClient {
-        // rustls on ring, as kube uses it; a provider installed before is kept.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let config = ClientConfig {
-            protocol: if options.insecure.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(options.insecure.clone())
-            },
-            extra_root_certificates: options
-                .extra_ca_pem
-                .iter()
-                .map(|pem| oci_client::client::Certificate {
-                    encoding: oci_client::client::CertificateEncoding::Pem,
-                    data: pem.clone(),
-                })
-                .collect(),
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("podlight/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
         RegistryClient {
-            client: Client::new(config),
+            client: std::sync::OnceLock::new(),
             options,
         }
+    }
+
+    /// The HTTP client, or why there is none. The OCI client builds a default HTTP
+    /// client besides the configured one, and that one panics on a system without CA
+    /// certificates; such a system is refused here with a message instead.
+    fn client(&self, reference: &PolicyReference) -> Result<&Client, PullError> {
+        let built = self.client.get_or_init(|| {
+            if rustls_native_certs::load_native_certs().certs.is_empty() {
+                return Err(
+                    "this system has no CA certificates (/etc/ssl/certs, or SSL_CERT_FILE), which the registry client needs to start; the podlight image carries them — elsewhere, install the ca-certificates package"
+                        .to_string(),
+                );
+            }
+            // rustls on ring, as kube uses it; a provider installed before is kept.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let options = &self.options;
+            Ok(Client::new(ClientConfig {
+                protocol: if options.insecure.is_empty() {
+                    ClientProtocol::Https
+                } else {
+                    ClientProtocol::HttpsExcept(options.insecure.clone())
+                },
+                tls_certs_only: trusted_roots(&options.extra_ca_pem),
+                connect_timeout: Some(Duration::from_secs(10)),
+                read_timeout: Some(Duration::from_secs(60)),
+                user_agent: concat!("podlight/", env!("CARGO_PKG_VERSION")),
+                ..ClientConfig::default()
+            }))
+        });
+        built.as_ref().map_err(|why| PullError::Invalid {
+            reference: reference.to_string(),
+            why: why.clone(),
+        })
     }
 
     fn auth(&self, registry: &str) -> RegistryAuth {
@@ -316,7 +367,7 @@ impl RegistryClient {
         let oci = Self::oci_reference(reference)?;
         let auth = self.auth(&reference.registry);
         let (manifest_bytes, _) = self
-            .client
+            .client(reference)?
             .pull_manifest_raw(&oci, &auth, &[OCI_IMAGE_MEDIA_TYPE])
             .await
             .map_err(|e| self.classify(reference, e))?;
@@ -416,7 +467,10 @@ impl RegistryClient {
             max: self.options.max_bytes,
             exceeded: false,
         };
-        let pulled = self.client.pull_blob(oci, layer, &mut out).await;
+        let pulled = self
+            .client(reference)?
+            .pull_blob(oci, layer, &mut out)
+            .await;
         // The manifest's size is the registry's word; the bytes are counted.
         if out.exceeded {
             return Err(PullError::TooLarge {
@@ -494,12 +548,13 @@ impl RegistryClient {
             WASM_LAYER.to_string(),
             Some(annotations),
         );
-        self.client
+        let client = self.client(reference)?;
+        client
             .push(&oci, &[layer], config, &auth, None)
             .await
             .map_err(|e| self.classify(reference, e))?;
         // The digest as the registry computed it over the manifest it stored.
-        self.client
+        client
             .fetch_manifest_digest(&oci, &auth)
             .await
             .map_err(|e| self.classify(reference, e))

@@ -38,7 +38,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run scripts/build-control-plane (scripts/test runs it)",
+        "{} is missing: run scripts/setup and scripts/build-control-plane (scripts/test runs both)",
         path.display()
     );
     path
