@@ -688,6 +688,27 @@ fn other_oci_tooling_reads_what_podlight_pushes_and_back() {
         ],
     );
     podlight_pulls(&registry, "interop/from-oras:v1", dir.path(), BREATHE_WASM);
+    // An artifact that is not a Wasm component: refused, saying what it holds.
+    oras(
+        dir.path(),
+        &[
+            "push",
+            &format!("{}/interop/not-wasm:v1", registry.host()),
+            "breathe.wasm:application/octet-stream",
+        ],
+    );
+    let (ok, _, err) = podlight(&[
+        "plugin",
+        "pull",
+        &registry.reference("interop/not-wasm:v1"),
+        &dir.path().join("x.wasm").to_string_lossy(),
+        "--insecure-registry",
+        &registry.host(),
+    ]);
+    assert!(
+        !ok && err.contains("no `application/wasm` layer (found: application/octet-stream)"),
+        "{err}"
+    );
 }
 
 /// Real wkg (scripts/setup), the Wasm package tools' OCI client, in `dir`.
