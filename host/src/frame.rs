@@ -79,8 +79,15 @@ pub fn ansi_blocks(leds: &[Rgb]) -> String {
             }
         })
         .collect();
-    let codes: Vec<String> = leds.iter().map(Rgb::to_string).collect();
-    format!("{}  {}", blocks.join(" "), codes.join(" "))
+    format!("{}  {}", blocks.join(" "), hex_codes(leds))
+}
+
+/// The LEDs as `#rrggbb` codes, space-separated.
+pub fn hex_codes(leds: &[Rgb]) -> String {
+    leds.iter()
+        .map(Rgb::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

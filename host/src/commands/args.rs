@@ -26,6 +26,9 @@ use podlight::registry::{Credentials, RegistryClient, RegistryOptions};
 
 use super::wait_for_stop;
 
+/// LEDs to evaluate for when no device says how many (`eval`, `replay`).
+pub const DEFAULT_LED_COUNT: usize = 8;
+
 /// How to reach the API server.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {

@@ -1,6 +1,6 @@
 //! `podlight eval`: a policy on a snapshot, the frame printed (and shown).
 
-use super::args::{DeviceArgs, EngineArgs, ShowArgs, read_settings, show};
+use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs, ShowArgs, read_settings, show};
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::device::WriterOptions;
@@ -9,9 +9,6 @@ use podlight::state::Snapshot;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// LEDs to evaluate for when no device says how many.
-const DEFAULT_LED_COUNT: usize = 8;
 
 #[derive(Args)]
 pub struct EvalArgs {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use podlight::policy::inspect;
 use podlight::registry::PolicyReference;
 
 use super::args::RegistryArgs;
@@ -38,18 +39,12 @@ pub fn plugin_push(args: PushArgs) -> Result<()> {
     let reference = PolicyReference::parse(&args.reference)?;
     let file = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let component = if file.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        use std::io::Read as _;
-        flate2::read::GzDecoder::new(&file[..])
-            .take(((MAX_PLUGIN_MIB << 20) + 1) as u64)
-            .read_to_end(&mut out)
-            .with_context(|| format!("{} does not decompress", args.file.display()))?;
-        out
-    } else {
-        file
-    };
-    if !matches!(component.get(..8), Some([0, b'a', b's', b'm', _, _, 1, 0])) {
+    let component = inspect::unpacked(
+        &args.file.display().to_string(),
+        &file,
+        MAX_PLUGIN_MIB << 20,
+    )?;
+    if !inspect::is_component(&component) {
         bail!(
             "{} is not a WebAssembly component: podlight policies are components (see docs/policies.md)",
             args.file.display()

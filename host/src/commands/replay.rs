@@ -10,15 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use podlight::device::{FrameWriter, WriterOptions};
-use podlight::frame::{Frame, Rgb, ansi_blocks};
+use podlight::frame::{Frame, ansi_blocks, hex_codes};
 use podlight::policy_test::plan::read_timeline;
 use podlight::state::Snapshot;
 use serde_json::json;
 
-use super::args::{DeviceArgs, EngineArgs, read_settings};
-
-/// LEDs to evaluate for when no device says how many.
-const DEFAULT_LED_COUNT: usize = 8;
+use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs, read_settings};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -129,8 +126,11 @@ fn print_frame(at_ms: u64, frame: &Frame, json: bool, colour: bool) -> Result<()
             ansi_blocks(&frame.leds)
         )?;
     } else {
-        let codes: Vec<String> = frame.leds.iter().map(Rgb::to_string).collect();
-        outln!("+{:>9.3}s  {}", at_ms as f64 / 1000.0, codes.join(" "))?;
+        outln!(
+            "+{:>9.3}s  {}",
+            at_ms as f64 / 1000.0,
+            hex_codes(&frame.leds)
+        )?;
     }
     Ok(())
 }

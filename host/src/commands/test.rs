@@ -165,13 +165,10 @@ fn load_and_run(
         PluginRef::File(file) => args.load(engine, &file.to_string_lossy()),
     }
     .map_err(|e| at_plugin(e.to_string()))?;
-    let mut instance = std::sync::Arc::new(policy)
-        .instantiate(plan.settings.clone())
+    let (mut instance, complaint) = std::sync::Arc::new(policy)
+        .instantiate_with_complaint(plan.settings.clone())
         .map_err(|e| at_plugin(format!("the policy does not start: {e}")))?;
-    if let Some(complaint) = instance
-        .configure(plan.settings.clone())
-        .map_err(|e| at_plugin(format!("the policy does not start: {e}")))?
-    {
+    if let Some(complaint) = complaint {
         return Err(at_plugin(format!(
             "the policy refused the test's settings: {complaint}"
         )));

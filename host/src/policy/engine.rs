@@ -209,22 +209,9 @@ impl PolicyEngine {
     }
 
     fn load(&self, name: &str, file: &[u8], compiler: &Compiler) -> Result<Policy, PolicyError> {
-        let limit = self.options.max_plugin_size;
-        if file.len() > limit {
-            return Err(PolicyError::TooLarge {
-                name: name.to_string(),
-                size: file.len(),
-                limit,
-            });
-        }
         let gzip = inspect::is_gzip(file);
-        let unpacked;
-        let bytes = if gzip {
-            unpacked = inspect::gunzip_capped(name, file, limit)?;
-            &unpacked[..]
-        } else {
-            file
-        };
+        let unpacked = inspect::unpacked(name, file, self.options.max_plugin_size)?;
+        let bytes = &unpacked[..];
         match inspect::sniff(bytes) {
             WasmKind::Component => {}
             WasmKind::CoreModule => {
@@ -427,15 +414,28 @@ impl Policy {
         self: &Arc<Self>,
         settings: Option<String>,
     ) -> Result<PolicyInstance, PolicyError> {
-        let (store, bindings, settings_problem) = self.start(settings.as_deref())?;
+        let (instance, settings_problem) = self.instantiate_with_complaint(settings)?;
         if let Some(problem) = settings_problem {
             tracing::warn!(plugin = %self.info.name, "{problem}");
         }
-        Ok(PolicyInstance {
-            policy: Arc::clone(self),
-            settings,
-            live: Some((store, bindings)),
-        })
+        Ok(instance)
+    }
+
+    /// The same, returning the policy's complaint about its settings (it then runs on
+    /// its documented defaults) instead of logging it.
+    pub fn instantiate_with_complaint(
+        self: &Arc<Self>,
+        settings: Option<String>,
+    ) -> Result<(PolicyInstance, Option<String>), PolicyError> {
+        let (store, bindings, settings_problem) = self.start(settings.as_deref())?;
+        Ok((
+            PolicyInstance {
+                policy: Arc::clone(self),
+                settings,
+                live: Some((store, bindings)),
+            },
+            settings_problem,
+        ))
     }
 
     fn start(

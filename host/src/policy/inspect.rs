@@ -57,6 +57,32 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0x1f, 0x8b])
 }
 
+/// A plugin file's component bytes: refused over `limit`, decompressed when gzipped
+/// (never past `limit` either). Whether they are a component is [`is_component`]'s.
+pub fn unpacked<'a>(
+    name: &str,
+    file: &'a [u8],
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, PolicyError> {
+    if file.len() > limit {
+        return Err(PolicyError::TooLarge {
+            name: name.to_string(),
+            size: file.len(),
+            limit,
+        });
+    }
+    Ok(if is_gzip(file) {
+        std::borrow::Cow::Owned(gunzip_capped(name, file, limit)?)
+    } else {
+        std::borrow::Cow::Borrowed(file)
+    })
+}
+
+/// The bytes start like a WebAssembly component.
+pub fn is_component(bytes: &[u8]) -> bool {
+    sniff(bytes) == WasmKind::Component
+}
+
 /// Decompresses a `.wasm.gz` without ever holding more than `limit` bytes, so a
 /// small file cannot expand into a huge allocation.
 pub(crate) fn gunzip_capped(

@@ -6,16 +6,13 @@ use std::fmt::Write as _;
 
 use super::expect::{ExpectedHint, Mismatch};
 use super::plan::{Outcome, StepResult};
-use crate::frame::{Rgb, ansi_blocks};
+use crate::frame::{Rgb, ansi_blocks, hex_codes};
 
 fn leds_row(leds: &[Rgb], colour: bool) -> String {
     if colour {
         ansi_blocks(leds)
     } else {
-        leds.iter()
-            .map(Rgb::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
+        hex_codes(leds)
     }
 }
 

@@ -5,7 +5,7 @@
 //! Wasm OCI artifact format (`wkg oci push` writes the same), so other Wasm tooling and
 //! podlight read each other's.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
@@ -558,10 +558,5 @@ impl RegistryClient {
             .fetch_manifest_digest(&oci, &auth)
             .await
             .map_err(|e| self.classify(reference, e))
-    }
-
-    /// The cache directory's OCI part, for messages.
-    pub fn cache_dir(&self) -> Option<&Path> {
-        self.options.cache_dir.as_deref()
     }
 }
