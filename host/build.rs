@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SHIPPED: &[(&str, &str)] = &[("podlight-priority", "PODLIGHT_PRIORITY_WASM")];
+const FOR_TESTS_0_2: (&str, &str) = ("podlight-priority", "PODLIGHT_PRIORITY_0_2_WASM");
 const FOR_TESTS: &[(&str, &str)] = &[
     ("podlight-testkit", "PODLIGHT_TESTKIT_WASM"),
     ("podlight-breathe", "PODLIGHT_BREATHE_WASM"),
@@ -27,7 +28,13 @@ fn run() -> Result<(), String> {
         .parent()
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
-    for watched in ["wit", "plugins", "examples/policies", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "host/compat",
+        "plugins",
+        "examples/policies",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -49,19 +56,33 @@ fn run() -> Result<(), String> {
     if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
         plugins.extend_from_slice(FOR_TESTS);
     }
-    build_plugins(&root, &target_dir, &plugins)?;
+    build_plugins(&root, &target_dir, &plugins, None)?;
     for (package, var) in &plugins {
-        let wasm = target_dir
-            .join("wasm32-wasip2/plugin")
-            .join(format!("{}.wasm", package.replace('-', "_")));
-        if !wasm.is_file() {
-            return Err(format!(
-                "the plugin build did not produce {}",
-                wasm.display()
-            ));
-        }
-        println!("cargo:rustc-env={var}={}", wasm.display());
+        announce(&target_dir, package, var)?;
     }
+    if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
+        // The default policy built against the frozen 0.2 contract, in its own target
+        // directory (same package, other features).
+        let (package, var) = FOR_TESTS_0_2;
+        let target_0_2 = target_dir.with_file_name("podlight-plugins-0.2");
+        build_plugins(&root, &target_0_2, &[FOR_TESTS_0_2], Some("contract-0-2"))?;
+        announce(&target_0_2, package, var)?;
+    }
+    Ok(())
+}
+
+/// Tells the host crate where a built plugin is.
+fn announce(target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
+    let wasm = target_dir
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", package.replace('-', "_")));
+    if !wasm.is_file() {
+        return Err(format!(
+            "the plugin build did not produce {}",
+            wasm.display()
+        ));
+    }
+    println!("cargo:rustc-env={var}={}", wasm.display());
     Ok(())
 }
 
@@ -75,7 +96,12 @@ fn contract_version(wit: &str) -> Result<String, String> {
         })
 }
 
-fn build_plugins(root: &Path, target_dir: &Path, plugins: &[(&str, &str)]) -> Result<(), String> {
+fn build_plugins(
+    root: &Path,
+    target_dir: &Path,
+    plugins: &[(&str, &str)],
+    features: Option<&str>,
+) -> Result<(), String> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut command = Command::new(cargo);
     command
@@ -91,6 +117,9 @@ fn build_plugins(root: &Path, target_dir: &Path, plugins: &[(&str, &str)]) -> Re
         .arg(target_dir);
     for (package, _) in plugins {
         command.args(["-p", package]);
+    }
+    if let Some(features) = features {
+        command.args(["--features", features]);
     }
     // The outer build's flags and target are for the host, not for the plugins.
     for (key, _) in env::vars() {

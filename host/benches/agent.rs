@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use podlight::agent::{AgentConfig, PolicySource, RunningAgent};
-use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
+use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
 use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{Bus, Model, WriterOptions};
 use podlight::frame::Rgb;
@@ -342,7 +342,7 @@ async fn main() {
     })
     .await
     .expect("client");
-    let watch = NodeWatch::start(
+    let watch = StateWatch::start(
         watched.clone(),
         WatchOptions {
             node: node.into(),

@@ -19,7 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
+use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -135,7 +135,7 @@ async fn main() {
     })
     .await
     .expect("client");
-    let watch = NodeWatch::start(
+    let watch = StateWatch::start(
         client_a,
         WatchOptions {
             node: "node-0".into(),

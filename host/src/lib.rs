@@ -23,4 +23,6 @@ pub mod test_plugins {
     pub const TESTKIT_WASM: &str = env!("PODLIGHT_TESTKIT_WASM");
     /// The Rust example policy (examples/policies/rust-breathe).
     pub const BREATHE_WASM: &str = env!("PODLIGHT_BREATHE_WASM");
+    /// The default policy built against the frozen 0.2 contract.
+    pub const PRIORITY_0_2_WASM: &str = env!("PODLIGHT_PRIORITY_0_2_WASM");
 }

@@ -12,7 +12,7 @@ use podlight::agent::{
     AgentConfig, AgentStatus, ApiPolicies, EventSink, PolicySource, RunningAgent, StatusReporter,
 };
 use podlight::cluster::{
-    ConnectOptions, NodeWatch, PolicyConfigMapWatch, ReportLeases, WatchOptions, client,
+    ConnectOptions, PolicyConfigMapWatch, ReportLeases, StateWatch, WatchOptions, client,
 };
 use podlight::device::sim::emulator::{EmulatorBus, Firmware};
 use podlight::device::{Model, WriterOptions};
@@ -40,7 +40,7 @@ struct Running {
     bus: EmulatorBus,
     state: Arc<AgentStatus>,
     agent: Option<RunningAgent>,
-    _watch: NodeWatch,
+    _watch: StateWatch,
     _policies: Option<PolicyConfigMapWatch>,
     _dirs: tempfile::TempDir,
 }
@@ -76,7 +76,7 @@ impl Running {
         })
         .await
         .expect("client");
-        let watch = NodeWatch::start(
+        let watch = StateWatch::start(
             agent_client.clone(),
             WatchOptions {
                 node: NODE.into(),

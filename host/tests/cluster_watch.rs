@@ -4,7 +4,7 @@ use podlight_testsupport as support;
 
 use std::time::Duration;
 
-use podlight::cluster::{ConnectOptions, NodeWatch, WatchOptions, client};
+use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
 use serde_json::json;
 use support::cluster::{
     create_node, create_pod, delete_pod, set_node_conditions, set_status, states, status_for,
@@ -21,14 +21,14 @@ fn options(node: &str) -> WatchOptions {
     }
 }
 
-async fn watch(plane: &ControlPlane, options: WatchOptions) -> NodeWatch {
+async fn watch(plane: &ControlPlane, options: WatchOptions) -> StateWatch {
     let client = client(&ConnectOptions {
         kubeconfig: Some(plane.kubeconfig.clone()),
         context: None,
     })
     .await
     .expect("client from kubeconfig");
-    let watch = NodeWatch::start(client, options);
+    let watch = StateWatch::start(client, options);
     assert!(watch.wait_synced(WAIT).await, "watch synced");
     watch
 }

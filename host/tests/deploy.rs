@@ -15,7 +15,9 @@ use podlight::policy::BUILTIN_PRIORITY;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use support::TESTKIT_WASM;
-use support::cluster::{apply_policies, create_node, create_pod, set_status, status_for};
+use support::cluster::{
+    apply_policies, create_node, create_pod, set_node_conditions, set_status, status_for,
+};
 use support::control_plane::ControlPlane;
 use support::helm;
 use support::http_client::{free_port, get};
@@ -132,7 +134,7 @@ async fn manifests_are_accepted_and_least_privilege() {
         "server-side dry run",
     );
     // Each overlay, as the API server would store it.
-    for overlay in ["privileged", "device-plugin", "large-policy"] {
+    for overlay in ["privileged", "device-plugin", "large-policy", "cluster"] {
         let rendered = render(&format!("overlays/{overlay}"));
         let file = dir.path().join(format!("{overlay}.yaml"));
         std::fs::write(&file, &rendered).expect("write");
@@ -755,4 +757,193 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Waits for a virtual-stick frame line with exactly these LEDs; returns the lines
+/// read so far for the next wait's messages.
+fn wait_for_frame(rx: &mpsc::Receiver<String>, log: &mut Vec<String>, leds: &[&str], what: &str) {
+    let expected = leds.join(" ");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let done = line.starts_with("leds: ") && line.trim_end().ends_with(&expected);
+            log.push(line);
+            if done {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no frame `{expected}`; log:\n{}",
+            log[log.len().saturating_sub(30)..].join("\n")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_light_shows_every_node_as_its_own_least_privilege_account() {
+    let plane = ControlPlane::start().await;
+    let admin = plane.client().await;
+    let deploy = repo_root().join("deploy");
+    for file in [
+        "base/namespace.yaml",
+        "base/rbac.yaml",
+        "overlays/cluster/rbac.yaml",
+    ] {
+        ok(
+            &plane.kubectl(&["apply", "-f", &deploy.join(file).to_string_lossy()]),
+            file,
+        );
+    }
+    // Its own role: reads nodes and pods everywhere, writes nothing outside its
+    // namespace's Events and Lease, and is not the DaemonSet's account.
+    let can = |args: &[&str]| {
+        let mut all = vec![
+            "auth",
+            "can-i",
+            "--as=system:serviceaccount:podlight:podlight-cluster",
+        ];
+        all.extend_from_slice(args);
+        let out = plane.kubectl(&all);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for allowed in [
+        &["list", "pods", "-A"][..],
+        &["watch", "pods", "-A"],
+        &["list", "nodes"],
+        &["watch", "nodes"],
+        &[
+            "get",
+            "configmaps/podlight-cluster-policies",
+            "-n",
+            "podlight",
+        ],
+        &["create", "events.events.k8s.io", "-n", "podlight"],
+        &["patch", "leases.coordination.k8s.io", "-n", "podlight"],
+    ] {
+        assert!(can(allowed), "the cluster light may {allowed:?}");
+    }
+    for denied in [
+        &["get", "nodes"][..],
+        &["get", "pods", "-n", "default"],
+        &["patch", "nodes"],
+        &["delete", "pods", "-A"],
+        &["get", "secrets", "-n", "podlight"],
+        &["get", "configmaps/podlight-policies", "-n", "podlight"],
+        &["list", "configmaps", "-n", "kube-system"],
+        &[
+            "create",
+            "leases.coordination.k8s.io",
+            "-n",
+            "kube-node-lease",
+        ],
+    ] {
+        assert!(!can(denied), "the cluster light may not {denied:?}");
+    }
+
+    let kubeconfig = plane
+        .service_account_kubeconfig("podlight", "podlight-cluster")
+        .await;
+    plane.namespace("web").await;
+    for node in ["node-b", "node-c"] {
+        create_node(&admin, node).await;
+        set_node_conditions(&admin, node, &[("Ready", "True")]).await;
+        create_pod(
+            &admin,
+            "web",
+            &format!("app-{node}"),
+            node,
+            json!({"app": "web"}),
+        )
+        .await;
+        set_status(&admin, "web", &format!("app-{node}"), status_for("running")).await;
+    }
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Four LEDs: the fifth node overflows.
+    let (mut child, rx) = spawn_agent(
+        &kubeconfig,
+        "unused-in-cluster-scope",
+        port,
+        dir.path(),
+        &["--scope", "cluster", "--leds", "4"],
+    );
+    let mut log = Vec::new();
+    const GREEN: &str = "#001900";
+    const RED: &str = "#320000";
+    const NOT_READY: &str = "#320032";
+    const CORDONED: &str = "#001e1e";
+    const IDLE: &str = "#000800";
+    const OFF: &str = "#000000";
+    wait_for_frame(&rx, &mut log, &[GREEN, GREEN, OFF, OFF], "one LED per node");
+
+    // A failing pod lights its node's LED, and only that one.
+    set_status(&admin, "web", "app-node-c", status_for("crashloop")).await;
+    wait_for_frame(&rx, &mut log, &[GREEN, RED, OFF, OFF], "node-c's pod fails");
+    // NotReady outranks the pods; a cordoned node with healthy pods says so.
+    set_node_conditions(&admin, "node-c", &[("Ready", "False")]).await;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(admin.clone());
+    nodes
+        .patch(
+            "node-b",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await
+        .expect("cordon node-b");
+    wait_for_frame(
+        &rx,
+        &mut log,
+        &[CORDONED, NOT_READY, OFF, OFF],
+        "NotReady and cordoned",
+    );
+    // A node added takes its place by name; a node removed leaves.
+    create_node(&admin, "node-a").await;
+    set_node_conditions(&admin, "node-a", &[("Ready", "True")]).await;
+    wait_for_frame(
+        &rx,
+        &mut log,
+        &[IDLE, CORDONED, NOT_READY, OFF],
+        "node-a added first",
+    );
+    nodes
+        .delete("node-c", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete node-c");
+    wait_for_frame(&rx, &mut log, &[IDLE, CORDONED, OFF, OFF], "node-c removed");
+
+    // Five nodes on four LEDs: the last LED blinks the worst of the nodes that do
+    // not fit (node-f's failing pod), on and off. node-c's failing pod stays behind
+    // bound to a node that is gone: it lights nothing.
+    for node in ["node-d", "node-e", "node-f"] {
+        create_node(&admin, node).await;
+        set_node_conditions(&admin, node, &[("Ready", "True")]).await;
+    }
+    create_pod(&admin, "web", "broken", "node-f", json!({"app": "broken"})).await;
+    set_status(&admin, "web", "broken", status_for("imagepull")).await;
+    wait_for_frame(
+        &rx,
+        &mut log,
+        &[IDLE, CORDONED, IDLE, RED],
+        "the overflow marker lit",
+    );
+    wait_for_frame(
+        &rx,
+        &mut log,
+        &[IDLE, CORDONED, IDLE, OFF],
+        "the overflow marker dark",
+    );
+    wait_for_frame(&rx, &mut log, &[IDLE, CORDONED, IDLE, RED], "and lit again");
+
+    // Its report names the cluster, and it watched without a permission error.
+    let (_, state) = get(port, "/api/state").expect("state");
+    let state: Value = serde_json::from_str(&state).expect("JSON");
+    assert_eq!(state["report"]["node"], "cluster", "{state}");
+    let (_, metrics) = get(port, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("podlight_watch_restarts_total 0"),
+        "no permission errors:\n{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

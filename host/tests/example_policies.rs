@@ -13,7 +13,7 @@ use podlight::frame::Rgb;
 use podlight::policy::{Backend, Policy};
 use serde_json::{Value, json};
 use support::example_policies::{example, example_policies};
-use support::{BREATHE_WASM, engine, repo_root, sample, sample_snapshots};
+use support::{BREATHE_WASM, PRIORITY_0_2_WASM, engine, repo_root, sample, sample_snapshots};
 
 /// `podlight eval --json --leds 4` of a snapshot file.
 fn eval_file(plugin: &str, snapshot: &Path, extra: &[&str]) -> Value {
@@ -456,6 +456,13 @@ fn every_policy(backend: Backend) -> Vec<(String, Arc<Policy>)> {
         (
             "rust-breathe".to_string(),
             engine.load_file(Path::new(BREATHE_WASM)).expect("breathe"),
+        ),
+        // Built against the 0.2 contract: held to the same rules, unchanged.
+        (
+            "priority-0.2".to_string(),
+            engine
+                .load_file(Path::new(PRIORITY_0_2_WASM))
+                .expect("the 0.2 build loads"),
         ),
     ];
     for example in example_policies() {

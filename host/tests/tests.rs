@@ -5,6 +5,7 @@
 mod agent_cli;
 mod agent_e2e;
 mod cli;
+mod cluster_scope;
 mod cluster_watch;
 mod deploy;
 mod example_policies;

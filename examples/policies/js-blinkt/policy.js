@@ -8,7 +8,7 @@
 // unknown. Missing settings: the defaults below. Malformed settings: the defaults,
 // and configure reports the problem to podlight's log.
 
-import * as snapshot from "podlight:policy/snapshot@0.2.0";
+import * as snapshot from "podlight:policy/snapshot@0.3.0";
 
 const DEFAULT_COLORS = {
   deleting: [0, 0, 255],

@@ -131,6 +131,26 @@ impl Connection {
     /// answers, takes our credentials, lets us read nodes, and knows the node — each
     /// with its own message. The watch retries all of these by itself; this is for
     /// telling people.
+    /// Lists one node: the cluster scope's first check (credentials, access, reach).
+    pub async fn check_nodes(&self, timeout: Duration) -> Result<(), ClusterError> {
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let url = self.url.clone();
+        match tokio::time::timeout(
+            timeout,
+            nodes.list(&kube::api::ListParams::default().limit(1)),
+        )
+        .await
+        {
+            Err(_) => Err(ClusterError::Unreachable {
+                url,
+                seconds: timeout.as_secs(),
+                reason: "no answer".to_string(),
+            }),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(ClusterError::of_request(url, error)),
+        }
+    }
+
     pub async fn check_node(&self, node: &str, timeout: Duration) -> Result<(), ClusterError> {
         let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
         let url = self.url.clone();

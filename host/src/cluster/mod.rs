@@ -1,7 +1,8 @@
-//! The cluster watch: this node's pods and the node object, from the Kubernetes API,
-//! into node-state snapshots. Errors are logged and retried; nothing here ends the
-//! agent.
+//! The cluster watch: this node's pods and the node object (or, in cluster scope,
+//! every node and pod), from the Kubernetes API, into snapshots. Errors are logged
+//! and retried; nothing here ends the agent.
 
+mod cluster_scope;
 mod config;
 mod convert;
 mod node_status;
@@ -15,4 +16,4 @@ pub use node_status::{
     published_of,
 };
 pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
-pub use watch::{ClusterStatus, NodeWatch, WatchOptions};
+pub use watch::{ClusterStatus, StateWatch, WatchOptions};

@@ -1,6 +1,8 @@
 //! Watches this node's pods (field selector `spec.nodeName`, so the API server sends
 //! only them) and the node object through kube-runtime watchers and reflector stores,
-//! and publishes a snapshot whenever something a policy can see changes.
+//! and publishes a snapshot whenever something a policy can see changes. The cluster
+//! scope's watch (every node, every pod) is `cluster_scope.rs`; both publish through
+//! the same [`StateWatch`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use crate::state::{Snapshot, wall_clock_ms};
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
+    /// The node to watch (node scope; the cluster scope watches every node).
     pub node: String,
     /// Only these namespaces; empty: all.
     pub namespaces: Vec<String>,
@@ -30,11 +33,11 @@ pub struct WatchOptions {
 /// Counters for readiness and metrics.
 #[derive(Debug, Default)]
 pub struct ClusterStatus {
-    synced: AtomicBool,
-    node_found: AtomicBool,
-    watch_errors: AtomicU64,
-    events: AtomicU64,
-    snapshots: AtomicU64,
+    pub(super) synced: AtomicBool,
+    pub(super) node_found: AtomicBool,
+    pub(super) watch_errors: AtomicU64,
+    pub(super) events: AtomicU64,
+    pub(super) snapshots: AtomicU64,
 }
 
 impl ClusterStatus {
@@ -65,13 +68,13 @@ impl ClusterStatus {
 }
 
 /// The running watch. Dropping it stops the watchers.
-pub struct NodeWatch {
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    status: Arc<ClusterStatus>,
-    task: JoinHandle<()>,
+pub struct StateWatch {
+    pub(super) snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub(super) status: Arc<ClusterStatus>,
+    pub(super) task: JoinHandle<()>,
 }
 
-impl Drop for NodeWatch {
+impl Drop for StateWatch {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -79,9 +82,9 @@ impl Drop for NodeWatch {
 
 type Events = BoxStream<'static, Result<(), watcher::Error>>;
 
-impl NodeWatch {
-    /// Starts watching on the current tokio runtime.
-    pub fn start(client: Client, options: WatchOptions) -> NodeWatch {
+impl StateWatch {
+    /// Starts watching one node on the current tokio runtime.
+    pub fn start(client: Client, options: WatchOptions) -> StateWatch {
         let empty = Arc::new(Snapshot::new(
             node_info(&options.node, None),
             Vec::new(),
@@ -94,18 +97,9 @@ impl NodeWatch {
         if let Some(selector) = &options.label_selector {
             config = config.labels(selector);
         }
-        let pod_apis: Vec<Api<Pod>> = if options.namespaces.is_empty() {
-            vec![Api::all(client.clone())]
-        } else {
-            options
-                .namespaces
-                .iter()
-                .map(|ns| Api::namespaced(client.clone(), ns))
-                .collect()
-        };
         let mut events: SelectAll<Events> = SelectAll::new();
         let mut pod_stores = Vec::new();
-        for api in pod_apis {
+        for api in pod_apis(&client, &options) {
             let (store, writer) = reflector::store();
             events.push(
                 watcher(api, config.clone())
@@ -132,7 +126,7 @@ impl NodeWatch {
             node_name: options.node,
         };
         let task = tokio::spawn(run(events, stores, sender, Arc::clone(&status)));
-        NodeWatch {
+        StateWatch {
             snapshots,
             status,
             task,
@@ -161,6 +155,19 @@ impl NodeWatch {
         .await
         .is_ok()
             && self.status.synced()
+    }
+}
+
+/// One pod API per namespace asked for, or one for all.
+pub(super) fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<Pod>> {
+    if options.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        options
+            .namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
     }
 }
 

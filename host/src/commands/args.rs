@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use podlight::cluster::{ConnectOptions, Connection, NodeWatch, WatchOptions, connect, node_name};
+use podlight::cluster::{
+    ClusterError, ConnectOptions, Connection, StateWatch, WatchOptions, connect, node_name,
+};
 use podlight::device::hid::HidBus;
 use podlight::device::protocol::Model;
 use podlight::device::sim::emulator::EmulatorBus;
@@ -51,10 +53,24 @@ impl ConnectArgs {
     }
 }
 
+/// What one agent shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// Its own node's pods (a DaemonSet pod on each node).
+    Node,
+    /// Every node and pod (one agent, a Deployment): one LED per node.
+    Cluster,
+}
+
 /// Which node and pods to watch, and how to reach the API server.
 #[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
-    /// The node to watch (default: $NODE_NAME, or $NODE_HOSTNAME).
+    /// `node`: this node's pods. `cluster`: every node and pod, for one agent showing
+    /// the whole cluster (the policy sees `scope` cluster and `nodes`).
+    #[arg(long, value_enum, default_value = "node", env = "PODLIGHT_SCOPE")]
+    pub scope: ScopeArg,
+    /// The node to watch (default: $NODE_NAME, or $NODE_HOSTNAME). Not used in
+    /// cluster scope.
     #[arg(long)]
     pub node: Option<String>,
     #[command(flatten)]
@@ -68,20 +84,42 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    /// The node's name and a connection to the API server (nothing sent yet).
+    /// The node's name (empty in cluster scope) and a connection to the API server
+    /// (nothing sent yet).
     pub async fn connect(&self) -> Result<(String, Connection)> {
-        let node = node_name(self.node.as_deref())?;
+        let node = match self.scope {
+            ScopeArg::Node => node_name(self.node.as_deref())?,
+            ScopeArg::Cluster => String::new(),
+        };
         Ok((node, self.connect.connect().await?))
     }
 
-    /// Starts watching `node`'s pods and the node.
-    pub fn watch(&self, node: String, connection: &Connection) -> NodeWatch {
+    /// The first request: the node exists (node scope) or nodes can be listed
+    /// (cluster scope), said as what to fix when not.
+    pub async fn check(
+        &self,
+        node: &str,
+        connection: &Connection,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        match self.scope {
+            ScopeArg::Node => connection.check_node(node, timeout).await,
+            ScopeArg::Cluster => connection.check_nodes(timeout).await,
+        }
+    }
+
+    /// Starts watching `node`'s pods and the node, or in cluster scope every node
+    /// and pod.
+    pub fn watch(&self, node: String, connection: &Connection) -> StateWatch {
         let options = WatchOptions {
             node,
             namespaces: self.namespaces.clone(),
             label_selector: self.selector.clone(),
         };
-        NodeWatch::start(connection.client.clone(), options)
+        match self.scope {
+            ScopeArg::Node => StateWatch::start(connection.client.clone(), options),
+            ScopeArg::Cluster => StateWatch::start_cluster(connection.client.clone(), options),
+        }
     }
 }
 

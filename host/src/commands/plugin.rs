@@ -36,9 +36,9 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     }
     outln!("plugin:     {}", info.name)?;
     outln!(
-        "contract:   podlight:policy@{} (host speaks {})",
+        "contract:   podlight:policy@{} (host loads {})",
         info.contract_version,
-        podlight::policy::CONTRACT_VERSION
+        podlight::policy::supported_versions()
     )?;
     let size = if info.gzip {
         format!(

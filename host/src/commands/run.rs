@@ -32,7 +32,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         // Unlike `snapshot`, the agent does not give up when the first check fails:
         // the watch retries, so a node added later, a fixed RBAC rule or a server back
         // up need no restart. The error is said once, here; `/readyz` tells the rest.
-        if let Err(error) = connection.check_node(&node, CHECK_TIMEOUT).await {
+        if let Err(error) = args.cluster.check(&node, &connection, CHECK_TIMEOUT).await {
             tracing::error!(%error, "the cluster check failed; watching anyway and retrying");
         }
         let watch = args.cluster.watch(node, &connection);

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::args::ClusterArgs;
-use podlight::cluster::{ClusterError, NodeWatch};
+use podlight::cluster::{ClusterError, StateWatch};
 
 #[derive(Args)]
 pub struct SnapshotArgs {
@@ -29,9 +29,9 @@ pub fn snapshot(args: SnapshotArgs) -> Result<()> {
 /// A watch of the node's pods that has listed them, or why not: wrong credentials,
 /// missing permissions, a closed port or an unknown node said at once, not after the
 /// watch has retried until the timeout.
-pub async fn synced_watch(cluster: &ClusterArgs, timeout: Duration) -> Result<NodeWatch> {
+pub async fn synced_watch(cluster: &ClusterArgs, timeout: Duration) -> Result<StateWatch> {
     let (node, connection) = cluster.connect().await?;
-    connection.check_node(&node, timeout).await?;
+    cluster.check(&node, &connection, timeout).await?;
     let watch = cluster.watch(node, &connection);
     if !watch.wait_synced(timeout).await {
         let errors = watch.status().watch_errors();

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
-use super::bindings::{self, exports::podlight::policy::evaluator};
+use super::bindings::{current, v0_2};
 use super::cache::CompileCache;
 use super::compile::Compiler;
 use super::inspect::{self, PluginInfo, WasmKind};
@@ -142,7 +142,8 @@ impl PolicyEngine {
         let engine = Engine::new(&config).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| current::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| v0_2::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         let ticker = spawn_epoch_ticker(&engine);
         let cache = options.cache_dir.as_ref().map(CompileCache::new);
@@ -252,7 +253,7 @@ impl PolicyEngine {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(bindings::PolicyPre::new)
+            .and_then(|pre| LinkedPolicy::new(pre, &contract_version))
             .map_err(|e| PolicyError::Invalid {
                 name: name.to_string(),
                 reason: format!("{e:#}"),
@@ -391,7 +392,7 @@ fn spawn_epoch_ticker(engine: &Engine) -> Arc<EpochTicker> {
 /// A compiled, linked plugin. Cheap to instantiate; shareable across threads.
 pub struct Policy {
     engine: Engine,
-    pre: bindings::PolicyPre<PluginState>,
+    pre: LinkedPolicy,
     info: PluginInfo,
     output: Arc<(PluginOutput, PluginOutput)>,
     deadline_ticks: u64,
@@ -441,7 +442,7 @@ impl Policy {
     fn start(
         &self,
         settings: Option<&str>,
-    ) -> Result<(Store<PluginState>, bindings::Policy, Option<String>), PolicyError> {
+    ) -> Result<(Store<PluginState>, LivePolicy, Option<String>), PolicyError> {
         let mut store = Store::new(
             &self.engine,
             PluginState::new(&self.output, self.memory_limit),
@@ -456,8 +457,7 @@ impl Policy {
             .map_err(|e| self.call_error(e, "instantiate"))?;
         store.set_epoch_deadline(self.deadline_ticks);
         let configured = bindings
-            .podlight_policy_evaluator()
-            .call_configure(&mut store, settings)
+            .configure(&mut store, settings)
             .map_err(|e| self.call_error(e, "configure"))?;
         let problem = configured
             .err()
@@ -498,7 +498,7 @@ impl Policy {
 pub struct PolicyInstance {
     policy: Arc<Policy>,
     settings: Option<String>,
-    live: Option<(Store<PluginState>, bindings::Policy)>,
+    live: Option<(Store<PluginState>, LivePolicy)>,
 }
 
 impl PolicyInstance {
@@ -558,16 +558,14 @@ impl PolicyInstance {
 fn evaluate_in(
     policy: &Policy,
     store: &mut Store<PluginState>,
-    bindings: &bindings::Policy,
+    bindings: &LivePolicy,
     view: SnapshotView,
 ) -> Result<Frame, PolicyError> {
     let led_count = view.led_count;
     store.data_mut().current = view;
     let ticking = policy.ticker.running();
     store.set_epoch_deadline(policy.deadline_ticks);
-    let outcome = bindings
-        .podlight_policy_evaluator()
-        .call_evaluate(&mut *store);
+    let outcome = bindings.evaluate(&mut *store);
     drop(ticking);
     store.data_mut().current = SnapshotView::empty();
     let frame = outcome
@@ -581,7 +579,7 @@ fn evaluate_in(
 
 /// Applies the contract's frame rule: over [`MAX_FRAME_LEDS`] is invalid; otherwise
 /// pad with off or truncate to the device.
-fn fit_frame(name: &str, frame: evaluator::Frame, led_count: u32) -> Result<Frame, PolicyError> {
+fn fit_frame(name: &str, frame: Frame, led_count: u32) -> Result<Frame, PolicyError> {
     if frame.leds.len() > MAX_FRAME_LEDS {
         return Err(PolicyError::InvalidFrame {
             name: name.to_string(),
@@ -591,10 +589,82 @@ fn fit_frame(name: &str, frame: evaluator::Frame, led_count: u32) -> Result<Fram
             ),
         });
     }
-    let mut leds: Vec<Rgb> = frame.leds.iter().map(|c| Rgb::new(c.r, c.g, c.b)).collect();
+    let mut leds = frame.leds;
     leds.resize(led_count as usize, Rgb::OFF);
     Ok(Frame {
         leds,
         again_after_ms: frame.again_after_ms,
     })
+}
+
+/// A compiled plugin linked against the contract version it was built for.
+enum LinkedPolicy {
+    Current(current::PolicyPre<PluginState>),
+    V0_2(v0_2::PolicyPre<PluginState>),
+}
+
+impl LinkedPolicy {
+    fn new(
+        pre: wasmtime::component::InstancePre<PluginState>,
+        contract_version: &str,
+    ) -> wasmtime::Result<Self> {
+        Ok(
+            if inspect::compatible(contract_version, inspect::CONTRACT_0_2) {
+                LinkedPolicy::V0_2(v0_2::PolicyPre::new(pre)?)
+            } else {
+                LinkedPolicy::Current(current::PolicyPre::new(pre)?)
+            },
+        )
+    }
+
+    fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<LivePolicy> {
+        Ok(match self {
+            LinkedPolicy::Current(pre) => LivePolicy::Current(pre.instantiate(store)?),
+            LinkedPolicy::V0_2(pre) => LivePolicy::V0_2(pre.instantiate(store)?),
+        })
+    }
+}
+
+/// An instance of either contract version; both export the same two functions.
+enum LivePolicy {
+    Current(current::Policy),
+    V0_2(v0_2::Policy),
+}
+
+impl LivePolicy {
+    fn configure(
+        &self,
+        store: &mut Store<PluginState>,
+        settings: Option<&str>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            LivePolicy::Current(p) => p
+                .podlight_policy_evaluator()
+                .call_configure(store, settings),
+            LivePolicy::V0_2(p) => p
+                .podlight_policy_evaluator()
+                .call_configure(store, settings),
+        }
+    }
+
+    fn evaluate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<Result<Frame, String>> {
+        let rgb = |r, g, b| Rgb::new(r, g, b);
+        Ok(match self {
+            LivePolicy::Current(p) => {
+                p.podlight_policy_evaluator()
+                    .call_evaluate(store)?
+                    .map(|f| Frame {
+                        leds: f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
+                        again_after_ms: f.again_after_ms,
+                    })
+            }
+            LivePolicy::V0_2(p) => p
+                .podlight_policy_evaluator()
+                .call_evaluate(store)?
+                .map(|f| Frame {
+                    leds: f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
+                    again_after_ms: f.again_after_ms,
+                }),
+        })
+    }
 }

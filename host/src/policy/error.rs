@@ -53,7 +53,7 @@ pub enum PolicyError {
     },
 
     #[error(
-        "plugin {name} was built for contract version {plugin}, but this podlight speaks {host}; rebuild the plugin against podlight's wit/ (version {host})"
+        "plugin {name} was built for contract version {plugin}, but this podlight loads {host}; rebuild the plugin against podlight's wit/"
     )]
     ContractVersion {
         name: String,

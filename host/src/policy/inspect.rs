@@ -9,6 +9,26 @@ use super::PolicyError;
 
 /// The contract version this podlight speaks, read from `wit/` at build time.
 pub const CONTRACT_VERSION: &str = env!("PODLIGHT_CONTRACT_VERSION");
+/// Earlier contract versions whose plugins still load unchanged (each linked with
+/// its own bindings, see `bindings`).
+pub const EARLIER_CONTRACTS: &[&str] = &[CONTRACT_0_2];
+/// The contract before `scope` and `nodes`.
+pub(crate) const CONTRACT_0_2: &str = "0.2.0";
+
+/// The plugin's contract version is the current one or an earlier one still served.
+pub(crate) fn supported(version: &str) -> bool {
+    compatible(version, CONTRACT_VERSION)
+        || EARLIER_CONTRACTS.iter().any(|v| compatible(version, v))
+}
+
+/// The versions this podlight loads, for messages: `0.3.0 (and 0.2.x)`.
+pub fn supported_versions() -> String {
+    let earlier: Vec<String> = EARLIER_CONTRACTS
+        .iter()
+        .map(|v| format!("{}.x", v.rsplit_once('.').map_or(*v, |(minor, _)| minor)))
+        .collect();
+    format!("{CONTRACT_VERSION} (and {})", earlier.join(", "))
+}
 
 const EVALUATOR: &str = "podlight:policy/evaluator";
 /// The contract's interfaces a plugin may import.
@@ -143,7 +163,7 @@ pub(crate) fn check_exports<'a>(
             _ => None,
         });
     match evaluator {
-        Some(version) if compatible(version, CONTRACT_VERSION) => Ok(version.to_string()),
+        Some(version) if supported(version) => Ok(version.to_string()),
         Some(version) => Err(PolicyError::ContractVersion {
             name: name.to_string(),
             plugin: if version.is_empty() {
@@ -151,7 +171,7 @@ pub(crate) fn check_exports<'a>(
             } else {
                 version.to_string()
             },
-            host: CONTRACT_VERSION.to_string(),
+            host: supported_versions(),
         }),
         None => Err(PolicyError::MissingExport {
             name: name.to_string(),
@@ -173,7 +193,7 @@ pub(crate) fn check_imports<'a>(
     for import in imports {
         let (base, version) = split_version(import);
         let granted = if CONTRACT_IMPORTS.contains(&base) {
-            version.is_some_and(|v| compatible(v, CONTRACT_VERSION))
+            version.is_some_and(supported)
         } else if let Some(rest) = base.strip_prefix("wasi:") {
             let package = rest.split('/').next().unwrap_or("");
             GRANTED_WASI.contains(&package) && version.is_some_and(|v| v.starts_with("0.2."))
@@ -226,6 +246,15 @@ mod tests {
             text.contains("9.0.0") && text.contains(CONTRACT_VERSION),
             "{text}"
         );
+        assert_eq!(
+            check_exports("p", ["podlight:policy/evaluator@0.2.1"])
+                .ok()
+                .as_deref(),
+            Some("0.2.1"),
+            "0.2 plugins still load"
+        );
+        let older = check_exports("p", ["podlight:policy/evaluator@0.1.0"]).expect_err("0.1");
+        assert!(older.to_string().contains("(and 0.2.x)"), "{older}");
         let missing = check_exports("p", ["wasi:cli/run@0.2.0"]).expect_err("missing");
         assert!(missing.to_string().contains("wasi:cli/run@0.2.0"));
     }
@@ -241,7 +270,8 @@ mod tests {
                     types.as_str(),
                     snapshot.as_str(),
                     "wasi:io/streams@0.2.6",
-                    "wasi:cli/stdout@0.2.0"
+                    "wasi:cli/stdout@0.2.0",
+                    "podlight:policy/snapshot@0.2.0"
                 ]
             )
             .is_ok()

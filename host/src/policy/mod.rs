@@ -22,7 +22,7 @@ pub mod untrusted;
 pub use compile::{ChildCompiler, CompileBudget, Compiler};
 pub use engine::{Backend, EngineOptions, Policy, PolicyEngine, PolicyInstance};
 pub use error::PolicyError;
-pub use inspect::{CONTRACT_VERSION, PluginInfo};
+pub use inspect::{CONTRACT_VERSION, PluginInfo, supported_versions};
 
 /// The default policy ("priority"), built from `plugins/priority` by the build script.
 pub const BUILTIN_PRIORITY: &[u8] = include_bytes!(env!("PODLIGHT_PRIORITY_WASM"));

@@ -9,6 +9,6 @@ mod snapshot;
 
 pub use classify::{CRASH_RECOVERY_MS, PodState, classify, reclassified_at};
 pub use snapshot::{
-    ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot, SnapshotError, StateCounts,
-    wall_clock_ms,
+    ContainerInfo, ContainerState, NodeInfo, NodeSummary, PodInfo, Scope, Snapshot, SnapshotError,
+    StateCounts, needs_attention, wall_clock_ms,
 };

@@ -101,8 +101,10 @@ impl PodInfo {
     }
 }
 
-/// Pods per state on the node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// Pods per state on the node. In JSON every field may be left out; `total` is
+/// derived on reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StateCounts {
     pub deleting: u32,
     pub failed: u32,
@@ -115,18 +117,10 @@ pub struct StateCounts {
 }
 
 impl StateCounts {
-    fn add(&mut self, state: PodState) {
-        let slot = match state {
-            PodState::Deleting => &mut self.deleting,
-            PodState::Failed => &mut self.failed,
-            PodState::Succeeded => &mut self.succeeded,
-            PodState::Pending => &mut self.pending,
-            PodState::Unready => &mut self.unready,
-            PodState::Running => &mut self.running,
-            PodState::Unknown => &mut self.unknown,
-        };
-        *slot += 1;
-        self.total += 1;
+    pub fn add(&mut self, state: PodState) {
+        let slot = self.slot(state);
+        *slot = slot.saturating_add(1);
+        self.total = self.total.saturating_add(1);
     }
 
     pub fn of(&self, state: PodState) -> u32 {
@@ -140,6 +134,70 @@ impl StateCounts {
             PodState::Unknown => self.unknown,
         }
     }
+
+    /// Adds another node's counts (saturating: counts never wrap).
+    pub fn add_all(&mut self, other: &StateCounts) {
+        for state in PodState::ALL {
+            let slot = self.slot(state);
+            *slot = slot.saturating_add(other.of(state));
+        }
+        self.total = self.total.saturating_add(other.total);
+    }
+
+    fn slot(&mut self, state: PodState) -> &mut u32 {
+        match state {
+            PodState::Deleting => &mut self.deleting,
+            PodState::Failed => &mut self.failed,
+            PodState::Succeeded => &mut self.succeeded,
+            PodState::Pending => &mut self.pending,
+            PodState::Unready => &mut self.unready,
+            PodState::Running => &mut self.running,
+            PodState::Unknown => &mut self.unknown,
+        }
+    }
+
+    /// `total` as the sum of the states (what a file's counts mean).
+    fn with_total(mut self) -> Self {
+        self.total = PodState::ALL
+            .iter()
+            .map(|&state| self.of(state))
+            .fold(0, u32::saturating_add);
+        self
+    }
+}
+
+/// What a snapshot describes: the agent's own node, or the whole cluster
+/// (`podlight run --scope cluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Node,
+    Cluster,
+}
+
+impl Scope {
+    pub fn is_node(&self) -> bool {
+        *self == Scope::Node
+    }
+}
+
+/// One node and the counts of the pods bound to it (cluster scope). In JSON the
+/// node's fields and `counts`:
+/// `{"name": "node-a", "ready": true, "counts": {"running": 110}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSummary {
+    #[serde(flatten)]
+    pub node: NodeInfo,
+    #[serde(default)]
+    pub counts: StateCounts,
+}
+
+/// The pods a cluster snapshot lists: those that explain a colour. Healthy ones are
+/// only counted, so that a large cluster stays cheap to describe.
+pub fn needs_attention(state: PodState) -> bool {
+    !matches!(state, PodState::Running | PodState::Succeeded)
 }
 
 /// The node's state at one moment: the node, its pods (sorted by namespace and name,
@@ -157,8 +215,14 @@ impl StateCounts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", from = "SnapshotFile")]
 pub struct Snapshot {
+    #[serde(skip_serializing_if = "Scope::is_node")]
+    pub scope: Scope,
     pub now_ms: u64,
     pub node: NodeInfo,
+    /// Cluster scope: every node, ordered by name. Node scope: empty (the node is
+    /// `node`, its counts `counts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeSummary>,
     pub pods: Vec<PodInfo>,
     pub counts: StateCounts,
 }
@@ -167,7 +231,11 @@ pub struct Snapshot {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SnapshotFile {
     #[serde(default)]
+    scope: Scope,
+    #[serde(default)]
     now_ms: u64,
+    #[serde(default)]
+    nodes: Vec<NodeSummary>,
     #[serde(default)]
     node: NodeInfo,
     #[serde(default)]
@@ -178,7 +246,20 @@ struct SnapshotFile {
 
 impl From<SnapshotFile> for Snapshot {
     fn from(file: SnapshotFile) -> Self {
-        Snapshot::new(file.node, file.pods, file.now_ms)
+        match file.scope {
+            Scope::Node => Snapshot::new(file.node, file.pods, file.now_ms),
+            Scope::Cluster => {
+                let nodes = file
+                    .nodes
+                    .into_iter()
+                    .map(|n| NodeSummary {
+                        counts: n.counts.with_total(),
+                        ..n
+                    })
+                    .collect();
+                Snapshot::cluster(nodes, file.pods, file.now_ms)
+            }
+        }
     }
 }
 
@@ -212,10 +293,49 @@ impl Snapshot {
         }
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Snapshot {
+            scope: Scope::Node,
             now_ms,
             node,
+            nodes: Vec::new(),
             pods,
             counts,
+        }
+    }
+
+    /// Builds a cluster snapshot from every node (with its pods' counts, which the
+    /// caller took) and the pods that need attention: orders the nodes by name,
+    /// classifies and orders the pods (keeping only those that need attention), sums
+    /// the counts and the nodes' conditions.
+    pub fn cluster(mut nodes: Vec<NodeSummary>, pods: Vec<PodInfo>, now_ms: u64) -> Self {
+        nodes.sort_by(|a, b| a.node.name.cmp(&b.node.name));
+        let mut counts = StateCounts::default();
+        for summary in &nodes {
+            counts.add_all(&summary.counts);
+        }
+        let node = NodeInfo {
+            name: "cluster".to_string(),
+            ready: nodes.iter().all(|n| n.node.ready),
+            memory_pressure: nodes.iter().any(|n| n.node.memory_pressure),
+            disk_pressure: nodes.iter().any(|n| n.node.disk_pressure),
+            pid_pressure: nodes.iter().any(|n| n.node.pid_pressure),
+            unschedulable: !nodes.is_empty() && nodes.iter().all(|n| n.node.unschedulable),
+        };
+        let mut snapshot = Snapshot::new(node, pods, now_ms);
+        snapshot.pods.retain(|p| needs_attention(p.state));
+        snapshot.scope = Scope::Cluster;
+        snapshot.nodes = nodes;
+        snapshot.counts = counts;
+        snapshot
+    }
+
+    /// Every node with its counts: in node scope, just this one.
+    pub fn node_summaries(&self) -> std::borrow::Cow<'_, [NodeSummary]> {
+        match self.scope {
+            Scope::Cluster => std::borrow::Cow::Borrowed(&self.nodes),
+            Scope::Node => std::borrow::Cow::Owned(vec![NodeSummary {
+                node: self.node.clone(),
+                counts: self.counts,
+            }]),
         }
     }
 

@@ -7,8 +7,11 @@
 
 use serde::Deserialize;
 
+pub mod cluster;
 #[cfg(target_family = "wasm")]
 mod component;
+
+use cluster::{ClusterFile, ClusterSettings};
 
 /// A colour, 0..255 per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,7 +28,7 @@ impl Rgb {
         Rgb { r, g, b }
     }
 
-    fn scaled(self, brightness: f32) -> Rgb {
+    pub(crate) fn scaled(self, brightness: f32) -> Rgb {
         let scale = |c: u8| (f32::from(c) * brightness).round().clamp(0.0, 255.0) as u8;
         Rgb::new(scale(self.r), scale(self.g), scale(self.b))
     }
@@ -83,6 +86,8 @@ pub struct Settings {
     pub rules: Vec<Rule>,
     /// Multiplies every colour (0.0 ..= 1.0).
     pub brightness: f32,
+    /// Cluster scope: colours for node conditions and the overflow marker.
+    pub cluster: ClusterSettings,
 }
 
 impl Default for Settings {
@@ -110,6 +115,7 @@ impl Default for Settings {
                 },
             ],
             brightness: 1.0,
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -122,6 +128,7 @@ impl Default for Settings {
 struct SettingsFile {
     rules: Option<Vec<RuleFile>>,
     brightness: Option<f32>,
+    cluster: Option<ClusterFile>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +184,9 @@ fn settings_from_json(text: &str) -> Result<Settings, String> {
                 })
             })
             .collect::<Result<_, String>>()?;
+    }
+    if let Some(cluster) = file.cluster {
+        cluster.apply(&mut settings.cluster)?;
     }
     Ok(settings)
 }
