@@ -10,6 +10,7 @@
 //! Run: `cargo bench -p podlight --bench cluster_watch`
 
 use podlight_testsupport::control_plane;
+use podlight_testsupport::counting_proxy::counting_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,66 +22,10 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 const NODES: usize = 20;
 const PODS_PER_NODE: usize = 50;
 const NS: &str = "bench";
-
-/// Forwards TCP to `target`, counting the bytes that flow back to the client.
-async fn counting_proxy(target: u16) -> (u16, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let received = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&received);
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            let counter = Arc::clone(&counter);
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
-                    return;
-                };
-                let (mut ri, mut wi) = inbound.split();
-                let (mut ro, mut wo) = outbound.split();
-                let up = tokio::io::copy(&mut ri, &mut wo);
-                let down = async {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        use tokio::io::AsyncReadExt;
-                        let n = ro.read(&mut buf).await?;
-                        if n == 0 {
-                            break;
-                        }
-                        counter.fetch_add(n as u64, Ordering::Relaxed);
-                        wi.write_all(&buf[..n]).await?;
-                    }
-                    Ok::<_, std::io::Error>(())
-                };
-                let _ = tokio::join!(up, down);
-            });
-        }
-    });
-    (port, received)
-}
-
-fn kubeconfig_via(
-    plane: &control_plane::ControlPlane,
-    port: u16,
-    name: &str,
-) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(&plane.kubeconfig).expect("kubeconfig");
-    let path = plane.dir().join(name);
-    std::fs::write(
-        &path,
-        text.replace(
-            &format!("127.0.0.1:{}", plane.port),
-            &format!("127.0.0.1:{port}"),
-        ),
-    )
-    .expect("write");
-    path
-}
 
 fn pod_name(node: usize, i: usize) -> String {
     format!("app-{node}-{i}")
@@ -130,7 +75,7 @@ async fn main() {
     // Agent A: podlight's watch of node-0 with the field selector.
     let (port_a, bytes_a) = counting_proxy(plane.port).await;
     let client_a = client(&ConnectOptions {
-        kubeconfig: Some(kubeconfig_via(&plane, port_a, "a.kubeconfig")),
+        kubeconfig: Some(plane.kubeconfig_via(port_a, "a.kubeconfig")),
         context: None,
     })
     .await
@@ -147,7 +92,7 @@ async fn main() {
     // Agent B: the prototype's namespace-wide watch, filtered on the client.
     let (port_b, bytes_b) = counting_proxy(plane.port).await;
     let client_b = client(&ConnectOptions {
-        kubeconfig: Some(kubeconfig_via(&plane, port_b, "b.kubeconfig")),
+        kubeconfig: Some(plane.kubeconfig_via(port_b, "b.kubeconfig")),
         context: None,
     })
     .await

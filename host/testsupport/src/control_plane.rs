@@ -136,6 +136,27 @@ impl ControlPlane {
         plane
     }
 
+    /// A copy of the admin kubeconfig that reaches the API server through `port`
+    /// (a [`counting_proxy`](crate::counting_proxy::counting_proxy)).
+    pub fn kubeconfig_via(&self, port: u16, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let path = self.dir().join(name);
+        std::fs::write(
+            &path,
+            text.replace(
+                &format!("127.0.0.1:{}", self.port),
+                &format!("127.0.0.1:{port}"),
+            ),
+        )
+        .expect("write");
+        path
+    }
+
+    /// The API server's process id (for its memory and CPU in benchmarks).
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.as_ref().map(Child::id)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -65,6 +65,7 @@ pub fn wat(text: &str) -> Vec<u8> {
 pub mod atomic_writer;
 pub mod cluster;
 pub mod control_plane;
+pub mod counting_proxy;
 pub mod example_policies;
 pub mod helm;
 pub mod http_client;
