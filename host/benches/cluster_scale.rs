@@ -74,7 +74,10 @@ fn usage(pid: u32) -> (f64, Duration) {
         .get(11)
         .and_then(|u| u.parse::<u64>().ok())
         .unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
     // SAFETY: sysconf only reads a system constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     (rss_kb / 1024.0, Duration::from_millis(ticks * 1000 / hz))
@@ -97,7 +100,14 @@ async fn count(pods: &Api<Pod>, fields: &str) -> u64 {
 
 /// Writes pod statuses at `rate` per second, flipping pods between running and a
 /// crash loop, on nodes other than the ones the cases watch closely (from node 1).
-fn churn(client: kube::Client, nodes: usize, per_node: usize, rate: usize, stop: Arc<AtomicBool>, writes: Arc<AtomicU64>) {
+fn churn(
+    client: kube::Client,
+    nodes: usize,
+    per_node: usize,
+    rate: usize,
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+) {
     tokio::spawn(async move {
         let pods: Api<Pod> = Api::namespaced(client, NS);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
@@ -108,10 +118,18 @@ fn churn(client: kube::Client, nodes: usize, per_node: usize, rate: usize, stop:
             // A spread of nodes, each pod flipping on its next visit.
             let node = 1 + (n * 7919) % (nodes - 1).max(1);
             let pod = (n / nodes) % per_node;
-            let state = if (n / (nodes * per_node)) % 2 == 0 { "crashloop" } else { "running" };
+            let state = if (n / (nodes * per_node)).is_multiple_of(2) {
+                "crashloop"
+            } else {
+                "running"
+            };
             let body = json!({"status": status_for(state)});
             if pods
-                .patch_status(&pod_name(node, pod), &PatchParams::default(), &Patch::Merge(body))
+                .patch_status(
+                    &pod_name(node, pod),
+                    &PatchParams::default(),
+                    &Patch::Merge(body),
+                )
                 .await
                 .is_ok()
             {
@@ -122,9 +140,25 @@ fn churn(client: kube::Client, nodes: usize, per_node: usize, rate: usize, stop:
 }
 
 /// `podlight run` with a virtual stick, its stderr lines as they come.
-fn spawn_agent(kubeconfig: &std::path::Path, port: u16, dir: &std::path::Path, extra: &[&str], node: &str) -> (Child, mpsc::Receiver<(Instant, String)>) {
+fn spawn_agent(
+    kubeconfig: &std::path::Path,
+    port: u16,
+    dir: &std::path::Path,
+    extra: &[&str],
+    node: &str,
+) -> (Child, mpsc::Receiver<(Instant, String)>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args(["run", "--device", "virtual", "--fade-ms", "0", "--listen", &format!("127.0.0.1:{port}")])
+        // The cluster watch says how long each snapshot took to build.
+        .env("RUST_LOG", "info,podlight::cluster=debug")
+        .args([
+            "run",
+            "--device",
+            "virtual",
+            "--fade-ms",
+            "0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(extra)
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -185,7 +219,10 @@ async fn main() {
         .filter_map(|v| v.trim().parse().ok())
         .collect();
     let total = nodes * per_node;
-    println!("cluster_scale: {nodes} nodes × {per_node} pods = {total} pods, churn {rate}/s, window {} s", window.as_secs());
+    println!(
+        "cluster_scale: {nodes} nodes × {per_node} pods = {total} pods, churn {rate}/s, window {} s",
+        window.as_secs()
+    );
 
     let plane = ControlPlane::start().await;
     let admin = plane.client().await;
@@ -194,12 +231,16 @@ async fn main() {
     let apiserver = plane.apiserver_pid().expect("API server running");
 
     // kwok manages the nodes annotated as fake: Ready with heartbeats, pods Running.
-    let kwok_log = std::fs::File::create(plane.dir().join("kwok.log")).expect("log");
+    let kwok_log_path = std::env::temp_dir().join("podlight-cluster-scale-kwok.log");
+    let kwok_log = std::fs::File::create(&kwok_log_path).expect("log");
     let stages = std::fs::read_dir(bin_dir())
         .expect("the tools' directory")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("kwok-stages-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("kwok-stages-"))
+        })
         .expect("kwok's stages (scripts/build-control-plane writes them)");
     let mut kwok = Command::new(binary("kwok"))
         .arg("--kubeconfig")
@@ -265,9 +306,12 @@ async fn main() {
         assert!(
             Instant::now() < deadline,
             "kwok ran only {running} of {total} pods; see {}",
-            plane.dir().join("kwok.log").display()
+            kwok_log_path.display()
         );
-        println!("  {running} of {total} pods Running after {:.0} s", started.elapsed().as_secs_f64());
+        println!(
+            "  {running} of {total} pods Running after {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     println!(
@@ -277,9 +321,32 @@ async fn main() {
         usage(apiserver).0
     );
 
+    // The bulk writes leave the API server busy for a while (its watch cache, kwok
+    // catching up): the cases start once it has settled.
+    let settle_started = Instant::now();
+    loop {
+        let (_, before) = usage(apiserver);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let (_, after) = usage(apiserver);
+        let busy = (after - before).as_secs_f64() * 10.0;
+        if busy < 30.0 || settle_started.elapsed() > Duration::from_secs(300) {
+            println!(
+                "settled after {:.0} s (API server at {busy:.0} % of a core over 10 s)",
+                settle_started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let writes = Arc::new(AtomicU64::new(0));
-    churn(admin.clone(), nodes, per_node, rate, Arc::clone(&stop), Arc::clone(&writes));
+    churn(
+        admin.clone(),
+        nodes,
+        per_node,
+        rate,
+        Arc::clone(&stop),
+        Arc::clone(&writes),
+    );
     let dir = tempfile::tempdir().expect("temp dir");
 
     // (a) One node-scope agent for node-0000, through a byte-counting proxy.
@@ -342,14 +409,17 @@ async fn main() {
                     let synced = Arc::clone(&synced);
                     keep.push(tokio::spawn(async move {
                         let mine = AtomicU64::new(0);
-                        let mut stream = watcher(api, watcher::Config::default()).default_backoff().boxed();
+                        let mut stream = watcher(api, watcher::Config::default())
+                            .default_backoff()
+                            .boxed();
                         while let Ok(Some(event)) = stream.try_next().await {
                             match event {
                                 watcher::Event::InitDone => {
                                     synced.fetch_add(1, Ordering::Relaxed);
                                 }
                                 watcher::Event::Apply(p) | watcher::Event::InitApply(p)
-                                    if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()) =>
+                                    if p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                                        == Some(node.as_str()) =>
                                 {
                                     mine.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -360,7 +430,10 @@ async fn main() {
                 } else {
                     let watch = StateWatch::start(
                         watch_client.clone(),
-                        WatchOptions { node, ..WatchOptions::default() },
+                        WatchOptions {
+                            node,
+                            ..WatchOptions::default()
+                        },
                     );
                     let synced = Arc::clone(&synced);
                     keep.push(tokio::spawn(async move {
@@ -374,7 +447,10 @@ async fn main() {
                 }
             }
             while (synced.load(Ordering::Relaxed) as usize) < count_of {
-                assert!(sync_started.elapsed() < Duration::from_secs(1200), "watches never synced");
+                assert!(
+                    sync_started.elapsed() < Duration::from_secs(1200),
+                    "watches never synced"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let sync_time = sync_started.elapsed();
@@ -386,7 +462,11 @@ async fn main() {
             let bytes = received.load(Ordering::Relaxed) - bytes_before;
             println!(
                 "(b) {count_of:>3} {}: synced in {:.1} s, {:.1} MiB to sync; API server RSS {rss:.0} MiB, CPU {:.1} % of a core; watches receive {:.0} bytes/s",
-                if seed { "seed-style namespace watches" } else { "node-scope watches (field selector)" },
+                if seed {
+                    "seed-style namespace watches"
+                } else {
+                    "node-scope watches (field selector)"
+                },
                 sync_time.as_secs_f64(),
                 mib(sync_bytes),
                 (after - before).as_secs_f64() * 100.0 / window.as_secs_f64(),
@@ -405,11 +485,19 @@ async fn main() {
         let kubeconfig = plane.kubeconfig_via(proxy, "agent-c.kubeconfig");
         let port = free_port();
         let started = Instant::now();
-        let (mut agent, lines) = spawn_agent(&kubeconfig, port, dir.path(), &["--scope", "cluster", "--leds", "32"], "");
+        let (mut agent, lines) = spawn_agent(
+            &kubeconfig,
+            port,
+            dir.path(),
+            &["--scope", "cluster", "--leds", "32"],
+            "",
+        );
         let ready = wait_ready(port, Duration::from_secs(600));
         // The first frame with every node (LED 0 is node-0000, all running: green).
         let first_frame = loop {
-            let (at, line) = lines.recv_timeout(Duration::from_secs(600)).expect("a frame");
+            let (at, line) = lines
+                .recv_timeout(Duration::from_secs(600))
+                .expect("a frame");
             if line.starts_with("leds: ") && line.contains("#001900") {
                 break at - started;
             }
@@ -418,32 +506,66 @@ async fn main() {
         let (_, cpu_before) = usage(agent.id());
         let bytes_before = received.load(Ordering::Relaxed);
         let (eval_sum_0, eval_count_0) = histogram(port, "podlight_evaluation_seconds");
+        while lines.try_recv().is_ok() {}
         tokio::time::sleep(window).await;
+        let mut builds: Vec<f64> = lines
+            .try_iter()
+            .filter_map(|(_, line)| {
+                let rest = line.split("build_ms=").nth(1)?;
+                rest.split_whitespace().next()?.parse().ok()
+            })
+            .collect();
+        builds.sort_by(f64::total_cmp);
         let (rss, cpu_after) = usage(agent.id());
         let bytes = received.load(Ordering::Relaxed) - bytes_before;
         let (eval_sum, eval_count) = histogram(port, "podlight_evaluation_seconds");
         let evaluations = eval_count - eval_count_0;
+        if !builds.is_empty() {
+            println!(
+                "(c) cluster snapshots built in the window: {}, median {:.1} ms, max {:.1} ms",
+                builds.len(),
+                builds[builds.len() / 2],
+                builds[builds.len() - 1]
+            );
+        }
         println!(
             "(c) cluster agent, {nodes} nodes / {total} pods: ready in {:.1} s, first full frame after {:.1} s; RSS {rss:.0} MiB; CPU {:.1} % of a core under churn; {:.0} bytes/s received; {evaluations:.0} evaluations in the window, mean {:.2} ms",
             ready.as_secs_f64(),
             first_frame.as_secs_f64(),
             (cpu_after - cpu_before).as_secs_f64() * 100.0 / window.as_secs_f64(),
             bytes as f64 / window.as_secs_f64(),
-            if evaluations > 0.0 { (eval_sum - eval_sum_0) * 1000.0 / evaluations } else { 0.0 },
+            if evaluations > 0.0 {
+                (eval_sum - eval_sum_0) * 1000.0 / evaluations
+            } else {
+                0.0
+            },
         );
         // Status change → frame: node-0000's first pod fails and recovers, LED 0 follows.
         let mut latencies = Vec::new();
         for round in 0..10 {
-            let (state, colour) = if round % 2 == 0 { ("crashloop", "#320000") } else { ("running", "#001900") };
+            let (state, colour) = if round % 2 == 0 {
+                ("crashloop", "#320000")
+            } else {
+                ("running", "#001900")
+            };
             while lines.try_recv().is_ok() {}
             let written = Instant::now();
-            pods.patch_status(&pod_name(0, 0), &PatchParams::default(), &Patch::Merge(json!({"status": status_for(state)})))
-                .await
-                .expect("patch");
+            pods.patch_status(
+                &pod_name(0, 0),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status_for(state)})),
+            )
+            .await
+            .expect("patch");
             let accepted = Instant::now();
             loop {
-                let (at, line) = lines.recv_timeout(Duration::from_secs(60)).expect("a frame for the change");
-                let first_led = line.split('#').nth(1).map(|hex| format!("#{}", &hex[..6.min(hex.len())]));
+                let (at, line) = lines
+                    .recv_timeout(Duration::from_secs(60))
+                    .expect("a frame for the change");
+                let first_led = line
+                    .split('#')
+                    .nth(1)
+                    .map(|hex| format!("#{}", &hex[..6.min(hex.len())]));
                 if line.starts_with("leds: ") && first_led.as_deref() == Some(colour) {
                     latencies.push((at.saturating_duration_since(accepted), accepted - written));
                     break;
@@ -468,7 +590,10 @@ async fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     let (rss, _) = usage(apiserver);
-    println!("end: API server RSS {rss:.0} MiB; {} churn writes", writes.load(Ordering::Relaxed));
+    println!(
+        "end: API server RSS {rss:.0} MiB; {} churn writes",
+        writes.load(Ordering::Relaxed)
+    );
     let _ = kwok.kill();
     let _ = kwok.wait();
 }

@@ -374,6 +374,38 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
             "commonLabels everywhere:\n{object}"
         );
     }
+    // Cluster scope: one agent, a Deployment on the desk stick's node, whose own
+    // ClusterRole may only list and watch nodes and pods.
+    let cluster = template(&[
+        "scope=cluster",
+        "device.access=virtual",
+        "nodeSelector.podlight\\.dev/blinkstick=null",
+        "nodeSelector.podlight\\.dev/cluster-light=desk",
+    ]);
+    let objects = stored(&plane, &cluster, home.path(), "cluster scope");
+    assert!(
+        objects.keys().all(|k| !k.starts_with("DaemonSet ")),
+        "{:?}",
+        objects.keys()
+    );
+    let deployment = &objects["Deployment podlight/podlight"];
+    assert_eq!(deployment["spec"]["replicas"].as_f64(), Some(1.0));
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert!(
+        pod["containers"][0]["args"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("--scope=cluster"))),
+        "{pod}"
+    );
+    assert_eq!(
+        pod["nodeSelector"],
+        json!({"podlight.dev/cluster-light": "desk"})
+    );
+    assert_eq!(
+        objects["ClusterRole /podlight"]["rules"],
+        json!([{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}])
+    );
     // The PodMonitor against the Prometheus Operator's API (its CRD declared here with
     // the operator's group, version and kind; the operator's own schema is not served).
     let crd = home.path().join("podmonitor-crd.json");

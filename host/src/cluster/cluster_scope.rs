@@ -4,8 +4,8 @@
 //! A cluster can hold a hundred thousand pods, so this watch keeps no API objects:
 //! each event is converted at once into the plain record a policy sees and the Pod
 //! is dropped. A snapshot counts every pod per node but lists only the pods that
-//! need attention. Snapshots are built at most as often as building them allows
-//! (a pause of a few times the last build's duration gathers the next burst), so a
+//! need attention. A change after a quiet spell is built at once; after a build the
+//! next one waits a few times its duration, gathering what arrives meanwhile, so a
 //! churning cluster costs a bounded share of a core.
 
 use std::collections::HashMap;
@@ -27,8 +27,8 @@ use crate::state::{
     reclassified_at, wall_clock_ms,
 };
 
-/// Snapshots are built no more often than this many times their own build time
-/// apart: at most a fifth of a core goes to building them however fast pods churn.
+/// Snapshots are built no more often than every BUILD_SHARE times their own build
+/// time: at most a fifth of a core goes to building them however fast pods churn.
 const BUILD_SHARE: u32 = 5;
 const MIN_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
@@ -240,30 +240,33 @@ async fn run(
         }
     };
     let mut reclassify_at: Option<tokio::time::Instant> = None;
-    let mut pause = MIN_PAUSE;
+    // A change after a quiet spell is built at once; after a build, the next waits
+    // long enough that building takes at most 1/BUILD_SHARE of a core, and the
+    // changes arriving meanwhile join it.
+    let mut next_build = tokio::time::Instant::now();
     loop {
         tokio::select! {
             item = events.next() => {
                 let Some(item) = item else { return };
                 note(item, &mut model);
-                // Gather the burst: whatever arrives during the pause joins this build.
-                let gather = tokio::time::sleep(pause);
-                tokio::pin!(gather);
-                loop {
-                    tokio::select! {
-                        item = events.next() => match item {
-                            Some(item) => note(item, &mut model),
-                            None => return,
-                        },
-                        () = &mut gather => break,
-                    }
-                }
-                while let Some(Some(item)) = events.next().now_or_never() {
-                    note(item, &mut model);
-                }
             }
             () = tokio::time::sleep_until(reclassify_at.unwrap_or_else(tokio::time::Instant::now)),
                 if reclassify_at.is_some() => reclassify_at = None,
+        }
+        loop {
+            while let Some(Some(item)) = events.next().now_or_never() {
+                note(item, &mut model);
+            }
+            if tokio::time::Instant::now() >= next_build {
+                break;
+            }
+            tokio::select! {
+                item = events.next() => match item {
+                    Some(item) => note(item, &mut model),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(next_build) => {}
+            }
         }
         if !model.synced() {
             continue;
@@ -273,7 +276,15 @@ async fn run(
         let started = Instant::now();
         let now_ms = wall_clock_ms();
         let (snapshot, reclassify) = model.snapshot(now_ms);
-        pause = (started.elapsed() * BUILD_SHARE).clamp(MIN_PAUSE, MAX_PAUSE);
+        let took = started.elapsed();
+        next_build =
+            tokio::time::Instant::now() + (took * (BUILD_SHARE - 1)).clamp(MIN_PAUSE, MAX_PAUSE);
+        tracing::debug!(
+            build_ms = took.as_secs_f64() * 1000.0,
+            nodes = snapshot.nodes.len(),
+            pods = snapshot.counts.total,
+            "cluster snapshot built"
+        );
         reclassify_at = reclassify.map(|at| {
             tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms))
         });

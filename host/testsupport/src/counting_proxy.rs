@@ -42,4 +42,3 @@ pub async fn counting_proxy(target: u16) -> (u16, Arc<AtomicU64>) {
     });
     (port, received)
 }
-
