@@ -562,11 +562,12 @@ fn every_policy_passes_its_podlight_tests() {
         "restart-heat.test.toml",
         "priority.test.toml",
         "settings.test.toml",
+        "cluster.test.toml",
     ] {
         assert!(said.contains(file), "{file} ran:\n{said}");
     }
     assert!(
-        said.contains("6 files:") && said.contains(" 0 failed"),
+        said.contains("7 files:") && said.contains(" 0 failed"),
         "{said}"
     );
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report");

@@ -9,7 +9,7 @@ use super::expect::{
 };
 use super::file::{FileProblem, Lines, TestFile, as_json, keys, settings_json};
 use crate::frame::{Frame, Rgb};
-use crate::state::{NodeInfo, PodInfo, Snapshot};
+use crate::state::{NodeInfo, NodeSummary, PodInfo, Scope, Snapshot};
 
 /// Where the virtual clock starts when nothing says: 2025-11-24T16:00:00Z.
 pub const DEFAULT_START_MS: u64 = 1_764_000_000_000;
@@ -46,7 +46,9 @@ pub struct PlannedStep {
 
 #[derive(Debug)]
 pub enum Change {
-    Replace(NodeInfo, Vec<PodInfo>),
+    /// A snapshot file: the node and its pods, or in cluster scope every node with
+    /// its counts and the pods in trouble.
+    Replace(Box<Snapshot>),
     Node(serde_json::Map<String, serde_json::Value>),
     Pods(Vec<PodInfo>),
     Set(Vec<PodInfo>),
@@ -117,7 +119,7 @@ impl Plan {
                         fail(lines.problem(name.span().start, format!("{}: {e}", name.get_ref())))
                     })?;
                 first_snapshot_ms.get_or_insert(snapshot.now_ms);
-                changes.push(Change::Replace(snapshot.node, snapshot.pods));
+                changes.push(Change::Replace(Box::new(snapshot)));
             }
             if let Some(name) = &spec.timeline {
                 timeline = read_timeline(&read(name, "timeline").map_err(fail)?).map_err(|e| {
@@ -280,6 +282,8 @@ pub type Evaluate<'a> = dyn FnMut(&Arc<Snapshot>, u32, u64) -> Result<Frame, Str
 pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
     let mut node = NodeInfo::default();
     let mut pods: Vec<PodInfo> = Vec::new();
+    // Cluster scope's nodes, once a cluster snapshot was read.
+    let mut cluster: Option<Vec<NodeSummary>> = None;
     let mut clock = 0u64;
     let mut previous: Option<Frame> = None;
     let mut results = Vec::new();
@@ -308,7 +312,7 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
             },
         }
         for change in &step.changes {
-            apply(change, &mut node, &mut pods);
+            apply(change, &mut node, &mut pods, &mut cluster);
         }
         let mut frame = None;
         let mut failure = None;
@@ -320,12 +324,19 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
         };
         for (offset, record) in records {
             if let Some(record) = record {
-                node = record.node.clone();
-                pods = record.pods.clone();
+                apply(
+                    &Change::Replace(Box::new(record.clone())),
+                    &mut node,
+                    &mut pods,
+                    &mut cluster,
+                );
                 clock = timeline_start + offset;
             }
             let now = plan.start_ms + clock;
-            let snapshot = Arc::new(Snapshot::new(node.clone(), pods.clone(), now));
+            let snapshot = Arc::new(match &cluster {
+                Some(nodes) => Snapshot::cluster(nodes.clone(), pods.clone(), now),
+                None => Snapshot::new(node.clone(), pods.clone(), now),
+            });
             match evaluate(&snapshot, plan.leds, now) {
                 Ok(f) => frame = Some(f),
                 Err(e) => {
@@ -381,11 +392,17 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
     results
 }
 
-fn apply(change: &Change, node: &mut NodeInfo, pods: &mut Vec<PodInfo>) {
+fn apply(
+    change: &Change,
+    node: &mut NodeInfo,
+    pods: &mut Vec<PodInfo>,
+    cluster: &mut Option<Vec<NodeSummary>>,
+) {
     match change {
-        Change::Replace(n, p) => {
-            *node = n.clone();
-            *pods = p.clone();
+        Change::Replace(snapshot) => {
+            node.clone_from(&snapshot.node);
+            pods.clone_from(&snapshot.pods);
+            *cluster = (snapshot.scope == Scope::Cluster).then(|| snapshot.nodes.clone());
         }
         Change::Node(fields) => {
             let mut value = serde_json::to_value(&*node).unwrap_or_default();
