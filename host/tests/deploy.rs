@@ -403,6 +403,10 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
         json!({"podlight.dev/cluster-light": "desk"})
     );
     assert_eq!(
+        pod["containers"][0]["resources"]["limits"]["memory"], "512Mi",
+        "sized for the cluster's pods"
+    );
+    assert_eq!(
         objects["ClusterRole /podlight"]["rules"],
         json!([{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}])
     );
