@@ -971,6 +971,28 @@ async fn the_cluster_light_shows_every_node_as_its_own_least_privilege_account()
     );
     wait_for_frame(&rx, &mut log, &[IDLE, CORDONED, IDLE, RED], "and lit again");
 
+    // `podlight snapshot --scope cluster`, as the same account: the cluster as the
+    // policy saw it, ready for `podlight eval` and test files.
+    let (done, printed, said) = podlight(&[
+        "snapshot",
+        "--scope",
+        "cluster",
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+    ]);
+    assert!(done, "{said}");
+    let snapshot = podlight::state::Snapshot::from_json(&printed).expect("snapshot JSON");
+    let names: Vec<&str> = snapshot
+        .nodes
+        .iter()
+        .map(|n| n.node.name.as_str())
+        .collect();
+    assert_eq!(names, ["node-a", "node-b", "node-d", "node-e", "node-f"]);
+    assert_eq!(snapshot.scope, podlight::state::Scope::Cluster);
+    assert!(
+        snapshot.pods.iter().any(|p| p.name == "broken"),
+        "{printed}"
+    );
     // Its report names the cluster, and it watched without a permission error.
     let (_, state) = get(port, "/api/state").expect("state");
     let state: Value = serde_json::from_str(&state).expect("JSON");

@@ -571,7 +571,7 @@ fn every_policy_passes_its_podlight_tests() {
         "{said}"
     );
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report");
-    assert_eq!(xml.matches("<testsuite ").count(), 6, "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 7, "{xml}");
     assert!(
         xml.contains("failures=\"0\" errors=\"0\"") && !xml.contains("<failure"),
         "{xml}"
