@@ -1,6 +1,6 @@
 //! The cluster at scale: 1,000 simulated nodes × 110 pods on a real API server, with
 //! pod status churn at a steady rate. kwok (sigs.k8s.io/kwok, built from the Go
-//! module proxy by scripts/build-control-plane) keeps the fake nodes Ready and moves
+//! module proxy by `scripts/build-control-plane kwok`) keeps the fake nodes Ready and moves
 //! every pod to Running, as kubelets would; the benchmark writes the churn itself.
 //!
 //! (a) One node-scope agent (`podlight run`, a process) for a node with 110 pods
@@ -241,7 +241,7 @@ async fn main() {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("kwok-stages-"))
         })
-        .expect("kwok's stages (scripts/build-control-plane writes them)");
+        .expect("kwok's stages (`scripts/build-control-plane kwok` writes them)");
     let mut kwok = Command::new(binary("kwok"))
         .arg("--kubeconfig")
         .arg(&plane.kubeconfig)
@@ -256,7 +256,7 @@ async fn main() {
         .stdout(Stdio::null())
         .stderr(kwok_log)
         .spawn()
-        .expect("kwok (scripts/build-control-plane builds it)");
+        .expect("kwok (`scripts/build-control-plane kwok` builds it)");
 
     let started = Instant::now();
     let node_api: Api<Node> = Api::all(admin.clone());

@@ -18,6 +18,7 @@ use p256::pkcs8::{EncodePublicKey, LineEnding};
 use podlight::policy::signature::TrustedKeys;
 use podlight::registry::{PolicyReference, RegistryClient, RegistryOptions};
 use podlight_testsupport::example_policies::example_policies;
+use podlight_testsupport::process::run_measured;
 use podlight_testsupport::registry::Registry;
 
 fn client(registry: &Registry, cache: &Path) -> RegistryClient {
@@ -32,29 +33,21 @@ fn client(registry: &Registry, cache: &Path) -> RegistryClient {
 /// Compiles `wasm` as the agent does (`podlight plugin compile` in a child, one
 /// thread, under a 512 MiB budget); the wall time and the child's peak RSS in MiB.
 fn compile_in_child(wasm: &Path, out: &Path) -> (Duration, f64) {
-    let started = Instant::now();
-    #[allow(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, which also reports its peak RSS"
-    )]
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_podlight"))
-        .args(["plugin", "compile"])
-        .arg(wasm)
-        .arg(out)
-        .args(["--memory-budget-mib", "512", "--cpu-budget-seconds", "600"])
-        .spawn()
-        .expect("podlight plugin compile");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; status and usage are valid for writing.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(
-        waited > 0 && status == 0,
-        "compile of {} failed",
-        wasm.display()
+    let compiled = run_measured(
+        std::process::Command::new(env!("CARGO_BIN_EXE_podlight"))
+            .args(["plugin", "compile"])
+            .arg(wasm)
+            .arg(out)
+            .args(["--memory-budget-mib", "512", "--cpu-budget-seconds", "600"]),
+        None,
     );
-    (started.elapsed(), usage.ru_maxrss as f64 / 1024.0)
+    assert!(
+        compiled.success,
+        "compile of {} failed: {}",
+        wasm.display(),
+        compiled.stderr
+    );
+    (compiled.elapsed, compiled.peak_rss_mib)
 }
 
 fn ms(d: Duration) -> String {

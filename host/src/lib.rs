@@ -14,6 +14,7 @@ pub mod policy_test;
 pub mod registry;
 pub mod rollout;
 pub mod state;
+pub mod timing;
 
 /// The plugins only tests and benchmarks load, built by `build.rs` with the
 /// `test-support` feature.

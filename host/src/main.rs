@@ -80,7 +80,7 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    init_logging(&cli.log_format, cli.command.is_agent());
     commands::set_json_logs(cli.log_format == "json");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,11 +104,30 @@ fn is_closed_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+impl Command {
+    /// A long-running agent, whose log is its record (`run`, `demo`, `emulate`), rather
+    /// than a command a person runs and reads the answer of.
+    fn is_agent(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Demo(_) | Command::Emulate(_)
+        )
+    }
+}
+
+/// The log level when `RUST_LOG` does not say: an agent logs everything from info up;
+/// a command people run keeps its terminal for its answer and podlight's own lines
+/// (a plugin's output among them), with only errors from the libraries beneath — no
+/// client's notice that a kubeconfig skips TLS verification on every `podlight status`.
+fn default_filter(agent: bool) -> &'static str {
+    if agent { "info" } else { "error,podlight=info" }
+}
+
 /// Human-readable logs on a terminal, JSON lines for clusters; the level from
-/// `RUST_LOG` (default info).
-fn init_logging(format: &str) {
+/// `RUST_LOG`, else [`default_filter`].
+fn init_logging(format: &str, agent: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(agent)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -46,12 +46,25 @@ pub struct ActivePolicy {
 pub struct ReloadOutcome {
     pub at_ms: u64,
     pub ok: bool,
-    /// The sha256 of the plugin file it tried (none for the built-in policy or an
-    /// unreadable directory).
+    /// The sha256 of the plugin file it tried (or of the layer it pulled; none for the
+    /// built-in policy or an unreadable directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sha256: Option<String>,
+    /// The sha256 of the component inside, when it differs from the file's (a
+    /// `.wasm.gz`): a refusal is found by either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ReloadOutcome {
+    /// Whether this attempt was at the policy with `sha256` (of its file or component).
+    pub fn tried(&self, sha256: &str) -> bool {
+        let wanted = sha256.trim().to_ascii_lowercase();
+        self.file_sha256.as_deref() == Some(wanted.as_str())
+            || self.sha256.as_deref() == Some(wanted.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +118,7 @@ impl NodeReport {
             },
             last_reload: self.last_reload.map(|r| ReloadOutcome {
                 file_sha256: clean_opt(r.file_sha256),
+                sha256: clean_opt(r.sha256),
                 error: clean_opt(r.error),
                 ..r
             }),
@@ -138,10 +152,9 @@ pub fn node_verdict(published: &Published, sha256: &str, now_ms: u64) -> NodeVer
     if report.policy.is(sha256) {
         return NodeVerdict::Runs;
     }
-    let wanted = sha256.trim().to_ascii_lowercase();
     if let Some(reload) = &report.last_reload
         && !reload.ok
-        && reload.file_sha256.as_deref() == Some(wanted.as_str())
+        && reload.tried(sha256)
     {
         return NodeVerdict::Refused(reload.error.clone().unwrap_or_default());
     }
@@ -150,6 +163,24 @@ pub fn node_verdict(published: &Published, sha256: &str, now_ms: u64) -> NodeVer
         short_sha(&report.policy.sha256),
         report.policy.name
     ))
+}
+
+/// The agents the cluster's podlight workloads should run, as read from them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    pub agents: Vec<ExpectedAgent>,
+    /// Workloads short of pods, in words ("daemonset podlight should run on 4 nodes
+    /// but has pods on 3").
+    pub shortfall: Vec<String>,
+}
+
+/// One agent that should be running: its node, its pod and the pod's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedAgent {
+    pub node: String,
+    pub pod: String,
+    /// `Running`, `Pending (ImagePullBackOff)`, …
+    pub state: String,
 }
 
 /// The rollout of one policy over every reporting node.
@@ -163,9 +194,32 @@ pub enum Rollout {
     InProgress(Vec<(String, String)>),
 }
 
-pub fn rollout(published: &[Published], sha256: &str, now_ms: u64) -> Rollout {
+/// Where `sha256` stands on every node that reports and, with `expected`, on every
+/// node that should run an agent — one that never reported is waited for, named with
+/// its pod's state, and so is a workload short of pods.
+pub fn rollout(
+    published: &[Published],
+    expected: Option<&Expected>,
+    sha256: &str,
+    now_ms: u64,
+) -> Rollout {
     let mut refused = Vec::new();
     let mut waiting = Vec::new();
+    for agent in expected.map(|e| e.agents.as_slice()).unwrap_or_default() {
+        if !published.iter().any(|p| p.report.node == agent.node) {
+            waiting.push((
+                agent.node.clone(),
+                format!(
+                    "no report yet; its pod {} is {}",
+                    sanitize(&agent.pod, 253),
+                    sanitize(&agent.state, 120)
+                ),
+            ));
+        }
+    }
+    for shortfall in expected.map(|e| e.shortfall.as_slice()).unwrap_or_default() {
+        waiting.push(("(unscheduled)".to_string(), shortfall.clone()));
+    }
     for entry in published {
         let node = entry.report.node.clone();
         match node_verdict(entry, sha256, now_ms) {
@@ -283,6 +337,7 @@ mod tests {
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
     const NOW: u64 = 1_000_000;
 
     fn published(node: &str, sha: &str, reload: Option<ReloadOutcome>) -> Published {
@@ -309,6 +364,7 @@ mod tests {
             at_ms: NOW - 2_000,
             ok: false,
             file_sha256: Some(sha.into()),
+            sha256: None,
             error: Some("not a component".into()),
         })
     }
@@ -316,27 +372,82 @@ mod tests {
     #[test]
     fn complete_only_when_every_node_runs_it() {
         let all = [published("a", A, None), published("b", A, None)];
-        assert_eq!(rollout(&all, A, NOW), Rollout::Complete { nodes: 2 });
+        assert_eq!(rollout(&all, None, A, NOW), Rollout::Complete { nodes: 2 });
         let upper = A.to_ascii_uppercase();
-        assert_eq!(rollout(&all, &upper, NOW), Rollout::Complete { nodes: 2 });
+        assert_eq!(
+            rollout(&all, None, &upper, NOW),
+            Rollout::Complete { nodes: 2 }
+        );
         let mixed = [published("a", A, None), published("b", B, None)];
         assert_eq!(
-            rollout(&mixed, A, NOW),
+            rollout(&mixed, None, A, NOW),
             Rollout::InProgress(vec![("b".into(), "runs bbbbbbbbbbbb (priority)".into())])
         );
-        assert_eq!(rollout(&[], A, NOW), Rollout::InProgress(vec![]));
+        assert_eq!(rollout(&[], None, A, NOW), Rollout::InProgress(vec![]));
     }
 
     #[test]
     fn a_refusal_of_the_wanted_policy_ends_the_wait_naming_the_node() {
         let all = [published("a", A, None), published("b", B, failed(A))];
         assert_eq!(
-            rollout(&all, A, NOW),
+            rollout(&all, None, A, NOW),
             Rollout::Refused(vec![("b".into(), "not a component".into())])
         );
         // A refusal of some other policy is not a refusal of this one.
         let other = [published("a", A, None), published("b", B, failed(B))];
-        assert!(matches!(rollout(&other, A, NOW), Rollout::InProgress(_)));
+        assert!(matches!(
+            rollout(&other, None, A, NOW),
+            Rollout::InProgress(_)
+        ));
+    }
+
+    #[test]
+    fn a_node_that_should_run_an_agent_but_never_reported_is_waited_for() {
+        let all = [published("a", A, None), published("b", A, None)];
+        let expected = Expected {
+            agents: ["a", "b", "c"]
+                .map(|node| ExpectedAgent {
+                    node: node.into(),
+                    pod: format!("podlight-{node}"),
+                    state: if node == "c" {
+                        "Pending (ImagePullBackOff)".into()
+                    } else {
+                        "Running".into()
+                    },
+                })
+                .to_vec(),
+            shortfall: vec![],
+        };
+        assert_eq!(
+            rollout(&all, Some(&expected), A, NOW),
+            Rollout::InProgress(vec![(
+                "c".into(),
+                "no report yet; its pod podlight-c is Pending (ImagePullBackOff)".into()
+            )])
+        );
+        let short = Expected {
+            agents: vec![],
+            shortfall: vec!["daemonset podlight should run on 3 nodes but has pods on 2".into()],
+        };
+        assert!(matches!(
+            rollout(&all, Some(&short), A, NOW),
+            Rollout::InProgress(waiting) if waiting.len() == 1
+        ));
+        assert_eq!(
+            rollout(&all, Some(&Expected::default()), A, NOW),
+            Rollout::Complete { nodes: 2 }
+        );
+    }
+
+    #[test]
+    fn a_compressed_plugins_refusal_is_found_by_the_components_sha256_too() {
+        let refused = Some(ReloadOutcome {
+            sha256: Some(A.into()),
+            ..failed(B).expect("an outcome")
+        });
+        let all = [published("a", C, refused)];
+        assert!(matches!(rollout(&all, None, A, NOW), Rollout::Refused(_)));
+        assert!(matches!(rollout(&all, None, B, NOW), Rollout::Refused(_)));
     }
 
     #[test]
@@ -345,7 +456,7 @@ mod tests {
         silent.renewed_ms = NOW - 120_000;
         let all = [published("a", A, None), silent];
         assert_eq!(
-            rollout(&all, A, NOW),
+            rollout(&all, None, A, NOW),
             Rollout::InProgress(vec![(
                 "b".into(),
                 "no report for 2m (is its agent running?)".into()

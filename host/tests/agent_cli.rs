@@ -192,7 +192,7 @@ fn the_live_page_shows_the_current_frame_in_chromium() {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());
     let Some(chromium) = chromium else {
-        panic!("chromium is missing: scripts/setup installs Debian's chromium");
+        panic!("chromium is missing: scripts/setup-test installs Debian's chromium");
     };
     let demo = Demo::start(&[]);
     demo.wait_for_leds("#323200");

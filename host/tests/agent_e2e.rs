@@ -960,8 +960,13 @@ async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
     run.shows_all("all running", GREEN).await;
     // Each round leaves the node's worst state somewhere else, so the frames differ.
     let rounds = ["crashloop", "pending", "running", "unready", "imagepull"];
-    let mut worst = Duration::ZERO;
-    for round in 0..10 {
+    // 10 in the suite; more for figures (PODLIGHT_RESTART_ROUNDS=30).
+    let count: usize = std::env::var("PODLIGHT_RESTART_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let mut took_each = Vec::new();
+    for round in 0..count {
         let state = rounds[round % rounds.len()];
         // Churn while the server is up…
         for (i, name) in names.iter().enumerate() {
@@ -997,16 +1002,16 @@ async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
         let admin = run.plane.client().await;
         let started = Instant::now();
         let want = expected_frame(&admin, 8).await;
-        // The watch retries with backoff (up to 30 s between tries) while the server
-        // is away: a generous bound.
+        // The watch retries at most 2 s apart while the server is away (a generous
+        // bound here; the median is checked below).
         run.shows_within(
             &format!("round {round}: the true state's frame"),
             &want,
-            Duration::from_secs(120),
+            Duration::from_secs(60),
         )
         .await;
         let took = started.elapsed();
-        worst = worst.max(took);
+        took_each.push(took);
         println!(
             "restart {}: converged in {took:?} to {}",
             round + 1,
@@ -1021,7 +1026,17 @@ async fn the_frame_converges_after_ten_api_server_restarts_during_churn() {
             }
         }
     }
-    println!("10/10 restarts converged; worst {worst:?}");
+    took_each.sort();
+    let at = |q: f64| took_each[((took_each.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{count}/{count} restarts converged after the API server answered: p50 {:?}, p95 {:?}, max {:?}",
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
+    // The truth within 3 s of the server's return: the watch's pauses are at most 2 s.
+    assert!(at(0.5) <= Duration::from_secs(3), "median {:?}", at(0.5));
+    assert!(at(1.0) <= Duration::from_secs(10), "worst {:?}", at(1.0));
 }
 
 fn shadow_frames(state: &AgentStatus, result: &str) -> u64 {
@@ -1131,5 +1146,54 @@ async fn a_shadow_policy_is_compared_on_every_change_and_never_shown() {
         Some(counts_frame(&support::sample("all-running"))),
         "the stick now shows the candidate, as the active policy"
     );
+    agent.stop(false).await;
+}
+
+/// `podlight_evaluation_seconds_sum`: the time spent evaluating so far.
+fn evaluation_seconds(state: &AgentStatus) -> f64 {
+    state
+        .metrics
+        .render(state)
+        .lines()
+        .find_map(|l| l.strip_prefix("podlight_evaluation_seconds_sum "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_plugin_gets_at_most_a_quarter_of_a_core_and_says_so() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    // 40 ms of work per evaluation (inside the 50 ms deadline), and "again at once".
+    std::fs::write(dir.path().join("priority.json"), "busy 40").expect("settings");
+    std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
+    let (agent, state, _snapshots) =
+        agent_without_cluster(&bus, "all-running", Some(dir.path()), "priority", None).await;
+    assert!(state.policy().last_error.is_none(), "{:?}", state.policy());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (evaluations, spent, started) = (
+        support::metric(&state, "podlight_evaluations_total"),
+        evaluation_seconds(&state),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let share = (evaluation_seconds(&state) - spent) / wall;
+    let count = support::metric(&state, "podlight_evaluations_total") - evaluations;
+    println!(
+        "a busy plugin (40 ms per call, again at once): {count} evaluations in {wall:.1} s, \
+         {:.0} % of a core evaluating",
+        share * 100.0
+    );
+    assert!(count > 0, "it is still evaluated");
+    // The bound is a quarter, plus one evaluation's worth at either end of the window.
+    assert!(share < 0.30, "{:.0} % of a core", share * 100.0);
+    assert!(
+        support::metric(&state, "podlight_evaluations_throttled_total") > 0,
+        "counted as throttled"
+    );
+    let spacing = state.policy().throttled_spacing_ms;
+    assert!(spacing.is_some_and(|ms| ms >= 160), "{spacing:?}");
     agent.stop(false).await;
 }

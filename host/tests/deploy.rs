@@ -757,6 +757,23 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
     }
     assert!(said.contains("priority"), "says what is wrong: {said}");
     assert!(table.contains("FAILED"), "{table}");
+    // A compressed plugin refused: `--wait` finds the refusal at once by the sha256
+    // of the `.wasm` inside as well as by the `.wasm.gz`'s.
+    let inner: &[u8] = b"\0asm\x0d\0\x01\0compressed garbage";
+    let gz = gzip(inner);
+    apply_policies(&admin, &[("priority.wasm.gz", &gz)]).await;
+    for sha in [
+        hex::encode(Sha256::digest(inner)),
+        hex::encode(Sha256::digest(&gz)),
+    ] {
+        let started = Instant::now();
+        let (done, _, said) = status(&["--wait", "--policy-sha256", &sha, "--timeout", "120"]);
+        assert!(!done && said.contains("was refused on"), "{said}");
+        assert!(
+            started.elapsed() < Duration::from_secs(100),
+            "the refusal ends the wait before the timeout: {said}"
+        );
+    }
     // …and each keeps the last good policy, so the earlier rollout still holds.
     let (holds, _, said) = status(&["--policy-sha256", &testkit_sha]);
     assert!(holds, "the last good policy runs on: {said}");
@@ -789,10 +806,118 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
         "{said}"
     );
 
+    // Nodes the DaemonSet should run on whose agent never reported (its pod pending,
+    // unpullable, crashing): named with their pod's state, as `kubectl rollout status`
+    // compares with the desired count. The real DaemonSet controller makes the pods.
+    create_node(&admin, "node-d").await;
+    for node in ["node-a", "node-b", "node-c", "node-d"] {
+        ok(
+            &plane.kubectl(&["label", "node", node, "podlight.dev/blinkstick=true"]),
+            "label",
+        );
+    }
+    let daemonset = repo_root().join("deploy/base/daemonset.yaml");
+    ok(
+        &plane.kubectl(&[
+            "apply",
+            "-n",
+            "podlight",
+            "-f",
+            &daemonset.to_string_lossy(),
+        ]),
+        "the DaemonSet",
+    );
+    let _controllers = plane.start_controllers("daemonset");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pods = plane.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "podlight",
+            "-l",
+            "app.kubernetes.io/name=podlight",
+            "-o",
+            "name",
+        ]);
+        if String::from_utf8_lossy(&pods.stdout).lines().count() == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the DaemonSet controller made no pods: {}",
+            std::fs::read_to_string(plane.dir().join("controller-manager.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (done, _, said) = status(&["--wait", "--policy-sha256", &testkit_sha, "--timeout", "3"]);
+    assert!(!done, "two nodes have no agent: {said}");
+    for node in ["node-c", "node-d"] {
+        assert!(
+            said.contains(&format!("{node} (no report yet; its pod podlight-")),
+            "names {node}: {said}"
+        );
+    }
+    assert!(said.contains("Pending, not scheduled"), "{said}");
+    assert!(
+        !said.contains("node-a (") && !said.contains("node-b ("),
+        "{said}"
+    );
+    // Someone who may read the reports but not the workloads is told what is missing.
+    ok(
+        &plane.kubectl(&["create", "serviceaccount", "-n", "podlight", "reader"]),
+        "reader",
+    );
+    ok(
+        &plane.kubectl(&[
+            "create",
+            "role",
+            "-n",
+            "podlight",
+            "lease-reader",
+            "--verb=list",
+            "--resource=leases",
+        ]),
+        "role",
+    );
+    ok(
+        &plane.kubectl(&[
+            "create",
+            "rolebinding",
+            "-n",
+            "podlight",
+            "lease-reader",
+            "--role=lease-reader",
+            "--serviceaccount=podlight:reader",
+        ]),
+        "binding",
+    );
+    let reader = plane.service_account_kubeconfig("podlight", "reader").await;
+    let (_, _, said) = podlight(&[
+        "status",
+        "--kubeconfig",
+        &reader.to_string_lossy(),
+        "--policy-sha256",
+        &testkit_sha,
+    ]);
+    assert!(
+        said.contains("cannot be named")
+            && said.contains("cannot list resource \"daemonsets\"")
+            && said.contains("list on daemonsets, deployments and pods"),
+        "{said}"
+    );
+
     for (mut child, _, _) in agents {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
 }
 
 /// Waits for a virtual-stick frame line with exactly these LEDs; returns the lines

@@ -23,12 +23,12 @@ use support::{BREATHE_WASM, TESTKIT_WASM};
 
 const SERIAL: &str = "BS000001-3.0";
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// `podlight ARGS`: success, stdout, stderr.
-fn podlight(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn podlight(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args(args)
         .output()
@@ -41,7 +41,7 @@ fn podlight(args: &[&str]) -> (bool, String, String) {
 }
 
 /// `podlight plugin push FILE REF` to `registry`; the pinned reference it prints.
-fn push(registry: &Registry, file: &str, path: &str) -> String {
+pub(crate) fn push(registry: &Registry, file: &str, path: &str) -> String {
     registry.push(
         Path::new(env!("CARGO_BIN_EXE_podlight")),
         Path::new(file),
@@ -49,7 +49,7 @@ fn push(registry: &Registry, file: &str, path: &str) -> String {
     )
 }
 
-fn client(
+pub(crate) fn client(
     registry: &Registry,
     cache: &Path,
     credentials: Option<&str>,
@@ -63,11 +63,12 @@ fn client(
         extra_ca_pem: Vec::new(),
         max_bytes,
         cache_dir: Some(cache.to_path_buf()),
+        ..RegistryOptions::default()
     }))
 }
 
 /// An agent on an emulated stick and a fixed snapshot, running `priority` from `dir`.
-async fn start_agent(
+pub(crate) async fn start_agent(
     dir: &Path,
     trust: PolicyTrust,
 ) -> (RunningAgent, Arc<AgentStatus>, EmulatorBus) {
@@ -91,7 +92,7 @@ async fn start_agent(
     (agent, state, bus)
 }
 
-async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -100,7 +101,7 @@ async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// Writes `NAME.ref` (atomically, as a ConfigMap volume changes).
-fn set_reference(dir: &Path, reference: &str) {
+pub(crate) fn set_reference(dir: &Path, reference: &str) {
     let partial = dir.join(".priority.ref.partial");
     std::fs::write(&partial, reference).expect("write");
     std::fs::rename(&partial, dir.join("priority.ref")).expect("rename");
@@ -711,7 +712,7 @@ fn other_oci_tooling_reads_what_podlight_pushes_and_back() {
     );
 }
 
-/// Real wkg (scripts/setup), the Wasm package tools' OCI client, in `dir`.
+/// Real wkg (scripts/setup-test), the Wasm package tools' OCI client, in `dir`.
 fn wkg(dir: &Path, registry: &Registry, args: &[&str]) {
     let out = Command::new(support::control_plane::binary("wkg"))
         .args(["oci"])

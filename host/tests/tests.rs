@@ -12,5 +12,6 @@ mod example_policies;
 mod oci_policies;
 mod policy_engine;
 mod real_node;
+mod registry_bounds;
 mod snapshot_cli;
 mod uhid_vm;

@@ -10,11 +10,12 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::AgentStatus;
+use super::{AgentStatus, PolicyRole};
 use crate::device::FrameWriter;
 use crate::frame::Frame;
 use crate::policy::PolicyInstance;
 use crate::state::{Snapshot, wall_clock_ms};
+use crate::timing::sleep_until_opt;
 
 /// One frame tick: the writer's 50 fps.
 pub(crate) const FRAME_TICK: Duration = Duration::from_millis(20);
@@ -26,13 +27,25 @@ pub(crate) const FRAME_TICK: Duration = Duration::from_millis(20);
 pub(crate) fn retry_pause(failures: u32) -> Duration {
     match failures {
         0 => FRAME_TICK,
-        n => Duration::from_millis(250)
-            .saturating_mul(1 << (n - 1).min(16))
-            .min(MAX_RETRY_PAUSE),
+        n => crate::timing::doubling(Duration::from_millis(250), MAX_RETRY_PAUSE, n),
     }
 }
 
 pub(crate) const MAX_RETRY_PAUSE: Duration = Duration::from_secs(8);
+
+/// A policy's evaluations take at most a quarter of a core: the next one starts no
+/// sooner than this many times the last one's cost after it started. A plugin that
+/// takes 40 ms and asks to run again at once is evaluated every 160 ms, not 25 times a
+/// second; the agent says so (status page, `podlight_evaluations_throttled_total`).
+pub(crate) const EVALUATION_SPACING: u32 = 4;
+
+/// How long after an evaluation that began at `started` and cost `cost` the next may
+/// begin, with `failures` failures in a row; and whether the cost stretched that.
+pub(crate) fn next_evaluation(started: Instant, cost: Duration, failures: u32) -> (Instant, bool) {
+    let pause = retry_pause(failures);
+    let budget = cost.saturating_mul(EVALUATION_SPACING);
+    (started + pause.max(budget), budget > pause)
+}
 
 /// What the shadow policy is evaluated on: exactly what the active policy last was,
 /// and the frame it gave.
@@ -63,15 +76,36 @@ pub async fn run(
 ) {
     let mut instance = instance;
     let mut last_eval: Option<Instant> = None;
+    let mut last_cost = Duration::ZERO;
     let mut failures: u32 = 0;
+    let mut throttled = false;
     // Without a policy directory to watch nobody sends commands; keep evaluating.
     let mut commands_open = true;
     // Evaluate at start, then after anything that may change the frame.
     loop {
         if let Some(last) = last_eval {
+            let (earliest, by_cost) = next_evaluation(last, last_cost, failures);
+            let delayed = by_cost && Instant::now() < earliest;
+            if delayed {
+                state.metrics.evaluation_throttled();
+            }
+            if delayed != throttled {
+                throttled = delayed;
+                let spacing = throttled.then(|| earliest.duration_since(last));
+                if let Some(spacing) = spacing {
+                    tracing::warn!(
+                        cost_ms = last_cost.as_millis() as u64,
+                        spacing_ms = spacing.as_millis() as u64,
+                        "the policy asks to be evaluated more often than a quarter of a core allows; spacing its evaluations"
+                    );
+                }
+                state.update_policy_of(PolicyRole::Active, |p| {
+                    p.throttled_spacing_ms = spacing.map(|s| s.as_millis() as u64);
+                });
+            }
             // A new policy or settings end a pause after failures at once.
             tokio::select! {
-                () = tokio::time::sleep_until(last + retry_pause(failures)) => {}
+                () = tokio::time::sleep_until(earliest) => {}
                 command = commands.recv(), if commands_open => {
                     commands_open = apply(command, &mut instance, &mut failures);
                 }
@@ -81,12 +115,13 @@ pub async fn run(
         last_eval = Some(Instant::now());
         let snapshot = snapshots.borrow_and_update().clone();
         let leds = led_count(&state);
-        let Some((evaluated, outcome)) =
+        let Some((evaluated, outcome, cost)) =
             evaluate_once(instance, snapshot, leds, &writer, &state, shadow.as_ref()).await
         else {
             return;
         };
         instance = evaluated;
+        last_cost = cost;
         let again_at = match outcome {
             Ok(again_at) => {
                 failures = 0;
@@ -139,8 +174,8 @@ fn apply(
 }
 
 /// One evaluation, off the async workers; the frame goes to the writer and the
-/// state. Returns the instance and when the policy asked to be evaluated again (or
-/// why it failed); none if the evaluation thread panicked.
+/// state. Returns the instance, when the policy asked to be evaluated again (or why it
+/// failed) and what the evaluation cost; none if the evaluation thread panicked.
 async fn evaluate_once(
     instance: PolicyInstance,
     snapshot: Arc<Snapshot>,
@@ -148,7 +183,7 @@ async fn evaluate_once(
     writer: &FrameWriter,
     state: &AgentStatus,
     shadow: Option<&watch::Sender<Option<ShadowInput>>>,
-) -> Option<(PolicyInstance, Result<Option<Instant>, String>)> {
+) -> Option<(PolicyInstance, Result<Option<Instant>, String>, Duration)> {
     let started = std::time::Instant::now();
     let now_ms = wall_clock_ms();
     let evaluated = Arc::clone(&snapshot);
@@ -162,7 +197,8 @@ async fn evaluate_once(
         tracing::error!("the policy evaluation thread panicked; stopping evaluation");
         return None;
     };
-    let seconds = started.elapsed().as_secs_f64();
+    let cost = started.elapsed();
+    let seconds = cost.as_secs_f64();
     let outcome = match result {
         Ok(frame) => {
             state.record_evaluation(seconds, true);
@@ -187,7 +223,7 @@ async fn evaluate_once(
             Err(error.to_string())
         }
     };
-    Some((instance, outcome))
+    Some((instance, outcome, cost))
 }
 
 /// The shadow policy's loop: evaluates the candidate on each input the active loop
@@ -265,16 +301,30 @@ async fn led_count_changes(state: &AgentStatus, evaluated: u32) {
     }
 }
 
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evaluations_are_spaced_by_their_cost_to_a_quarter_of_a_core() {
+        let started = Instant::now();
+        let ms = Duration::from_millis;
+        // Cheap: one frame tick, not throttled.
+        assert_eq!(
+            next_evaluation(started, ms(1), 0),
+            (started + FRAME_TICK, false)
+        );
+        // 40 ms each: every 160 ms, throttled.
+        assert_eq!(
+            next_evaluation(started, ms(40), 0),
+            (started + ms(160), true)
+        );
+        // After failures the longer of the two pauses applies.
+        assert_eq!(
+            next_evaluation(started, ms(40), 3),
+            (started + ms(1000), false)
+        );
+    }
 
     #[test]
     fn failures_in_a_row_slow_evaluation_down_to_a_bound() {

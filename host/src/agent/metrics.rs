@@ -19,6 +19,7 @@ pub struct Metrics {
     pub evaluations: Counter,
     pub evaluation_errors: Counter,
     pub evaluation_seconds: Histogram,
+    evaluations_throttled: Counter,
     pub reloads: Family<Labels, Counter>,
     shadow_frames: Family<Labels, Counter>,
     active_policy: Family<Labels, Gauge>,
@@ -36,6 +37,7 @@ impl Default for Metrics {
         let pods = Family::<Labels, Gauge>::default();
         let evaluations = Counter::default();
         let evaluation_errors = Counter::default();
+        let evaluations_throttled = Counter::default();
         // 1 µs .. ~1 s
         let evaluation_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 11));
         let reloads = Family::<Labels, Counter>::default();
@@ -63,6 +65,11 @@ impl Default for Metrics {
             "evaluation_seconds",
             "Time to evaluate the policy",
             evaluation_seconds.clone(),
+        );
+        registry.register(
+            "evaluations_throttled",
+            "Evaluations delayed so the policy stays within a quarter of a core",
+            evaluations_throttled.clone(),
         );
         registry.register(
             "policy_reloads",
@@ -115,6 +122,7 @@ impl Default for Metrics {
             evaluations,
             evaluation_errors,
             evaluation_seconds,
+            evaluations_throttled,
             reloads,
             shadow_frames,
             active_policy,
@@ -134,6 +142,11 @@ fn catch_up(counter: &Counter, now: u64) {
 
 impl Metrics {
     /// Counts a reload by result: `ok`, `failed` or `unverified`.
+    /// An evaluation was delayed to keep the policy within its share of a core.
+    pub fn evaluation_throttled(&self) {
+        self.evaluations_throttled.inc();
+    }
+
     pub fn reload(&self, result: &str) {
         self.reloads
             .get_or_create(&vec![("result".to_string(), result.to_string())])

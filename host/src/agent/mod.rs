@@ -53,57 +53,37 @@ impl Agent {
     /// watching the policy directory. Must be called inside a tokio runtime.
     pub async fn start(parts: AgentParts) -> Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (commands, command_rx) = mpsc::channel(16);
-        let initial = reload::load_initial(
-            &parts.engine,
-            &parts.source,
-            &parts.state,
-            &parts.events,
-            PolicyRole::Active,
-        )
-        .await;
-        let reload = reload::ReloadWatcher::start(reload::Reloader {
-            engine: Arc::clone(&parts.engine),
-            source: parts.source.clone(),
-            state: Arc::clone(&parts.state),
-            events: parts.events.clone(),
-            commands,
-            current: initial.fingerprint.clone(),
-            role: PolicyRole::Active,
-            pull_failures: u32::from(initial.retry),
-        });
+        let slot = |source: PolicySource, role: PolicyRole| {
+            let (commands, command_rx) = mpsc::channel(16);
+            let started = reload::PolicySlot::start(
+                Arc::clone(&parts.engine),
+                source,
+                Arc::clone(&parts.state),
+                parts.events.clone(),
+                role,
+                commands,
+            );
+            async move {
+                let (instance, watcher) = started.await;
+                (instance, watcher, command_rx)
+            }
+        };
+        let (initial, reload, command_rx) = slot(parts.source.clone(), PolicyRole::Active).await;
         let mut tasks = Vec::new();
         let mut shadow_reload = None;
-        let shadow_inputs = match parts.shadow {
+        let shadow_inputs = match parts.shadow.clone() {
             Some(name) => {
                 let source = PolicySource {
                     name,
                     ..parts.source.clone()
                 };
-                let (shadow_commands, shadow_command_rx) = mpsc::channel(16);
-                let shadow = reload::load_initial(
-                    &parts.engine,
-                    &source,
-                    &parts.state,
-                    &parts.events,
-                    PolicyRole::Shadow,
-                )
-                .await;
-                shadow_reload = reload::ReloadWatcher::start(reload::Reloader {
-                    engine: Arc::clone(&parts.engine),
-                    source,
-                    state: Arc::clone(&parts.state),
-                    events: parts.events.clone(),
-                    commands: shadow_commands,
-                    current: shadow.fingerprint,
-                    role: PolicyRole::Shadow,
-                    pull_failures: u32::from(shadow.retry),
-                });
+                let (shadow, watcher, shadow_command_rx) = slot(source, PolicyRole::Shadow).await;
+                shadow_reload = Some(watcher);
                 let (inputs, inputs_rx) = watch::channel(None);
                 tasks.push(tokio::spawn(evaluator::run_shadow(
                     inputs_rx,
                     shadow_command_rx,
-                    shadow.instance,
+                    shadow,
                     Arc::clone(&parts.state),
                     shutdown_rx.clone(),
                 )));
@@ -114,7 +94,7 @@ impl Agent {
         let evaluator = tokio::spawn(evaluator::run(
             parts.state.snapshot.clone(),
             command_rx,
-            initial.instance,
+            initial,
             Arc::clone(&parts.writer),
             Arc::clone(&parts.state),
             shadow_inputs,
@@ -131,7 +111,7 @@ impl Agent {
         Agent {
             shutdown,
             tasks,
-            _reload: reload,
+            _reload: Some(reload),
             _shadow_reload: shadow_reload,
             writer: parts.writer,
         }

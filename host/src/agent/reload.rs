@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
 use super::evaluator::PolicyCommand;
@@ -25,98 +26,10 @@ use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInsta
 use crate::registry::{PolicyReference, PullError, ReferenceError};
 use crate::rollout::ReloadOutcome;
 use crate::state::{Snapshot, wall_clock_ms};
+use crate::timing::sleep_until_opt;
 
 /// Quiet time after the last file event before reading.
 const DEBOUNCE: Duration = Duration::from_millis(250);
-
-/// The first policy: the directory's plugin, or the built-in one if there is none or
-/// it is broken (the failure is reported like a failed reload).
-pub(crate) struct Loaded {
-    pub instance: PolicyInstance,
-    pub fingerprint: Fingerprint,
-    /// The plugin could not be pulled because its registry was down: try again.
-    pub retry: bool,
-}
-
-pub async fn load_initial(
-    engine: &Arc<PolicyEngine>,
-    source: &PolicySource,
-    state: &Arc<AgentStatus>,
-    events: &EventSink,
-    role: PolicyRole,
-) -> Loaded {
-    let found = source.read().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "cannot read the policy directory; using the built-in policy");
-        Found {
-            plugin: None,
-            settings: None,
-        }
-    });
-    let fingerprint = found.fingerprint();
-    let snapshot = state.snapshot.borrow().clone();
-    let leds = state.device.leds_to_evaluate();
-    let mut failure = None;
-    let mut retry = false;
-    if found.plugin.is_some() {
-        match prepare(Arc::clone(engine), source, &found, snapshot, leds).await {
-            Ok((instance, origin)) => {
-                publish_active(state, role, &instance, origin, &found, None);
-                return Loaded {
-                    instance,
-                    fingerprint,
-                    retry,
-                };
-            }
-            Err(error) => {
-                report_failure(state, role, events, &error, fingerprint.file_sha256()).await;
-                retry = error.is_transient();
-                failure = Some(error.to_string());
-            }
-        }
-    }
-    // A shadow without a plugin file is the built-in policy with the shadow's own
-    // settings: how new settings for it are tried before they go live.
-    let builtin_settings = if source.name == "priority" || role == PolicyRole::Shadow {
-        found.settings.clone()
-    } else {
-        None
-    };
-    let fallback = Found {
-        plugin: None,
-        settings: builtin_settings,
-    };
-    let instance = match engine
-        .builtin()
-        .map(Arc::new)
-        .and_then(|p| p.instantiate(fallback.settings.clone()))
-    {
-        Ok(instance) => instance,
-        // The built-in plugin is compiled into this binary and tested; if it cannot
-        // start, nothing can.
-        Err(error) => panic!("the built-in policy does not start: {error}"),
-    };
-    publish_active(
-        state,
-        role,
-        &instance,
-        Origin {
-            text: BUILTIN_NAME.to_string(),
-            pulled_layer: None,
-        },
-        &fallback,
-        None,
-    );
-    if failure.is_some() {
-        // The built-in policy runs because the directory's plugin failed: that stays
-        // visible until a reload succeeds.
-        state.update_policy_of(role, |p| p.last_error = failure);
-    }
-    Loaded {
-        instance,
-        fingerprint,
-        retry,
-    }
-}
 
 /// Why a new policy was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -160,15 +73,52 @@ impl ReloadError {
     }
 }
 
-/// The plugin's bytes — read, or pulled for a reference — checked against the trusted
-/// keys before anything compiles them; with where they came from and, for a pull, the
-/// layer's digest.
-async fn fetch(
-    source: &PolicySource,
-    file: &PluginFile,
-) -> Result<(Vec<u8>, String, Option<String>), ReloadError> {
-    let (bytes, origin, layer) = match &file.content {
-        PluginContent::Bytes(bytes) => (bytes.clone(), file.origin.clone(), None),
+/// A plugin's bytes as the agent got them — read, or pulled for a reference — and
+/// checked against the trusted keys before anything compiles them.
+struct Fetched {
+    name: String,
+    bytes: Vec<u8>,
+    /// Where they came from, for people.
+    origin: String,
+    /// For a pull: the layer's sha256, reported as the plugin file's.
+    pulled_layer: Option<String>,
+}
+
+impl Fetched {
+    /// What was tried, by the hashes `podlight status --wait` may be given: the file's
+    /// (or pulled layer's) and the component's inside a `.wasm.gz`.
+    fn tried(&self, max_plugin_size: usize) -> Tried {
+        let file_sha256 = self
+            .pulled_layer
+            .clone()
+            .unwrap_or_else(|| hex::encode(Sha256::digest(&self.bytes)));
+        let sha256 = crate::policy::inspect::unpacked(&self.name, &self.bytes, max_plugin_size)
+            .ok()
+            .map(|component| hex::encode(Sha256::digest(&component)))
+            .filter(|component| *component != file_sha256);
+        Tried {
+            file_sha256: Some(file_sha256),
+            sha256,
+        }
+    }
+}
+
+/// The hashes of a plugin that was tried.
+#[derive(Debug, Clone, Default)]
+struct Tried {
+    file_sha256: Option<String>,
+    /// The component's, when it differs from the file's (a `.wasm.gz`).
+    sha256: Option<String>,
+}
+
+async fn fetch(source: &PolicySource, file: &PluginFile) -> Result<Fetched, ReloadError> {
+    let fetched = match &file.content {
+        PluginContent::Bytes(bytes) => Fetched {
+            name: file.name.clone(),
+            bytes: bytes.clone(),
+            origin: file.origin.clone(),
+            pulled_layer: None,
+        },
         PluginContent::Reference(text) => {
             let reference = PolicyReference::parse(text)?;
             let registry =
@@ -182,57 +132,91 @@ async fn fetch(
                     })?;
             let pulled = registry.pull(&reference).await?;
             tracing::info!(%reference, manifest = %pulled.manifest_digest, layer = %pulled.layer_digest, bytes = pulled.bytes.len(), from_cache = pulled.from_cache, "policy pulled");
-            let origin = format!(
-                "{} ({}) from {}",
-                reference.pinned(&pulled.manifest_digest),
-                if pulled.from_cache {
-                    "cached"
-                } else {
-                    "pulled"
-                },
-                file.origin
-            );
-            let layer = pulled
-                .layer_digest
-                .trim_start_matches("sha256:")
-                .to_string();
-            (pulled.bytes, origin, Some(layer))
+            Fetched {
+                name: file.name.clone(),
+                origin: format!(
+                    "{} ({}) from {}",
+                    reference.pinned(&pulled.manifest_digest),
+                    if pulled.from_cache {
+                        "cached"
+                    } else {
+                        "pulled"
+                    },
+                    file.origin
+                ),
+                pulled_layer: Some(
+                    pulled
+                        .layer_digest
+                        .trim_start_matches("sha256:")
+                        .to_string(),
+                ),
+                bytes: pulled.bytes,
+            }
         }
     };
-    if !source.trust.keys.is_empty() {
-        let key = source
-            .trust
-            .keys
-            .verify(&file.name, &bytes, file.signature.as_deref())?;
-        tracing::info!(plugin = %file.name, %key, "policy signature verified");
-    }
-    Ok((bytes, origin, layer))
+    Ok(fetched)
 }
 
-/// Compiles (or takes from the cache) and trial-evaluates on the current snapshot,
-/// off the async runtime's workers.
+/// A policy ready to run: compiled, started and trial-evaluated.
+struct Prepared {
+    instance: PolicyInstance,
+    origin: Origin,
+}
+
+/// A policy that could not be made ready: why, and what was tried.
+struct Failed {
+    error: ReloadError,
+    tried: Tried,
+}
+
+impl From<ReloadError> for Failed {
+    fn from(error: ReloadError) -> Failed {
+        Failed {
+            error,
+            tried: Tried::default(),
+        }
+    }
+}
+
+/// Fetches, checks the signature, compiles (or takes from the cache) and
+/// trial-evaluates on the current snapshot, off the async runtime's workers.
 async fn prepare(
     engine: Arc<PolicyEngine>,
     source: &PolicySource,
     found: &Found,
     snapshot: Arc<Snapshot>,
     leds: u32,
-) -> Result<(PolicyInstance, Origin), ReloadError> {
-    let plugin = match &found.plugin {
-        Some(file) => {
-            let (bytes, origin, layer) = fetch(source, file).await?;
-            Some((file.name.clone(), bytes, origin, layer))
-        }
+) -> Result<Prepared, Failed> {
+    let fetched = match &found.plugin {
+        Some(file) => Some(fetch(source, file).await?),
         None => None,
     };
+    let tried = fetched
+        .as_ref()
+        .map(|f| f.tried(engine.options().max_plugin_size))
+        .unwrap_or_default();
+    let failed = |error: ReloadError| Failed {
+        error,
+        tried: tried.clone(),
+    };
+    if let (Some(fetched), Some(file)) = (&fetched, &found.plugin)
+        && !source.trust.keys.is_empty()
+    {
+        let key = source
+            .trust
+            .keys
+            .verify(&fetched.name, &fetched.bytes, file.signature.as_deref())
+            .map_err(|e| failed(e.into()))?;
+        tracing::info!(plugin = %fetched.name, %key, "policy signature verified");
+    }
     let settings = found.settings.clone();
     tokio::task::spawn_blocking(move || {
-        let (policy, origin) = match plugin {
-            Some((name, bytes, origin, layer)) => (
-                engine.load_bytes(&name, &bytes)?,
+        let (policy, origin) = match fetched {
+            Some(fetched) => (
+                engine.load_bytes(&fetched.name, &fetched.bytes)?,
                 Origin {
-                    text: origin,
-                    pulled_layer: layer,
+                    text: fetched.origin,
+                    pulled_layer: fetched.pulled_layer,
                 },
             ),
             None => (
@@ -246,11 +230,11 @@ async fn prepare(
         let policy: Arc<Policy> = Arc::new(policy);
         let mut instance = policy.instantiate(settings)?;
         instance.evaluate_at(&snapshot, leds, wall_clock_ms())?;
-        Ok::<_, PolicyError>((instance, origin))
+        Ok::<_, PolicyError>(Prepared { instance, origin })
     })
     .await
-    .map_err(|source| ReloadError::Panicked { source })?
-    .map_err(ReloadError::from)
+    .map_err(|source| failed(ReloadError::Panicked { source }))?
+    .map_err(|e| failed(e.into()))
 }
 
 /// Where a policy came from, for people, and — for a pulled one — its layer's sha256,
@@ -305,6 +289,7 @@ fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
         at_ms: wall_clock_ms(),
         ok: true,
         file_sha256,
+        sha256: None,
         error: None,
     }
 }
@@ -314,7 +299,7 @@ async fn report_failure(
     role: PolicyRole,
     events: &EventSink,
     error: &ReloadError,
-    file_sha256: Option<String>,
+    tried: Tried,
 ) {
     let reason = match role {
         PolicyRole::Active => {
@@ -332,7 +317,8 @@ async fn report_failure(
         p.last_reload = Some(ReloadOutcome {
             at_ms: wall_clock_ms(),
             ok: false,
-            file_sha256,
+            file_sha256: tried.file_sha256,
+            sha256: tried.sha256,
             error: Some(error.to_string()),
         });
     });
@@ -341,35 +327,80 @@ async fn report_failure(
         .await;
 }
 
-/// Watches the policy directory while alive.
-pub(crate) struct ReloadWatcher {
+/// What can change a policy source: the directory's file events and the API's
+/// ConfigMap. Started before the source is first read, so no change is missed while
+/// the first policy loads.
+struct Changes {
+    files: Option<mpsc::UnboundedReceiver<()>>,
+    api: Option<watch::Receiver<PolicyFiles>>,
     _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Changes {
+    fn start(source: &PolicySource) -> Changes {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let watcher = source
+            .dir
+            .as_deref()
+            .and_then(|dir| watch_directory(dir, tx));
+        Changes {
+            files: watcher.is_some().then_some(rx),
+            api: source.api.as_ref().map(|a| a.files.clone()),
+            _watcher: watcher,
+        }
+    }
+
+    /// Nothing can change any more.
+    fn closed(&self) -> bool {
+        self.files.is_none() && self.api.is_none()
+    }
+
+    /// Resolves at the next change — file events once they settle, an API update at
+    /// once (the object changes whole); never when nothing can change.
+    async fn next(&mut self) {
+        loop {
+            tokio::select! {
+                event = recv_opt(&mut self.files) => match event {
+                    Some(()) => {
+                        settle(self.files.as_mut()).await;
+                        return;
+                    }
+                    None => self.files = None,
+                },
+                changed = changed_opt(&mut self.api) => {
+                    if changed {
+                        return;
+                    }
+                    self.api = None;
+                }
+            }
+        }
+    }
+
+    /// True if more file events arrive within the debounce window (then settled): a
+    /// file still being written failed to load, try again with the rest.
+    async fn more_soon(&mut self) -> bool {
+        let Some(files) = self.files.as_mut() else {
+            return false;
+        };
+        match tokio::time::timeout(DEBOUNCE, files.recv()).await {
+            Ok(Some(())) => {
+                settle(Some(files)).await;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Runs a policy slot's watch loop while alive.
+pub(crate) struct ReloadWatcher {
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ReloadWatcher {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-impl ReloadWatcher {
-    /// Starts watching the reloader's policy directory and ConfigMap; none without
-    /// either.
-    pub fn start(reloader: Reloader) -> Option<ReloadWatcher> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let watcher = match &reloader.source.dir {
-            Some(dir) => watch_directory(dir, tx),
-            None => None,
-        };
-        if watcher.is_none() && reloader.source.api.is_none() {
-            return None;
-        }
-        let task = tokio::spawn(reloader.run(rx));
-        Some(ReloadWatcher {
-            _watcher: watcher,
-            task,
-        })
     }
 }
 
@@ -397,30 +428,142 @@ fn watch_directory(
     Some(watcher)
 }
 
-/// Reloads the policy when its files change, sending swaps to the evaluator.
-pub(crate) struct Reloader {
-    pub engine: Arc<PolicyEngine>,
-    pub source: PolicySource,
-    pub state: Arc<AgentStatus>,
-    pub events: EventSink,
-    pub commands: mpsc::Sender<PolicyCommand>,
+/// One policy pipeline — source → fetch → prepare → publish → its evaluator — for the
+/// active policy or the shadow (and, built the same way, any other). The first policy
+/// and every later change go through the same steps; a change that arrives while a
+/// policy is being fetched or compiled wins: the older load is abandoned (a pull in
+/// flight is cancelled) and the newer content loaded instead.
+pub(crate) struct PolicySlot {
+    engine: Arc<PolicyEngine>,
+    source: PolicySource,
+    state: Arc<AgentStatus>,
+    events: EventSink,
+    commands: mpsc::Sender<PolicyCommand>,
+    role: PolicyRole,
+    changes: Changes,
     /// What is loaded now.
-    pub current: Fingerprint,
-    /// The active policy, or the shadow evaluated beside it.
-    pub role: PolicyRole,
+    current: Option<Fingerprint>,
     /// Failed pulls in a row from a registry that was down; the next try waits
-    /// [`pull_retry_pause`] of them.
-    pub pull_failures: u32,
+    /// [`retry_pause`] of them.
+    pull_failures: u32,
 }
 
 /// The wait before pull number `failures + 1`: 1 s, doubling to a minute.
-fn pull_retry_pause(failures: u32) -> Duration {
-    Duration::from_secs(1)
-        .saturating_mul(1 << failures.saturating_sub(1).min(6))
-        .min(Duration::from_secs(60))
+fn retry_pause(failures: u32) -> Duration {
+    crate::timing::doubling(Duration::from_secs(1), Duration::from_secs(60), failures)
 }
 
-impl Reloader {
+impl PolicySlot {
+    /// Starts watching `source`, loads its policy (the built-in one when it has none or
+    /// it fails) and keeps it current from then on, sending swaps and settings on
+    /// `commands`. Returns the first policy and the watch loop.
+    pub async fn start(
+        engine: Arc<PolicyEngine>,
+        source: PolicySource,
+        state: Arc<AgentStatus>,
+        events: EventSink,
+        role: PolicyRole,
+        commands: mpsc::Sender<PolicyCommand>,
+    ) -> (PolicyInstance, ReloadWatcher) {
+        let changes = Changes::start(&source);
+        let mut slot = PolicySlot {
+            engine,
+            source,
+            state,
+            events,
+            commands,
+            role,
+            changes,
+            current: None,
+            pull_failures: 0,
+        };
+        let first = slot.load_first().await;
+        let task = tokio::spawn(slot.run());
+        (first, ReloadWatcher { task })
+    }
+
+    /// The first policy: the source's plugin, or the built-in one if there is none or
+    /// it is broken (the failure is reported like a failed reload).
+    async fn load_first(&mut self) -> PolicyInstance {
+        let (found, failure) = loop {
+            let found = self.source.read().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot read the policy directory; using the built-in policy");
+                Found {
+                    plugin: None,
+                    settings: None,
+                }
+            });
+            if found.plugin.is_none() {
+                break (found, None);
+            }
+            let snapshot = self.state.snapshot.borrow().clone();
+            let leds = self.state.device.leds_to_evaluate();
+            let prepared = tokio::select! {
+                prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
+                () = self.changes.next() => {
+                    tracing::info!("the policy changed while the first one loaded; loading the newer one");
+                    continue;
+                }
+            };
+            match prepared {
+                Ok(Prepared { instance, origin }) => {
+                    publish_active(&self.state, self.role, &instance, origin, &found, None);
+                    self.current = Some(found.fingerprint());
+                    return instance;
+                }
+                Err(Failed { error, tried }) => {
+                    report_failure(&self.state, self.role, &self.events, &error, tried).await;
+                    if error.is_transient() {
+                        self.pull_failures = 1;
+                    }
+                    break (found, Some(error.to_string()));
+                }
+            }
+        };
+        self.current = Some(found.fingerprint());
+        // A shadow without a plugin file is the built-in policy with the shadow's own
+        // settings: how new settings for it are tried before they go live.
+        let builtin_settings = if self.source.name == "priority" || self.role == PolicyRole::Shadow
+        {
+            found.settings.clone()
+        } else {
+            None
+        };
+        let fallback = Found {
+            plugin: None,
+            settings: builtin_settings,
+        };
+        let instance = match self
+            .engine
+            .builtin()
+            .map(Arc::new)
+            .and_then(|p| p.instantiate(fallback.settings.clone()))
+        {
+            Ok(instance) => instance,
+            // The built-in plugin is compiled into this binary and tested; if it cannot
+            // start, nothing can.
+            Err(error) => panic!("the built-in policy does not start: {error}"),
+        };
+        publish_active(
+            &self.state,
+            self.role,
+            &instance,
+            Origin {
+                text: BUILTIN_NAME.to_string(),
+                pulled_layer: None,
+            },
+            &fallback,
+            None,
+        );
+        if failure.is_some() {
+            // The built-in policy runs because the source's plugin failed: that stays
+            // visible until a reload succeeds.
+            self.state
+                .update_policy_of(self.role, |p| p.last_error = failure);
+        }
+        instance
+    }
+
     /// The reload metric counts the active policy's reloads only.
     fn count_success(&self) {
         if self.role == PolicyRole::Active {
@@ -428,36 +571,26 @@ impl Reloader {
         }
     }
 
-    async fn run(mut self, mut file_events: mpsc::UnboundedReceiver<()>) {
-        let mut api = self.source.api.as_ref().map(|a| a.files.clone());
-        let mut files_open = true;
+    async fn run(mut self) {
         let mut retry_at = (self.pull_failures > 0)
-            .then(|| tokio::time::Instant::now() + pull_retry_pause(self.pull_failures));
+            .then(|| tokio::time::Instant::now() + retry_pause(self.pull_failures));
+        // A change between the first read and now is caught by this first pass.
+        let mut pending = true;
         loop {
-            if !files_open && api.is_none() && retry_at.is_none() {
-                return;
-            }
-            tokio::select! {
-                () = sleep_until_opt(retry_at) => {
-                    tracing::info!(attempt = self.pull_failures + 1, "pulling the policy again");
+            if !pending {
+                if self.changes.closed() && retry_at.is_none() {
+                    return;
                 }
-                event = file_events.recv(), if files_open => {
-                    if event.is_none() {
-                        files_open = false;
-                        continue;
+                tokio::select! {
+                    () = sleep_until_opt(retry_at) => {
+                        tracing::info!(attempt = self.pull_failures + 1, "pulling the policy again");
                     }
-                    settle(&mut file_events).await;
-                }
-                // The API's object changes whole: no need to wait for more.
-                changed = api_changed(&mut api) => {
-                    if !changed {
-                        api = None;
-                        continue;
-                    }
+                    () = self.changes.next() => {}
                 }
             }
+            pending = false;
             retry_at = self
-                .reload(&mut file_events)
+                .reload()
                 .await
                 .map(|pause| tokio::time::Instant::now() + pause);
         }
@@ -465,21 +598,29 @@ impl Reloader {
 
     /// Reads the source and takes what changed; when a pull failed because the registry
     /// was down, how long to wait before trying again.
-    async fn reload(&mut self, file_events: &mut mpsc::UnboundedReceiver<()>) -> Option<Duration> {
+    async fn reload(&mut self) -> Option<Duration> {
         loop {
             let found = match self.source.read() {
                 Ok(found) => found,
                 Err(source) => {
                     let error = ReloadError::Read { source };
-                    report_failure(&self.state, self.role, &self.events, &error, None).await;
+                    report_failure(
+                        &self.state,
+                        self.role,
+                        &self.events,
+                        &error,
+                        Tried::default(),
+                    )
+                    .await;
                     return None;
                 }
             };
             let fingerprint = found.fingerprint();
-            if fingerprint == self.current && self.pull_failures == 0 {
+            let current = self.current.as_ref();
+            if current == Some(&fingerprint) && self.pull_failures == 0 {
                 return None;
             }
-            if fingerprint != self.current && fingerprint.same_plugin(&self.current) {
+            if current.is_some_and(|c| *c != fingerprint && fingerprint.same_plugin(c)) {
                 tracing::info!("policy settings changed; applying without recompiling");
                 let _ = self
                     .commands
@@ -491,21 +632,21 @@ impl Reloader {
                     p.last_error = None;
                     p.last_reload = Some(succeeded(fingerprint.file_sha256()));
                 });
-                self.current = fingerprint;
+                self.current = Some(fingerprint);
                 return None;
             }
             let snapshot = self.state.snapshot.borrow().clone();
             let leds = self.state.device.leds_to_evaluate();
-            match prepare(
-                Arc::clone(&self.engine),
-                &self.source,
-                &found,
-                snapshot,
-                leds,
-            )
-            .await
-            {
-                Ok((instance, origin)) => {
+            let prepared = tokio::select! {
+                prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
+                // A newer change wins over this load still in flight.
+                () = self.changes.next() => {
+                    tracing::info!("the policy changed again while loading; loading the newer one");
+                    continue;
+                }
+            };
+            match prepared {
+                Ok(Prepared { instance, origin }) => {
                     self.pull_failures = 0;
                     let outcome = succeeded(
                         origin
@@ -523,40 +664,32 @@ impl Reloader {
                     );
                     self.count_success();
                     let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
-                    self.current = fingerprint;
+                    self.current = Some(fingerprint);
                     return None;
                 }
-                Err(error) => {
-                    // A file still being written fails to load: if more changes come
-                    // within the debounce window, try again with those.
-                    if wait_for_more(file_events).await {
+                Err(Failed { error, tried }) => {
+                    if self.changes.more_soon().await {
                         continue;
                     }
+                    let same = self.current.as_ref() == Some(&fingerprint);
                     // A registry that is down: said once, then tried again in the
                     // background until it answers or the policy changes.
                     if error.is_transient() {
-                        if self.pull_failures == 0 || fingerprint != self.current {
-                            report_failure(&self.state, self.role, &self.events, &error, None)
+                        if self.pull_failures == 0 || !same {
+                            report_failure(&self.state, self.role, &self.events, &error, tried)
                                 .await;
                         }
-                        self.pull_failures = if fingerprint == self.current {
+                        self.pull_failures = if same {
                             self.pull_failures.saturating_add(1)
                         } else {
                             1
                         };
-                        self.current = fingerprint;
-                        return Some(pull_retry_pause(self.pull_failures));
+                        self.current = Some(fingerprint);
+                        return Some(retry_pause(self.pull_failures));
                     }
                     self.pull_failures = 0;
-                    report_failure(
-                        &self.state,
-                        self.role,
-                        &self.events,
-                        &error,
-                        fingerprint.file_sha256(),
-                    )
-                    .await;
-                    self.current = fingerprint;
+                    report_failure(&self.state, self.role, &self.events, &error, tried).await;
+                    self.current = Some(fingerprint);
                     return None;
                 }
             }
@@ -580,34 +713,25 @@ fn changes_content(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// The next file event; none once the watcher is gone; never without one.
+async fn recv_opt(files: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match files {
+        Some(files) => files.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves when the API's ConfigMap changes (false once its watch is gone); never
 /// without one.
-async fn api_changed(api: &mut Option<watch::Receiver<PolicyFiles>>) -> bool {
+async fn changed_opt(api: &mut Option<watch::Receiver<PolicyFiles>>) -> bool {
     match api {
         Some(files) => files.changed().await.is_ok(),
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Drains events until the directory has been quiet for [`DEBOUNCE`].
-async fn settle(events: &mut mpsc::UnboundedReceiver<()>) {
+async fn settle(events: Option<&mut mpsc::UnboundedReceiver<()>>) {
+    let Some(events) = events else { return };
     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
-}
-
-/// True if more file events arrive within the debounce window (then settled).
-async fn wait_for_more(events: &mut mpsc::UnboundedReceiver<()>) -> bool {
-    match tokio::time::timeout(DEBOUNCE, events.recv()).await {
-        Ok(Some(())) => {
-            settle(events).await;
-            true
-        }
-        _ => false,
-    }
 }

@@ -32,6 +32,9 @@ pub struct PolicyStatus {
     pub since_ms: u64,
     /// How the last reload attempt after the start ended.
     pub last_reload: Option<ReloadOutcome>,
+    /// While the policy asks for evaluations more often than its share of a core
+    /// allows: the spacing they are given instead.
+    pub throttled_spacing_ms: Option<u64>,
 }
 
 /// A shadow policy (`--shadow-policy`): evaluated on the same snapshots as the active

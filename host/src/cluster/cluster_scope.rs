@@ -8,6 +8,7 @@
 //! next one waits a few times its duration, gathering what arrives meanwhile, so a
 //! churning cluster costs a bounded share of a core.
 
+use super::backoff::WatchBackoff;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -48,7 +49,7 @@ impl StateWatch {
         for (index, api) in pod_apis(&client, &options).into_iter().enumerate() {
             events.push(
                 watcher(api, config.clone())
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .map(move |event| event.map(|e| Change::Pod(index, Box::new(e))))
                     .boxed(),
             );
@@ -56,7 +57,7 @@ impl StateWatch {
         let pod_sets = events.len();
         events.push(
             watcher(Api::<Node>::all(client), watcher::Config::default())
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .map(|event| event.map(|e| Change::Node(Box::new(e))))
                 .boxed(),
         );

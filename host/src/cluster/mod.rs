@@ -2,15 +2,19 @@
 //! every node and pod), from the Kubernetes API, into snapshots. Errors are logged
 //! and retried; nothing here ends the agent.
 
+mod backoff;
 mod cluster_scope;
 mod config;
 mod convert;
+mod expected;
 mod node_status;
 mod policies;
 mod watch;
 
+pub use backoff::WatchBackoff;
 pub use config::{ClusterError, ConnectOptions, Connection, client, connect, node_name};
 pub use convert::{node_info, pod_info};
+pub use expected::expected_agents;
 pub use node_status::{
     REPORT_VALID_SECONDS, ReportLeases, STATUS_ANNOTATION, STATUS_SELECTOR, lease_name, lease_of,
     published_of,

@@ -4,6 +4,7 @@
 //! by name (field selector `metadata.name`), so the agent needs get/list/watch on
 //! that ConfigMap alone.
 
+use super::backoff::WatchBackoff;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -45,7 +46,9 @@ impl PolicyConfigMapWatch {
         let (sender, files) = watch::channel(PolicyFiles::Unknown);
         let what = format!("{namespace}/{name}");
         let task = tokio::spawn(async move {
-            let mut events = watcher(api, config).default_backoff().boxed();
+            let mut events = watcher(api, config)
+                .backoff(WatchBackoff::default())
+                .boxed();
             // The object as the last complete list or event left it.
             let mut listing: Option<Option<ConfigMap>> = None;
             let mut current: Option<ConfigMap> = None;

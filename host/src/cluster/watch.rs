@@ -4,6 +4,7 @@
 //! scope's watch (every node, every pod) is `cluster_scope.rs`; both publish through
 //! the same [`StateWatch`].
 
+use super::backoff::WatchBackoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -103,7 +104,7 @@ impl StateWatch {
             let (store, writer) = reflector::store();
             events.push(
                 watcher(api, config.clone())
-                    .default_backoff()
+                    .backoff(WatchBackoff::default())
                     .reflect(writer)
                     .map_ok(|_| ())
                     .boxed(),
@@ -115,7 +116,7 @@ impl StateWatch {
             watcher::Config::default().fields(&format!("metadata.name={}", options.node));
         events.push(
             watcher(Api::<Node>::all(client), node_config)
-                .default_backoff()
+                .backoff(WatchBackoff::default())
                 .reflect(node_writer)
                 .map_ok(|_| ())
                 .boxed(),

@@ -331,6 +331,7 @@ impl RegistryArgs {
             extra_ca_pem,
             max_bytes,
             cache_dir: cache_dir.map(Path::to_path_buf),
+            ..RegistryOptions::default()
         }))
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use podlight::cluster::ReportLeases;
-use podlight::rollout::{Published, Rollout, rollout, short_sha, table};
+use podlight::cluster::{ClusterError, ReportLeases, expected_agents};
+use podlight::rollout::{Expected, Published, Rollout, rollout, short_sha, table};
 use podlight::state::wall_clock_ms;
 
 use super::args::ConnectArgs;
@@ -42,6 +42,7 @@ const POLL: Duration = Duration::from_secs(1);
 pub fn status(args: StatusArgs) -> Result<()> {
     super::runtime()?.block_on(async {
         let connection = args.connect.connect().await?;
+        let client = connection.client.clone();
         let leases = ReportLeases::new(connection.client, &connection.url, &args.namespace);
         let list = || async {
             let listed = tokio::time::timeout(Duration::from_secs(30), leases.list()).await;
@@ -62,12 +63,31 @@ pub fn status(args: StatusArgs) -> Result<()> {
             }
             return Ok(());
         };
+        // The nodes that should report, from the workloads: without the permission to
+        // read them, the reports alone are compared (and that is said once).
+        let mut can_read_workloads = true;
         let deadline = Instant::now() + Duration::from_secs(args.timeout);
         let mut said = String::new();
         loop {
             let published = list().await?;
+            let read = if can_read_workloads {
+                read_expected(client.clone(), &args.namespace, &connection.url).await
+            } else {
+                Ok(None)
+            };
+            let wanted: Option<Expected> = match read {
+                Ok(wanted) => wanted,
+                Err(error) => {
+                    eprintln!(
+                        "note: nodes whose agent never reported cannot be named: {error};                          comparing the reports alone (reading the workloads needs list on                          daemonsets, deployments and pods in {})",
+                        args.namespace
+                    );
+                    can_read_workloads = false;
+                    None
+                }
+            };
             let now = wall_clock_ms();
-            let progress = rollout(&published, sha256, now);
+            let progress = rollout(&published, wanted.as_ref(), sha256, now);
             let waiting = match progress {
                 Rollout::Complete { nodes } => {
                     print(&args, &published)?;
@@ -114,6 +134,20 @@ pub fn status(args: StatusArgs) -> Result<()> {
             tokio::time::sleep(POLL).await;
         }
     })
+}
+
+/// The agents the namespace's workloads should run; none when the API server did not
+/// answer in time (the reports alone are compared then).
+async fn read_expected(
+    client: kube::Client,
+    namespace: &str,
+    url: &str,
+) -> Result<Option<Expected>, ClusterError> {
+    match tokio::time::timeout(Duration::from_secs(30), expected_agents(client, namespace)).await {
+        Ok(Ok(expected)) => Ok(Some(expected)),
+        Ok(Err(error)) => Err(ClusterError::of_request(url.to_string(), error)),
+        Err(_) => Ok(None),
+    }
 }
 
 fn print(args: &StatusArgs, published: &[Published]) -> Result<()> {

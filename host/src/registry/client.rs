@@ -1,23 +1,28 @@
-//! Pulling and pushing policies. A pull fetches the manifest (checked against a pinned
-//! digest), takes its one `application/wasm` layer (size checked before and while
-//! downloading, digest checked after) and keeps both in `CACHE/oci/`, so a restart or
-//! a second reference to the same digest does not pull again. A push writes the CNCF
-//! Wasm OCI artifact format (`wkg oci push` writes the same), so other Wasm tooling and
-//! podlight read each other's.
+//! Pulling and pushing policies. A pull fetches the manifest (bounded, checked against
+//! a pinned digest), takes its one `application/wasm` layer (size checked before and
+//! while downloading, digest checked after) and keeps both in `CACHE/oci/`, so a
+//! restart or a second reference to the same digest does not pull again. A push writes
+//! the CNCF Wasm OCI artifact format (`wkg oci push` writes the same), so other Wasm
+//! tooling and podlight read each other's. Every exchange goes through
+//! [`transport`](super::transport): bounded reads, overall deadlines, sanitised
+//! registry text.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use bytes::Bytes;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::auth::Credentials;
 use super::reference::PolicyReference;
+use super::transport::{
+    Exchange, MANIFEST_DEADLINE, MAX_MANIFEST_BYTES, Transport, TransportError, blob_deadline,
+};
 use crate::policy::untrusted::sanitize;
+
+/// The media type of an OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// The layer media type of a Wasm component in the CNCF Wasm OCI artifact format.
 pub const WASM_LAYER: &str = "application/wasm";
@@ -25,7 +30,7 @@ pub const WASM_LAYER: &str = "application/wasm";
 pub const WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 
 /// How to reach registries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryOptions {
     pub credentials: Credentials,
     /// `host[:port]` spoken to over plain HTTP (a registry on loopback, a lab).
@@ -36,6 +41,22 @@ pub struct RegistryOptions {
     pub max_bytes: usize,
     /// Where pulled blobs are kept (`DIR/oci/`); none: nothing is kept.
     pub cache_dir: Option<PathBuf>,
+    /// The overall deadline of a manifest exchange; a blob gets this plus its size at
+    /// [`MIN_BLOB_BYTES_PER_SECOND`](super::transport::MIN_BLOB_BYTES_PER_SECOND).
+    pub deadline: std::time::Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            credentials: Credentials::default(),
+            insecure: Vec::new(),
+            extra_ca_pem: Vec::new(),
+            max_bytes: 32 << 20,
+            cache_dir: None,
+            deadline: MANIFEST_DEADLINE,
+        }
+    }
 }
 
 /// A pulled policy.
@@ -55,12 +76,12 @@ pub struct Pulled {
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
     #[error(
-        "registry {registry} is unreachable ({source}); podlight keeps the running policy and tries again"
+        "registry {registry} is unreachable or too slow ({source}); podlight keeps the running policy and tries again"
     )]
     Unreachable {
         registry: String,
         #[source]
-        source: OciDistributionError,
+        source: TransportError,
     },
     #[error(
         "registry {registry} refused the credentials for {reference} (401/403): check the dockerconfigjson Secret (--registry-auth) has a user that may pull it"
@@ -91,50 +112,43 @@ pub enum PullError {
         "{reference} is not a Wasm component artifact: no `application/wasm` layer (found: {found}); push it with `podlight plugin push` or `wkg oci push`"
     )]
     NotWasm { reference: String, found: String },
-    #[error("registry {registry} answered {reference} with an error: {source}")]
+    #[error("registry {registry}, {reference}: {source}")]
     Registry {
         registry: String,
         reference: String,
         #[source]
-        source: OciDistributionError,
+        source: TransportError,
     },
     #[error("{reference}: {why}")]
     Invalid { reference: String, why: String },
 }
 
 impl PullError {
-    /// Worth trying again without a change: the registry was down or failing.
+    /// Worth trying again without a change: the registry was down, failing or slow.
     pub fn is_transient(&self) -> bool {
         match self {
             PullError::Unreachable { .. } => true,
-            PullError::Registry { source, .. } => matches!(
-                source,
-                OciDistributionError::ServerError { code, .. } if *code >= 500
-            ),
+            PullError::Registry { source, .. } => source.is_transient(),
             _ => false,
         }
     }
 }
 
-/// The roots registries are checked against: Mozilla's, built in, so every node
-/// trusts the same authorities whatever its image carries, and the certificates of
+/// The roots registries are checked against, as DER: Mozilla's, built in, so every
+/// node trusts the same authorities whatever its image carries, and the certificates of
 /// `extra_ca_pem` (a private registry's CA).
-fn trusted_roots(extra_ca_pem: &[Vec<u8>]) -> Vec<oci_client::client::Certificate> {
+fn trusted_roots(extra_ca_pem: &[Vec<u8>]) -> Vec<Vec<u8>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let der = |data: &[u8]| oci_client::client::Certificate {
-        encoding: oci_client::client::CertificateEncoding::Der,
-        data: data.to_vec(),
-    };
-    let mut roots: Vec<_> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+    let mut roots: Vec<Vec<u8>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
-        .map(|cert| der(cert.as_ref()))
+        .map(|cert| cert.as_ref().to_vec())
         .collect();
     for pem in extra_ca_pem {
         roots.extend(
             CertificateDer::pem_slice_iter(pem)
                 .filter_map(Result::ok)
-                .map(|cert| der(cert.as_ref())),
+                .map(|cert| cert.as_ref().to_vec()),
         );
     }
     roots
@@ -153,46 +167,32 @@ pub fn certificates_in(pem: &[u8]) -> Result<usize, String> {
     }
 }
 
-/// Collects a download, refusing (with an error the client passes on) past `max`.
-struct CappedBuffer {
-    bytes: Vec<u8>,
-    max: usize,
-    exceeded: bool,
+/// An OCI content descriptor: what a manifest says of its config and layers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Descriptor {
+    media_type: String,
+    digest: String,
+    size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
-impl tokio::io::AsyncWrite for CappedBuffer {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.bytes.len() + buf.len() > self.max {
-            self.exceeded = true;
-            return std::task::Poll::Ready(Err(std::io::Error::other("over the size limit")));
-        }
-        self.bytes.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
+/// An OCI image manifest: only what podlight reads and writes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    media_type: Option<String>,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
 }
 
 pub struct RegistryClient {
     /// Built at the first pull or push: an agent that never uses a reference never
     /// sets up TLS for registries.
-    client: std::sync::OnceLock<Result<Client, String>>,
+    transport: std::sync::OnceLock<Result<Transport, String>>,
     options: RegistryOptions,
 }
 
@@ -216,37 +216,23 @@ fn cache_name(digest: &str) -> String {
 impl RegistryClient {
     pub fn new(options: RegistryOptions) -> RegistryClient {
         RegistryClient {
-            client: std::sync::OnceLock::new(),
+            transport: std::sync::OnceLock::new(),
             options,
         }
     }
 
-    /// The HTTP client, or why there is none. The OCI client builds a default HTTP
-    /// client besides the configured one, and that one panics on a system without CA
-    /// certificates; such a system is refused here with a message instead.
-    fn client(&self, reference: &PolicyReference) -> Result<&Client, PullError> {
-        let built = self.client.get_or_init(|| {
-            if rustls_native_certs::load_native_certs().certs.is_empty() {
-                return Err(
-                    "this system has no CA certificates (/etc/ssl/certs, or SSL_CERT_FILE), which the registry client needs to start; the podlight image carries them — elsewhere, install the ca-certificates package"
-                        .to_string(),
-                );
-            }
+    /// The HTTP transport, or why there is none.
+    fn transport(&self, reference: &PolicyReference) -> Result<&Transport, PullError> {
+        let built = self.transport.get_or_init(|| {
             // rustls on ring, as kube uses it; a provider installed before is kept.
             let _ = rustls::crypto::ring::default_provider().install_default();
             let options = &self.options;
-            Ok(Client::new(ClientConfig {
-                protocol: if options.insecure.is_empty() {
-                    ClientProtocol::Https
-                } else {
-                    ClientProtocol::HttpsExcept(options.insecure.clone())
-                },
-                tls_certs_only: trusted_roots(&options.extra_ca_pem),
-                connect_timeout: Some(Duration::from_secs(10)),
-                read_timeout: Some(Duration::from_secs(60)),
-                user_agent: concat!("podlight/", env!("CARGO_PKG_VERSION")),
-                ..ClientConfig::default()
-            }))
+            Transport::new(
+                trusted_roots(&options.extra_ca_pem),
+                options.insecure.clone(),
+                options.credentials.clone(),
+            )
+            .map_err(|e| e.to_string())
         });
         built.as_ref().map_err(|why| PullError::Invalid {
             reference: reference.to_string(),
@@ -254,85 +240,57 @@ impl RegistryClient {
         })
     }
 
-    fn auth(&self, registry: &str) -> RegistryAuth {
-        match self.options.credentials.for_registry(registry) {
-            Some((user, password)) => RegistryAuth::Basic(user.to_string(), password.to_string()),
-            None => RegistryAuth::Anonymous,
-        }
-    }
-
-    fn oci_reference(reference: &PolicyReference) -> Result<Reference, PullError> {
-        reference
-            .without_scheme()
-            .parse()
-            .map_err(|e: oci_client::ParseError| PullError::Invalid {
-                reference: reference.to_string(),
-                why: e.to_string(),
-            })
-    }
-
-    fn classify(&self, reference: &PolicyReference, error: OciDistributionError) -> PullError {
+    fn classify(&self, reference: &PolicyReference, error: TransportError) -> PullError {
         let registry = reference.registry.clone();
         let text = reference.to_string();
-        let has_code = |envelope: &oci_client::errors::OciEnvelope,
-                        wanted: &dyn Fn(&OciErrorCode) -> bool| {
-            envelope.errors.iter().any(|e| wanted(&e.code))
-        };
-        let not_found = |c: &OciErrorCode| {
-            matches!(
-                c,
-                OciErrorCode::ManifestUnknown
-                    | OciErrorCode::NameUnknown
-                    | OciErrorCode::BlobUnknown
-            )
-        };
-        let refused =
-            |c: &OciErrorCode| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied);
         match error {
-            OciDistributionError::RequestError(ref e) if e.is_connect() || e.is_timeout() => {
-                PullError::Unreachable {
-                    registry,
-                    source: error,
-                }
-            }
-            OciDistributionError::UnauthorizedError { .. }
-            | OciDistributionError::AuthenticationFailure(_) => PullError::Unauthorized {
+            TransportError::Connect(_)
+            | TransportError::Broken(_)
+            | TransportError::TooSlow { .. } => PullError::Unreachable {
                 registry,
-                reference: text,
+                source: error,
             },
-            OciDistributionError::ServerError {
-                code: 401 | 403, ..
-            } => PullError::Unauthorized {
-                registry,
-                reference: text,
-            },
-            OciDistributionError::ImageManifestNotFoundError(_)
-            | OciDistributionError::ServerError { code: 404, .. } => {
-                PullError::NotFound { reference: text }
-            }
-            OciDistributionError::RegistryError { ref envelope, .. }
-                if has_code(envelope, &not_found) =>
-            {
-                PullError::NotFound { reference: text }
-            }
-            OciDistributionError::RegistryError { ref envelope, .. }
-                if has_code(envelope, &refused) =>
+            TransportError::Status { status, .. }
+                if status.as_u16() == 401 || status.as_u16() == 403 =>
             {
                 PullError::Unauthorized {
                     registry,
                     reference: text,
                 }
             }
-            OciDistributionError::DigestError(e) => PullError::Invalid {
-                reference: text,
-                why: format!("the registry's content does not match its digest: {e}"),
-            },
+            TransportError::Status {
+                status, ref codes, ..
+            } if status.as_u16() == 404
+                || codes.iter().any(|c| {
+                    matches!(
+                        c.as_str(),
+                        "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN"
+                    )
+                }) =>
+            {
+                PullError::NotFound { reference: text }
+            }
+            TransportError::Status { ref codes, .. }
+                if codes
+                    .iter()
+                    .any(|c| matches!(c.as_str(), "UNAUTHORIZED" | "DENIED")) =>
+            {
+                PullError::Unauthorized {
+                    registry,
+                    reference: text,
+                }
+            }
             other => PullError::Registry {
                 registry,
                 reference: text,
                 source: other,
             },
         }
+    }
+
+    /// `repository:REPO:ACTIONS`, the token scope of an operation on `reference`.
+    fn scope(reference: &PolicyReference, actions: &str) -> String {
+        format!("repository:{}:{actions}", reference.repository)
     }
 
     fn cached(&self, kind: &str, digest: &str) -> Option<Vec<u8>> {
@@ -359,18 +317,47 @@ impl RegistryClient {
     }
 
     /// Pulls the policy `reference` names. With a pinned digest that was pulled before,
-    /// no request is made.
+    /// no request is made. The manifest is read within [`MAX_MANIFEST_BYTES`] and the
+    /// deadline, the layer within the plugin limit and its [`blob_deadline`].
     pub async fn pull(&self, reference: &PolicyReference) -> Result<Pulled, PullError> {
         if let Some(pulled) = self.pull_cached(reference) {
             return Ok(pulled);
         }
-        let oci = Self::oci_reference(reference)?;
-        let auth = self.auth(&reference.registry);
-        let (manifest_bytes, _) = self
-            .client(reference)?
-            .pull_manifest_raw(&oci, &auth, &[OCI_IMAGE_MEDIA_TYPE])
-            .await
+        let transport = self.transport(reference)?;
+        let tag_or_digest = reference
+            .digest
+            .as_deref()
+            .or(reference.tag.as_deref())
+            .unwrap_or("latest");
+        let url = transport
+            .url(
+                &reference.registry,
+                &format!("{}/manifests/{tag_or_digest}", reference.repository),
+            )
             .map_err(|e| self.classify(reference, e))?;
+        let scope = Self::scope(reference, "pull");
+        let mut auth = None;
+        let manifest_bytes = transport
+            .send(
+                &reference.registry,
+                &scope,
+                &mut auth,
+                Exchange {
+                    method: Method::GET,
+                    url,
+                    what: "manifest",
+                    accept: Some(OCI_MANIFEST),
+                    content_type: None,
+                    body: None,
+                    limit: MAX_MANIFEST_BYTES,
+                    hint: " (the OCI distribution spec's manifest limit)",
+                    expected: 0,
+                },
+                self.options.deadline,
+            )
+            .await
+            .map_err(|e| self.classify(reference, e))?
+            .bytes;
         let manifest_digest = sha256_digest(&manifest_bytes);
         if let Some(expected) = &reference.digest
             && *expected != manifest_digest
@@ -382,10 +369,13 @@ impl RegistryClient {
                 actual: manifest_digest,
             });
         }
-        let manifest: OciImageManifest =
+        let manifest: Manifest =
             serde_json::from_slice(&manifest_bytes).map_err(|e| PullError::Invalid {
                 reference: reference.to_string(),
-                why: format!("the manifest is not an OCI image manifest: {e}"),
+                why: format!(
+                    "the manifest is not an OCI image manifest: {}",
+                    sanitize(&e.to_string(), 200)
+                ),
             })?;
         let layer = self.wasm_layer(reference, &manifest)?;
         let bytes = match self
@@ -394,7 +384,9 @@ impl RegistryClient {
         {
             Some(bytes) => bytes,
             None => {
-                let bytes = self.pull_layer(reference, &oci, &layer).await?;
+                let bytes = self
+                    .pull_layer(transport, reference, &scope, &mut auth, &layer)
+                    .await?;
                 self.keep("blobs", &layer.digest, &bytes);
                 bytes
             }
@@ -426,8 +418,8 @@ impl RegistryClient {
     fn wasm_layer(
         &self,
         reference: &PolicyReference,
-        manifest: &OciImageManifest,
-    ) -> Result<oci_client::manifest::OciDescriptor, PullError> {
+        manifest: &Manifest,
+    ) -> Result<Descriptor, PullError> {
         let layer = manifest
             .layers
             .iter()
@@ -437,6 +429,7 @@ impl RegistryClient {
                 found: manifest
                     .layers
                     .iter()
+                    .take(8)
                     .map(|l| sanitize(&l.media_type, 80))
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -449,56 +442,66 @@ impl RegistryClient {
                 max: self.options.max_bytes,
             });
         }
+        let hex = layer.digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(PullError::Invalid {
+                reference: reference.to_string(),
+                why: format!(
+                    "the Wasm layer's digest {} is not sha256:<64 hex digits>",
+                    sanitize(&layer.digest, 80)
+                ),
+            });
+        }
         Ok(layer.clone())
     }
 
     async fn pull_layer(
         &self,
+        transport: &Transport,
         reference: &PolicyReference,
-        oci: &Reference,
-        layer: &oci_client::manifest::OciDescriptor,
+        scope: &str,
+        auth: &mut Option<String>,
+        layer: &Descriptor,
     ) -> Result<Vec<u8>, PullError> {
-        let mut out = CappedBuffer {
-            bytes: Vec::with_capacity(
-                usize::try_from(layer.size)
-                    .unwrap_or(0)
-                    .min(self.options.max_bytes),
-            ),
-            max: self.options.max_bytes,
-            exceeded: false,
-        };
-        let pulled = self
-            .client(reference)?
-            .pull_blob(oci, layer, &mut out)
-            .await;
-        // The manifest's size is the registry's word; the bytes are counted.
-        if out.exceeded {
-            return Err(PullError::TooLarge {
-                reference: reference.to_string(),
-                size: out.bytes.len() as u64 + 1,
-                max: self.options.max_bytes,
-            });
-        }
-        match pulled {
-            Ok(()) => {}
-            Err(OciDistributionError::DigestError(_)) => {
-                return Err(PullError::DigestMismatch {
-                    reference: reference.to_string(),
+        let url = transport
+            .url(
+                &reference.registry,
+                &format!("{}/blobs/{}", reference.repository, layer.digest),
+            )
+            .map_err(|e| self.classify(reference, e))?;
+        let declared = usize::try_from(layer.size).unwrap_or(0);
+        let pulled = transport
+            .send(
+                &reference.registry,
+                scope,
+                auth,
+                Exchange {
+                    method: Method::GET,
+                    url,
                     what: "Wasm layer",
-                    expected: layer.digest.clone(),
-                    actual: sha256_digest(&out.bytes),
-                });
-            }
-            // The connection broke mid-download: worth another try.
-            Err(OciDistributionError::IoError(e)) => {
-                return Err(PullError::Unreachable {
-                    registry: reference.registry.clone(),
-                    source: OciDistributionError::IoError(e),
+                    accept: None,
+                    content_type: None,
+                    body: None,
+                    // The manifest's size is the registry's word; the bytes are counted.
+                    limit: self.options.max_bytes,
+                    hint: " (--max-plugin-mib)",
+                    expected: declared,
+                },
+                blob_deadline(self.options.deadline, declared as u64),
+            )
+            .await;
+        let bytes = match pulled {
+            Ok(body) => body.bytes,
+            Err(TransportError::TooLarge { .. }) => {
+                return Err(PullError::TooLarge {
+                    reference: reference.to_string(),
+                    size: self.options.max_bytes as u64 + 1,
+                    max: self.options.max_bytes,
                 });
             }
             Err(e) => return Err(self.classify(reference, e)),
-        }
-        let actual = sha256_digest(&out.bytes);
+        };
+        let actual = sha256_digest(&bytes);
         if actual != layer.digest {
             return Err(PullError::DigestMismatch {
                 reference: reference.to_string(),
@@ -507,7 +510,97 @@ impl RegistryClient {
                 actual,
             });
         }
-        Ok(out.bytes)
+        Ok(bytes)
+    }
+
+    /// Uploads a blob unless the registry has it: `POST …/blobs/uploads/`, then `PUT`
+    /// to the location it answers with the digest (the distribution spec's monolithic
+    /// upload).
+    async fn push_blob(
+        &self,
+        transport: &Transport,
+        reference: &PolicyReference,
+        auth: &mut Option<String>,
+        bytes: &[u8],
+    ) -> Result<String, PullError> {
+        let scope = Self::scope(reference, "pull,push");
+        let digest = sha256_digest(bytes);
+        let classify = |e| self.classify(reference, e);
+        let exchange = |method, url, what, body: Option<Bytes>| Exchange {
+            method,
+            url,
+            what,
+            accept: None,
+            content_type: body.as_ref().map(|_| "application/octet-stream"),
+            body,
+            limit: super::transport::MAX_ERROR_BYTES,
+            hint: "",
+            expected: 0,
+        };
+        let blob_url = transport
+            .url(
+                &reference.registry,
+                &format!("{}/blobs/{digest}", reference.repository),
+            )
+            .map_err(classify)?;
+        let registry = &reference.registry;
+        let exists = transport
+            .send(
+                registry,
+                &scope,
+                auth,
+                exchange(Method::HEAD, blob_url, "blob check", None),
+                self.options.deadline,
+            )
+            .await;
+        if exists.is_ok() {
+            return Ok(digest);
+        }
+        let uploads = transport
+            .url(
+                registry,
+                &format!("{}/blobs/uploads/", reference.repository),
+            )
+            .map_err(classify)?;
+        let started = transport
+            .send(
+                registry,
+                &scope,
+                auth,
+                exchange(Method::POST, uploads.clone(), "upload start", None),
+                self.options.deadline,
+            )
+            .await
+            .map_err(classify)?;
+        let location = started
+            .headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| PullError::Invalid {
+                reference: reference.to_string(),
+                why: "the registry started an upload but gave no Location".into(),
+            })?;
+        let mut put = uploads.join(location).map_err(|e| PullError::Invalid {
+            reference: reference.to_string(),
+            why: format!("the upload Location is not a URL: {e}"),
+        })?;
+        put.query_pairs_mut().append_pair("digest", &digest);
+        transport
+            .send(
+                registry,
+                &scope,
+                auth,
+                exchange(
+                    Method::PUT,
+                    put,
+                    "blob upload",
+                    Some(Bytes::copy_from_slice(bytes)),
+                ),
+                blob_deadline(self.options.deadline, bytes.len() as u64),
+            )
+            .await
+            .map_err(classify)?;
+        Ok(digest)
     }
 
     /// Pushes a component as a CNCF Wasm OCI artifact; the manifest's digest.
@@ -520,8 +613,8 @@ impl RegistryClient {
         title: &str,
         created: &str,
     ) -> Result<String, PullError> {
-        let oci = Self::oci_reference(reference)?;
-        let auth = self.auth(&reference.registry);
+        let transport = self.transport(reference)?;
+        let mut auth = None;
         let layer_digest = sha256_digest(component);
         let config = serde_json::json!({
             "created": created,
@@ -533,30 +626,65 @@ impl RegistryClient {
                 "imports": [],
                 "target": null,
             },
-        });
-        let config = Config::new(
-            config.to_string().into_bytes(),
-            WASM_CONFIG.to_string(),
-            None,
-        );
-        let annotations = std::collections::BTreeMap::from([(
-            "org.opencontainers.image.title".to_string(),
-            title.to_string(),
-        )]);
-        let layer = ImageLayer::new(
-            component.to_vec(),
-            WASM_LAYER.to_string(),
-            Some(annotations),
-        );
-        let client = self.client(reference)?;
-        client
-            .push(&oci, &[layer], config, &auth, None)
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = self
+            .push_blob(transport, reference, &mut auth, &config)
+            .await?;
+        self.push_blob(transport, reference, &mut auth, component)
+            .await?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: WASM_CONFIG.to_string(),
+                digest: config_digest,
+                size: config.len() as i64,
+                annotations: None,
+            },
+            layers: vec![Descriptor {
+                media_type: WASM_LAYER.to_string(),
+                digest: layer_digest,
+                size: component.len() as i64,
+                annotations: Some(std::collections::BTreeMap::from([(
+                    "org.opencontainers.image.title".to_string(),
+                    title.to_string(),
+                )])),
+            }],
+        };
+        let manifest = serde_json::to_vec(&manifest).map_err(|e| PullError::Invalid {
+            reference: reference.to_string(),
+            why: e.to_string(),
+        })?;
+        let tag = reference.tag.as_deref().unwrap_or("latest");
+        let url = transport
+            .url(
+                &reference.registry,
+                &format!("{}/manifests/{tag}", reference.repository),
+            )
+            .map_err(|e| self.classify(reference, e))?;
+        transport
+            .send(
+                &reference.registry,
+                &Self::scope(reference, "pull,push"),
+                &mut auth,
+                Exchange {
+                    method: Method::PUT,
+                    url,
+                    what: "manifest upload",
+                    accept: None,
+                    content_type: Some(OCI_MANIFEST),
+                    body: Some(Bytes::from(manifest.clone())),
+                    limit: super::transport::MAX_ERROR_BYTES,
+                    hint: "",
+                    expected: 0,
+                },
+                self.options.deadline,
+            )
             .await
             .map_err(|e| self.classify(reference, e))?;
-        // The digest as the registry computed it over the manifest it stored.
-        client
-            .fetch_manifest_digest(&oci, &auth)
-            .await
-            .map_err(|e| self.classify(reference, e))
+        // Registries store a manifest as sent: its digest is that of these bytes.
+        Ok(sha256_digest(&manifest))
     }
 }

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client;
 pub mod reference;
+pub mod transport;
 
 pub use auth::{Credentials, CredentialsError};
 pub use client::{PullError, Pulled, RegistryClient, RegistryOptions};

@@ -38,7 +38,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: run scripts/setup and scripts/build-control-plane (scripts/test runs both)",
+        "{} is missing: run scripts/setup-test and scripts/build-control-plane (scripts/test runs both)",
         path.display()
     );
     path
@@ -183,6 +183,27 @@ impl ControlPlane {
         let path = self.dir.path().join("second.kubeconfig");
         self.write_kubeconfig_on(&path, port, "admin", ADMIN_TOKEN);
         (guard, client_from(&path).await)
+    }
+
+    /// The real kube-controller-manager running only `controllers` (e.g.
+    /// `daemonset`: it creates a DaemonSet's pods and keeps its status), as the admin,
+    /// until the guard is dropped.
+    pub fn start_controllers(&self, controllers: &str) -> ApiServerGuard {
+        let mut manager = Command::new(binary("kube-controller-manager"));
+        manager
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg(format!("--controllers={controllers}"))
+            .args([
+                "--leader-elect=false",
+                "--use-service-account-credentials=false",
+                "--secure-port=0",
+                "--v=1",
+            ]);
+        ApiServerGuard(Some(spawn(
+            manager,
+            &self.dir.path().join("controller-manager.log"),
+        )))
     }
 
     fn spawn_apiserver(&self, port: u16, log: &str) -> Child {
@@ -375,6 +396,8 @@ impl Drop for ControlPlane {
 }
 
 /// Stops a second API server when dropped.
+/// A control-plane process (a second API server, a controller manager) that stops
+/// when dropped.
 pub struct ApiServerGuard(Option<Child>);
 
 impl Drop for ApiServerGuard {

@@ -8,6 +8,8 @@
 //! - `print`: writes to stdout and stderr, then returns one white LED;
 //! - `hostile-text`: prints terminal escapes and a 100 KB line, then reports an
 //!   error of 10 MiB that starts with escapes (clear screen, cursor home);
+//! - `busy MS`: works for MS milliseconds, then returns one LED and asks to be
+//!   evaluated again at once (`again-after-ms` 0);
 //! - `pods`: one LED per pod from `pods()`, checked against `pod-at(i)`: r = restarts,
 //!   g = state index, b = containers;
 //! - anything else: one LED per state count (r = failed, g = running, b = deleting).
@@ -113,6 +115,22 @@ impl Guest for Testkit {
                 let mut message = String::from("\x1b[2J\x1b[H\u{202e}evil\n");
                 message.push_str(&"x".repeat(10 << 20));
                 Err(message)
+            }
+            busy if busy.starts_with("busy ") => {
+                let ms: u64 = busy[5..].trim().parse().map_err(|_| "busy MS")?;
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                let mut n: u64 = 0;
+                while std::time::Instant::now() < until {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(Frame {
+                    leds: vec![Rgb {
+                        r: clamp(n as u32 & 0xff),
+                        g: 1,
+                        b: 0,
+                    }],
+                    again_after_ms: Some(0),
+                })
             }
             "pods" => {
                 let pods = snapshot::pods();
