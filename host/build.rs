@@ -28,13 +28,9 @@ fn run() -> Result<(), String> {
         .parent()
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
-    for watched in [
-        "wit",
-        "host/compat",
-        "plugins",
-        "examples/policies",
-        "Cargo.lock",
-    ] {
+    // What this script reads itself; the plugins' own inputs come from their builds'
+    // dep-info below.
+    for watched in ["wit/policy.wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -46,11 +42,18 @@ fn run() -> Result<(), String> {
     );
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
-    // <target>/<profile>/build/<pkg>/out → <target>/<profile>/podlight-plugins
+    // OUT_DIR is <target>/<profile>/build/<package>-<hash>/out: the plugins get
+    // <target>/<profile>/podlight-plugins, shared by every feature set of this crate.
     let target_dir = out_dir
         .ancestors()
-        .nth(3)
-        .ok_or("unexpected OUT_DIR layout")?
+        .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
+        .and_then(Path::parent)
+        .ok_or_else(|| {
+            format!(
+                "OUT_DIR {} is not under a build directory",
+                out_dir.display()
+            )
+        })?
         .join("podlight-plugins");
     let mut plugins = SHIPPED.to_vec();
     if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
@@ -71,7 +74,8 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Tells the host crate where a built plugin is.
+/// Tells the host crate where a built plugin is, and to build again when any file
+/// its build read changes (cargo's dep-info beside it lists exactly those).
 fn announce(target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
     let wasm = target_dir
         .join("wasm32-wasip2/plugin")
@@ -82,8 +86,52 @@ fn announce(target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
             wasm.display()
         ));
     }
+    let dep_info = wasm.with_extension("d");
+    let listed = std::fs::read_to_string(&dep_info)
+        .map_err(|e| format!("cannot read {}: {e}", dep_info.display()))?;
+    for input in dep_info_inputs(&listed) {
+        println!("cargo:rerun-if-changed={input}");
+        // A package's manifest is an input too, though dep-info does not list it.
+        if let Some(manifest) = Path::new(&input)
+            .ancestors()
+            .map(|dir| dir.join("Cargo.toml"))
+            .find(|manifest| manifest.is_file())
+        {
+            println!("cargo:rerun-if-changed={}", manifest.display());
+        }
+    }
     println!("cargo:rustc-env={var}={}", wasm.display());
     Ok(())
+}
+
+/// The inputs in a Makefile-style dep-info file (`out: in1 in2`, spaces in names
+/// escaped with a backslash).
+fn dep_info_inputs(text: &str) -> Vec<String> {
+    let mut inputs = Vec::new();
+    for line in text.lines() {
+        let Some((_, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut current = String::new();
+        let mut chars = rest.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ' ' => {
+                    if !current.is_empty() {
+                        inputs.push(std::mem::take(&mut current));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            inputs.push(current);
+        }
+    }
+    inputs.sort();
+    inputs.dedup();
+    inputs
 }
 
 /// `package podlight:policy@0.2.0;` → `0.2.0`

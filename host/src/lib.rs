@@ -4,6 +4,7 @@
 //! [`policy`] (a sandboxed Wasm component) → [`frame`] (RGB per LED) → device.
 
 pub mod agent;
+mod atomic_file;
 pub mod cluster;
 pub mod device;
 pub mod frame;
@@ -12,7 +13,7 @@ mod lock;
 pub mod policy;
 pub mod policy_test;
 pub mod registry;
-pub mod rollout;
+pub mod report;
 pub mod state;
 pub mod timing;
 

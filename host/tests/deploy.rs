@@ -815,6 +815,15 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
             &plane.kubectl(&["label", "node", node, "podlight.dev/blinkstick=true"]),
             "label",
         );
+        // What the node lifecycle controller does once a kubelet reports Ready: the
+        // API server taints every new node not-ready, which DaemonSet pods do not
+        // tolerate for scheduling.
+        let _ = plane.kubectl(&[
+            "taint",
+            "node",
+            node,
+            "node.kubernetes.io/not-ready:NoSchedule-",
+        ]);
     }
     let daemonset = repo_root().join("deploy/base/daemonset.yaml");
     ok(
@@ -843,11 +852,25 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
         if String::from_utf8_lossy(&pods.stdout).lines().count() == 4 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the DaemonSet controller made no pods: {}",
-            std::fs::read_to_string(plane.dir().join("controller-manager.log")).unwrap_or_default()
-        );
+        if Instant::now() >= deadline {
+            let seen = plane.kubectl(&[
+                "get",
+                "daemonsets,pods,events",
+                "-n",
+                "podlight",
+                "-o",
+                "wide",
+            ]);
+            let log = std::fs::read_to_string(plane.dir().join("controller-manager.log"))
+                .unwrap_or_default();
+            let log: Vec<&str> = log.lines().filter(|l| !l.contains("flags.go")).collect();
+            panic!(
+                "the DaemonSet controller made no pods: {}{}\n{}",
+                String::from_utf8_lossy(&seen.stdout),
+                String::from_utf8_lossy(&seen.stderr),
+                log.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (done, _, said) = status(&["--wait", "--policy-sha256", &testkit_sha, "--timeout", "3"]);

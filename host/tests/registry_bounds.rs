@@ -36,11 +36,30 @@ fn read(path: &str) -> Vec<u8> {
     std::fs::read(path).expect("a test plugin")
 }
 
+/// `component` with a custom section appended: the same policy with a digest no pull
+/// has cached before.
+fn distinct(component: &[u8], tag: &str) -> Vec<u8> {
+    let mut bytes = component.to_vec();
+    let name = b"podlight-test";
+    let payload_len = 1 + name.len() + tag.len();
+    assert!(
+        payload_len < 128 && name.len() < 128,
+        "one-byte LEB128 sizes"
+    );
+    bytes.push(0); // a custom section
+    bytes.push(payload_len as u8);
+    bytes.push(name.len() as u8);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(tag.as_bytes());
+    bytes
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_registry_holds_no_swap_and_the_newer_change_wins() {
     let registry = Registry::start(None);
     let (testkit, breathe) = (read(TESTKIT_WASM), read(BREATHE_WASM));
-    let hostile = HostileRegistry::start(testkit.clone());
+    // Not in the cache from the good pulls, so its layer must really be fetched.
+    let hostile = HostileRegistry::start(distinct(&testkit, "slow"));
     let breathe_ref = push(&registry, BREATHE_WASM, "policies/breathe:v1");
     let testkit_ref = push(&registry, TESTKIT_WASM, "policies/testkit:v1");
     let (policies, cache) = (

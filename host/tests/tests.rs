@@ -8,6 +8,7 @@ mod cli;
 mod cluster_scope;
 mod cluster_watch;
 mod deploy;
+mod docs;
 mod example_policies;
 mod oci_policies;
 mod policy_engine;

@@ -99,7 +99,7 @@ impl AgentConfig {
             engine: self.engine,
             source: self.source,
             writer: Arc::clone(&writer),
-            state: Arc::clone(&status),
+            status: Arc::clone(&status),
             events: self.events,
             reporter: self.reporter,
             shadow: self.shadow,

@@ -70,7 +70,7 @@ pub async fn run(
     mut commands: mpsc::Receiver<PolicyCommand>,
     instance: PolicyInstance,
     writer: Arc<FrameWriter>,
-    state: Arc<AgentStatus>,
+    status: Arc<AgentStatus>,
     shadow: Option<watch::Sender<Option<ShadowInput>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -87,7 +87,7 @@ pub async fn run(
             let (earliest, by_cost) = next_evaluation(last, last_cost, failures);
             let delayed = by_cost && Instant::now() < earliest;
             if delayed {
-                state.metrics.evaluation_throttled();
+                status.metrics.evaluation_throttled();
             }
             if delayed != throttled {
                 throttled = delayed;
@@ -99,7 +99,7 @@ pub async fn run(
                         "the policy asks to be evaluated more often than a quarter of a core allows; spacing its evaluations"
                     );
                 }
-                state.update_policy_of(PolicyRole::Active, |p| {
+                status.update_policy_of(PolicyRole::Active, |p| {
                     p.throttled_spacing_ms = spacing.map(|s| s.as_millis() as u64);
                 });
             }
@@ -114,9 +114,9 @@ pub async fn run(
         }
         last_eval = Some(Instant::now());
         let snapshot = snapshots.borrow_and_update().clone();
-        let leds = led_count(&state);
+        let leds = led_count(&status);
         let Some((evaluated, outcome, cost)) =
-            evaluate_once(instance, snapshot, leds, &writer, &state, shadow.as_ref()).await
+            evaluate_once(instance, snapshot, leds, &writer, &status, shadow.as_ref()).await
         else {
             return;
         };
@@ -138,13 +138,13 @@ pub async fn run(
                 if changed.is_err() {
                     return;
                 }
-                state.changed();
+                status.changed();
             }
             command = commands.recv(), if commands_open => {
                 commands_open = apply(command, &mut instance, &mut failures);
             }
             () = sleep_until_opt(again_at) => {}
-            () = led_count_changes(&state, leds) => {}
+            () = led_count_changes(&status, leds) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -181,7 +181,7 @@ async fn evaluate_once(
     snapshot: Arc<Snapshot>,
     leds: u32,
     writer: &FrameWriter,
-    state: &AgentStatus,
+    status: &AgentStatus,
     shadow: Option<&watch::Sender<Option<ShadowInput>>>,
 ) -> Option<(PolicyInstance, Result<Option<Instant>, String>, Duration)> {
     let started = std::time::Instant::now();
@@ -201,7 +201,7 @@ async fn evaluate_once(
     let seconds = cost.as_secs_f64();
     let outcome = match result {
         Ok(frame) => {
-            state.record_evaluation(seconds, true);
+            status.record_evaluation(seconds, true);
             let again_at = frame
                 .again_after_ms
                 .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
@@ -215,11 +215,11 @@ async fn evaluate_once(
                     active: frame.clone(),
                 }));
             }
-            state.set_frame(frame);
+            status.set_frame(frame);
             Ok(again_at)
         }
         Err(error) => {
-            state.record_evaluation(seconds, false);
+            status.record_evaluation(seconds, false);
             Err(error.to_string())
         }
     };
@@ -234,7 +234,7 @@ pub async fn run_shadow(
     mut inputs: watch::Receiver<Option<ShadowInput>>,
     mut commands: mpsc::Receiver<PolicyCommand>,
     instance: PolicyInstance,
-    state: Arc<AgentStatus>,
+    status: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut instance = instance;
@@ -267,11 +267,11 @@ pub async fn run_shadow(
             Ok(frame) => {
                 failures = 0;
                 let differs = frame.leds != active.leds;
-                state.record_shadow(Ok((frame, differs)));
+                status.record_shadow(Ok((frame, differs)));
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                state.record_shadow(Err(error.to_string()));
+                status.record_shadow(Err(error.to_string()));
                 tracing::warn!(%error, failures, "shadow policy evaluation failed");
                 tokio::select! {
                     () = tokio::time::sleep(retry_pause(failures)) => {}
@@ -283,18 +283,18 @@ pub async fn run_shadow(
 }
 
 /// LEDs to evaluate for: what the sticks have (or are expected to have).
-fn led_count(state: &AgentStatus) -> u32 {
-    state.device.leds_to_evaluate()
+fn led_count(status: &AgentStatus) -> u32 {
+    status.device.leds_to_evaluate()
 }
 
 /// Resolves when the LED count differs from `evaluated` — a stick arrived, left or was
 /// swapped for another model — so the frame is computed again for the new size.
 /// Sleeps until the device layer says the count changed: no polling.
-async fn led_count_changes(state: &AgentStatus, evaluated: u32) {
+async fn led_count_changes(status: &AgentStatus, evaluated: u32) {
     loop {
         // Registered before the check, so a change between the two is not missed.
-        let changed = state.device.led_count_changed.notified();
-        if led_count(state) != evaluated {
+        let changed = status.device.led_count_changed.notified();
+        if led_count(status) != evaluated {
             return;
         }
         changed.await;

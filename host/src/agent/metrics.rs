@@ -160,15 +160,15 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with gauges brought up to date.
-    pub fn render(&self, state: &AgentStatus) -> String {
-        let snapshot = state.snapshot.borrow().clone();
+    pub fn render(&self, status: &AgentStatus) -> String {
+        let snapshot = status.snapshot.borrow().clone();
         for pod_state in PodState::ALL {
             let labels = vec![("state".to_string(), pod_state.name().to_string())];
             self.pods
                 .get_or_create(&labels)
                 .set(i64::from(snapshot.counts.of(pod_state)));
         }
-        let policy = state.policy();
+        let policy = status.policy();
         self.active_policy.clear();
         self.active_policy
             .get_or_create(&vec![
@@ -176,16 +176,16 @@ impl Metrics {
                 ("sha256".to_string(), policy.sha256),
             ])
             .set(1);
-        let device = &state.device;
+        let device = &status.device;
         self.device_connected
             .set(i64::try_from(device.connected()).unwrap_or(0));
         catch_up(&self.device_writes, device.writes());
         catch_up(&self.device_errors, device.errors());
         catch_up(&self.device_reconnects, device.reconnects());
-        if let Some(cluster) = &state.cluster {
+        if let Some(cluster) = &status.cluster {
             catch_up(&self.watch_restarts, cluster.watch_errors());
         }
-        self.watch_synced.set(i64::from(state.ready_parts().0));
+        self.watch_synced.set(i64::from(status.ready_parts().0));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

@@ -31,7 +31,7 @@ pub(crate) struct AgentParts {
     pub engine: Arc<PolicyEngine>,
     pub source: PolicySource,
     pub writer: Arc<FrameWriter>,
-    pub state: Arc<AgentStatus>,
+    pub status: Arc<AgentStatus>,
     pub events: EventSink,
     /// Where this node's report is published; none outside a cluster.
     pub reporter: Option<StatusReporter>,
@@ -58,7 +58,7 @@ impl Agent {
             let started = reload::PolicySlot::start(
                 Arc::clone(&parts.engine),
                 source,
-                Arc::clone(&parts.state),
+                Arc::clone(&parts.status),
                 parts.events.clone(),
                 role,
                 commands,
@@ -84,7 +84,7 @@ impl Agent {
                     inputs_rx,
                     shadow_command_rx,
                     shadow,
-                    Arc::clone(&parts.state),
+                    Arc::clone(&parts.status),
                     shutdown_rx.clone(),
                 )));
                 Some(inputs)
@@ -92,11 +92,11 @@ impl Agent {
             None => None,
         };
         let evaluator = tokio::spawn(evaluator::run(
-            parts.state.snapshot.clone(),
+            parts.status.snapshot.clone(),
             command_rx,
             initial,
             Arc::clone(&parts.writer),
-            Arc::clone(&parts.state),
+            Arc::clone(&parts.status),
             shadow_inputs,
             shutdown_rx,
         ));
@@ -104,7 +104,7 @@ impl Agent {
         if let Some(reporter) = parts.reporter {
             tasks.push(tokio::spawn(reporter::run(
                 reporter,
-                Arc::clone(&parts.state),
+                Arc::clone(&parts.status),
                 shutdown.subscribe(),
             )));
         }

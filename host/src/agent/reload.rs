@@ -24,7 +24,7 @@ use crate::cluster::PolicyFiles;
 use crate::policy::signature::SignatureError;
 use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
 use crate::registry::{PolicyReference, PullError, ReferenceError};
-use crate::rollout::ReloadOutcome;
+use crate::report::ReloadOutcome;
 use crate::state::{Snapshot, wall_clock_ms};
 use crate::timing::sleep_until_opt;
 
@@ -247,7 +247,7 @@ pub(crate) struct Origin {
 /// Makes `instance` the policy the agent reports; `reload` when it came from a reload
 /// (not the start).
 fn publish_active(
-    state: &AgentStatus,
+    status: &AgentStatus,
     role: PolicyRole,
     instance: &PolicyInstance,
     origin: Origin,
@@ -270,7 +270,7 @@ fn publish_active(
     let file_sha256 = pulled_layer
         .or_else(|| found.fingerprint().file_sha256())
         .filter(|file| *file != info.sha256);
-    state.update_policy_of(role, |p| {
+    status.update_policy_of(role, |p| {
         p.name = info.name;
         p.sha256 = info.sha256;
         p.file_sha256 = file_sha256;
@@ -295,7 +295,7 @@ fn succeeded(file_sha256: Option<String>) -> ReloadOutcome {
 }
 
 async fn report_failure(
-    state: &AgentStatus,
+    status: &AgentStatus,
     role: PolicyRole,
     events: &EventSink,
     error: &ReloadError,
@@ -304,7 +304,7 @@ async fn report_failure(
     let reason = match role {
         PolicyRole::Active => {
             tracing::error!(%error, "policy reload failed; keeping the last good policy");
-            state.metrics.reload(error.metric_result());
+            status.metrics.reload(error.metric_result());
             "PolicyReloadFailed"
         }
         PolicyRole::Shadow => {
@@ -312,7 +312,7 @@ async fn report_failure(
             "ShadowPolicyReloadFailed"
         }
     };
-    state.update_policy_of(role, |p| {
+    status.update_policy_of(role, |p| {
         p.last_error = Some(error.to_string());
         p.last_reload = Some(ReloadOutcome {
             at_ms: wall_clock_ms(),
@@ -334,6 +334,10 @@ struct Changes {
     files: Option<mpsc::UnboundedReceiver<()>>,
     api: Option<watch::Receiver<PolicyFiles>>,
     _watcher: Option<notify::RecommendedWatcher>,
+    /// A file event was taken and its settling not finished: [`Changes::next`] may be
+    /// dropped while it waits for the quiet (a load finished first), and the change
+    /// must not be lost with it.
+    files_pending: bool,
 }
 
 impl Changes {
@@ -347,6 +351,7 @@ impl Changes {
             files: watcher.is_some().then_some(rx),
             api: source.api.as_ref().map(|a| a.files.clone()),
             _watcher: watcher,
+            files_pending: false,
         }
     }
 
@@ -356,15 +361,18 @@ impl Changes {
     }
 
     /// Resolves at the next change — file events once they settle, an API update at
-    /// once (the object changes whole); never when nothing can change.
+    /// once (the object changes whole); never when nothing can change. Cancel-safe:
+    /// a change it has seen is reported by the next call if this one is dropped.
     async fn next(&mut self) {
         loop {
+            if self.files_pending {
+                settle(self.files.as_mut()).await;
+                self.files_pending = false;
+                return;
+            }
             tokio::select! {
                 event = recv_opt(&mut self.files) => match event {
-                    Some(()) => {
-                        settle(self.files.as_mut()).await;
-                        return;
-                    }
+                    Some(()) => self.files_pending = true,
                     None => self.files = None,
                 },
                 changed = changed_opt(&mut self.api) => {
@@ -380,12 +388,19 @@ impl Changes {
     /// True if more file events arrive within the debounce window (then settled): a
     /// file still being written failed to load, try again with the rest.
     async fn more_soon(&mut self) -> bool {
+        if self.files_pending {
+            settle(self.files.as_mut()).await;
+            self.files_pending = false;
+            return true;
+        }
         let Some(files) = self.files.as_mut() else {
             return false;
         };
         match tokio::time::timeout(DEBOUNCE, files.recv()).await {
             Ok(Some(())) => {
-                settle(Some(files)).await;
+                self.files_pending = true;
+                settle(self.files.as_mut()).await;
+                self.files_pending = false;
                 true
             }
             _ => false,
@@ -436,7 +451,7 @@ fn watch_directory(
 pub(crate) struct PolicySlot {
     engine: Arc<PolicyEngine>,
     source: PolicySource,
-    state: Arc<AgentStatus>,
+    status: Arc<AgentStatus>,
     events: EventSink,
     commands: mpsc::Sender<PolicyCommand>,
     role: PolicyRole,
@@ -460,7 +475,7 @@ impl PolicySlot {
     pub async fn start(
         engine: Arc<PolicyEngine>,
         source: PolicySource,
-        state: Arc<AgentStatus>,
+        status: Arc<AgentStatus>,
         events: EventSink,
         role: PolicyRole,
         commands: mpsc::Sender<PolicyCommand>,
@@ -469,7 +484,7 @@ impl PolicySlot {
         let mut slot = PolicySlot {
             engine,
             source,
-            state,
+            status,
             events,
             commands,
             role,
@@ -496,8 +511,8 @@ impl PolicySlot {
             if found.plugin.is_none() {
                 break (found, None);
             }
-            let snapshot = self.state.snapshot.borrow().clone();
-            let leds = self.state.device.leds_to_evaluate();
+            let snapshot = self.status.snapshot.borrow().clone();
+            let leds = self.status.device.leds_to_evaluate();
             let prepared = tokio::select! {
                 prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
                 () = self.changes.next() => {
@@ -507,12 +522,12 @@ impl PolicySlot {
             };
             match prepared {
                 Ok(Prepared { instance, origin }) => {
-                    publish_active(&self.state, self.role, &instance, origin, &found, None);
+                    publish_active(&self.status, self.role, &instance, origin, &found, None);
                     self.current = Some(found.fingerprint());
                     return instance;
                 }
                 Err(Failed { error, tried }) => {
-                    report_failure(&self.state, self.role, &self.events, &error, tried).await;
+                    report_failure(&self.status, self.role, &self.events, &error, tried).await;
                     if error.is_transient() {
                         self.pull_failures = 1;
                     }
@@ -545,7 +560,7 @@ impl PolicySlot {
             Err(error) => panic!("the built-in policy does not start: {error}"),
         };
         publish_active(
-            &self.state,
+            &self.status,
             self.role,
             &instance,
             Origin {
@@ -558,7 +573,7 @@ impl PolicySlot {
         if failure.is_some() {
             // The built-in policy runs because the source's plugin failed: that stays
             // visible until a reload succeeds.
-            self.state
+            self.status
                 .update_policy_of(self.role, |p| p.last_error = failure);
         }
         instance
@@ -567,7 +582,7 @@ impl PolicySlot {
     /// The reload metric counts the active policy's reloads only.
     fn count_success(&self) {
         if self.role == PolicyRole::Active {
-            self.state.metrics.reload("ok");
+            self.status.metrics.reload("ok");
         }
     }
 
@@ -605,7 +620,7 @@ impl PolicySlot {
                 Err(source) => {
                     let error = ReloadError::Read { source };
                     report_failure(
-                        &self.state,
+                        &self.status,
                         self.role,
                         &self.events,
                         &error,
@@ -627,7 +642,7 @@ impl PolicySlot {
                     .send(PolicyCommand::Settings(found.settings.clone()))
                     .await;
                 self.count_success();
-                self.state.update_policy_of(self.role, |p| {
+                self.status.update_policy_of(self.role, |p| {
                     p.settings = found.settings.clone();
                     p.last_error = None;
                     p.last_reload = Some(succeeded(fingerprint.file_sha256()));
@@ -635,8 +650,8 @@ impl PolicySlot {
                 self.current = Some(fingerprint);
                 return None;
             }
-            let snapshot = self.state.snapshot.borrow().clone();
-            let leds = self.state.device.leds_to_evaluate();
+            let snapshot = self.status.snapshot.borrow().clone();
+            let leds = self.status.device.leds_to_evaluate();
             let prepared = tokio::select! {
                 prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
                 // A newer change wins over this load still in flight.
@@ -655,7 +670,7 @@ impl PolicySlot {
                             .or_else(|| fingerprint.file_sha256()),
                     );
                     publish_active(
-                        &self.state,
+                        &self.status,
                         self.role,
                         &instance,
                         origin,
@@ -676,7 +691,7 @@ impl PolicySlot {
                     // background until it answers or the policy changes.
                     if error.is_transient() {
                         if self.pull_failures == 0 || !same {
-                            report_failure(&self.state, self.role, &self.events, &error, tried)
+                            report_failure(&self.status, self.role, &self.events, &error, tried)
                                 .await;
                         }
                         self.pull_failures = if same {
@@ -688,7 +703,7 @@ impl PolicySlot {
                         return Some(retry_pause(self.pull_failures));
                     }
                     self.pull_failures = 0;
-                    report_failure(&self.state, self.role, &self.events, &error, tried).await;
+                    report_failure(&self.status, self.role, &self.events, &error, tried).await;
                     self.current = Some(fingerprint);
                     return None;
                 }
@@ -734,4 +749,28 @@ async fn changed_opt(api: &mut Option<watch::Receiver<PolicyFiles>>) -> bool {
 async fn settle(events: Option<&mut mpsc::UnboundedReceiver<()>>) {
     let Some(events) = events else { return };
     while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_seen_by_a_dropped_wait_is_reported_by_the_next() {
+        let dir = tempfile::tempdir().expect("dir");
+        let source = PolicySource {
+            dir: Some(dir.path().to_path_buf()),
+            name: "priority".into(),
+            api: None,
+            trust: Default::default(),
+        };
+        let mut changes = Changes::start(&source);
+        std::fs::write(dir.path().join("priority.json"), "{}").expect("write");
+        // Dropped while the change settles (a load in flight finished first)…
+        let first = tokio::time::timeout(DEBOUNCE / 2, changes.next()).await;
+        assert!(first.is_err(), "still settling");
+        // …the change is not lost.
+        let second = tokio::time::timeout(Duration::from_secs(5), changes.next()).await;
+        assert!(second.is_ok(), "the change is reported");
+    }
 }

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::AgentStatus;
-use crate::cluster::{REPORT_VALID_SECONDS, ReportLeases, lease_name};
-use crate::rollout::NodeReport;
+use crate::cluster::ReportLeases;
+use crate::report::{NodeReport, REPORT_VALID_SECONDS, lease_name};
 use crate::state::wall_clock_ms;
 
 /// A third of the report's validity: two renewals may fail before it goes stale.
@@ -43,10 +43,10 @@ pub struct Publishing {
 
 pub(super) async fn run(
     reporter: StatusReporter,
-    state: Arc<AgentStatus>,
+    status: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut changes = state.changes.subscribe();
+    let mut changes = status.changes.subscribe();
     let mut last: Option<NodeReport> = None;
     let mut node_uid: Option<String> = None;
     let mut next_publish = Instant::now();
@@ -63,7 +63,7 @@ pub(super) async fn run(
             }
             () = tokio::time::sleep_until(next_publish) => {}
         }
-        let report = state.report(reporter.pod.as_deref());
+        let report = status.report(reporter.pod.as_deref());
         let due = Instant::now() >= next_publish;
         if !due && last.as_ref() == Some(&report) {
             continue;
@@ -85,7 +85,7 @@ pub(super) async fn run(
             reporter.leases.namespace(),
             lease_name(&report.node)
         );
-        let previous = state.publishing();
+        let previous = status.publishing();
         let outcome = match published {
             Ok(Ok(())) => {
                 if previous.as_ref().is_some_and(|p| p.error.is_some()) {
@@ -115,7 +115,7 @@ pub(super) async fn run(
                 }
             }
         };
-        state.set_publishing(outcome);
+        status.set_publishing(outcome);
     }
     // Stopping cleanly: the node no longer reports, rather than going silent.
     if let Some(report) = last {

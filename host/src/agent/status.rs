@@ -12,7 +12,7 @@ use crate::cluster::ClusterStatus;
 use crate::device::DeviceStatus;
 use crate::frame::Frame;
 use crate::lock::lock;
-use crate::rollout::{ActivePolicy, DeviceReport, NodeReport, ReloadOutcome};
+use crate::report::{ActivePolicy, DeviceReport, NodeReport, ReloadOutcome};
 use crate::state::Snapshot;
 
 /// The active policy and how the last reload went.

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 
-use crate::rollout::{Expected, ExpectedAgent};
+use crate::report::{Expected, ExpectedAgent};
 
 /// The label the node agents' DaemonSet carries (kustomize base and Helm chart).
 const AGENT_SELECTOR: &str = "app.kubernetes.io/name=podlight";

@@ -10,14 +10,12 @@ mod expected;
 mod node_status;
 mod policies;
 mod watch;
+mod watch_loop;
 
 pub use backoff::WatchBackoff;
 pub use config::{ClusterError, ConnectOptions, Connection, client, connect, node_name};
 pub use convert::{node_info, pod_info};
 pub use expected::expected_agents;
-pub use node_status::{
-    REPORT_VALID_SECONDS, ReportLeases, STATUS_ANNOTATION, STATUS_SELECTOR, lease_name, lease_of,
-    published_of,
-};
+pub use node_status::ReportLeases;
 pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
 pub use watch::{ClusterStatus, StateWatch, WatchOptions};

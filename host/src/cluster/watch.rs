@@ -1,25 +1,26 @@
-//! Watches this node's pods (field selector `spec.nodeName`, so the API server sends
-//! only them) and the node object through kube-runtime watchers and reflector stores,
-//! and publishes a snapshot whenever something a policy can see changes. The cluster
-//! scope's watch (every node, every pod) is `cluster_scope.rs`; both publish through
-//! the same [`StateWatch`].
+//! The cluster watch, for either scope: this node's pods (field selector
+//! `spec.nodeName`, so the API server sends only them) and the node object, or every
+//! node and pod (`cluster_scope.rs`'s model). kube-runtime's watchers feed one loop
+//! (`watch_loop.rs`) that keeps what a policy sees and publishes a snapshot whenever
+//! that changes.
 
-use super::backoff::WatchBackoff;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::stream::{BoxStream, SelectAll};
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::StreamExt;
+use futures::stream::SelectAll;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::backoff::WatchBackoff;
+use super::cluster_scope::ClusterModel;
 use super::convert::{node_info, pod_info};
-use crate::state::{Snapshot, wall_clock_ms};
+use super::watch_loop::{Events, Listed, WatchModel, run};
+use crate::state::{NodeInfo, PodInfo, Snapshot, wall_clock_ms};
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -70,9 +71,9 @@ impl ClusterStatus {
 
 /// The running watch. Dropping it stops the watchers.
 pub struct StateWatch {
-    pub(super) snapshots: watch::Receiver<Arc<Snapshot>>,
-    pub(super) status: Arc<ClusterStatus>,
-    pub(super) task: JoinHandle<()>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    status: Arc<ClusterStatus>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for StateWatch {
@@ -81,52 +82,46 @@ impl Drop for StateWatch {
     }
 }
 
-type Events = BoxStream<'static, Result<(), watcher::Error>>;
+/// One watch event, from the pod watch with this index (one per namespace, or one
+/// for all) or the node watch.
+pub(super) enum Change {
+    Pod(usize, Box<watcher::Event<Pod>>),
+    Node(Box<watcher::Event<Node>>),
+}
 
 impl StateWatch {
     /// Starts watching one node on the current tokio runtime.
     pub fn start(client: Client, options: WatchOptions) -> StateWatch {
-        let empty = Arc::new(Snapshot::new(
-            node_info(&options.node, None),
-            Vec::new(),
-            wall_clock_ms(),
-        ));
-        let (sender, snapshots) = watch::channel(empty);
-        let status = Arc::new(ClusterStatus::default());
-        let mut config =
-            watcher::Config::default().fields(&format!("spec.nodeName={}", options.node));
-        if let Some(selector) = &options.label_selector {
-            config = config.labels(selector);
-        }
-        let mut events: SelectAll<Events> = SelectAll::new();
-        let mut pod_stores = Vec::new();
-        for api in pod_apis(&client, &options) {
-            let (store, writer) = reflector::store();
-            events.push(
-                watcher(api, config.clone())
-                    .backoff(WatchBackoff::default())
-                    .reflect(writer)
-                    .map_ok(|_| ())
-                    .boxed(),
-            );
-            pod_stores.push(store);
-        }
-        let (node_store, node_writer) = reflector::store();
-        let node_config =
-            watcher::Config::default().fields(&format!("metadata.name={}", options.node));
-        events.push(
-            watcher(Api::<Node>::all(client), node_config)
-                .backoff(WatchBackoff::default())
-                .reflect(node_writer)
-                .map_ok(|_| ())
-                .boxed(),
-        );
-        let stores = Stores {
-            pods: pod_stores,
-            node: node_store,
-            node_name: options.node,
+        let empty = Snapshot::new(node_info(&options.node, None), Vec::new(), wall_clock_ms());
+        let pods = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node));
+        let node = watcher::Config::default().fields(&format!("metadata.name={}", options.node));
+        let events = changes(&client, &options, pods, node);
+        let model = NodeModel {
+            pods: (0..events.len() - 1).map(|_| Listed::new()).collect(),
+            node: Listed::new(),
+            name: options.node,
         };
-        let task = tokio::spawn(run(events, stores, sender, Arc::clone(&status)));
+        StateWatch::spawn(empty, events, model)
+    }
+
+    /// Starts watching every node and the pods `options` selects (its `node` is not
+    /// used) on the current tokio runtime.
+    pub fn start_cluster(client: Client, options: WatchOptions) -> StateWatch {
+        let empty = Snapshot::cluster(Vec::new(), Vec::new(), wall_clock_ms());
+        let events = changes(
+            &client,
+            &options,
+            watcher::Config::default(),
+            watcher::Config::default(),
+        );
+        let model = ClusterModel::new(events.len() - 1);
+        StateWatch::spawn(empty, events, model)
+    }
+
+    fn spawn<M: WatchModel>(empty: Snapshot, events: SelectAll<Events>, model: M) -> StateWatch {
+        let (sender, snapshots) = watch::channel(Arc::new(empty));
+        let status = Arc::new(ClusterStatus::default());
+        let task = tokio::spawn(run(events, model, sender, Arc::clone(&status)));
         StateWatch {
             snapshots,
             status,
@@ -159,8 +154,37 @@ impl StateWatch {
     }
 }
 
+/// The watchers of both scopes: one per pod API (`pods` config; the label selector
+/// added), then the node watch (`node` config) last.
+fn changes(
+    client: &Client,
+    options: &WatchOptions,
+    mut pods: watcher::Config,
+    node: watcher::Config,
+) -> SelectAll<Events> {
+    if let Some(selector) = &options.label_selector {
+        pods = pods.labels(selector);
+    }
+    let mut events: SelectAll<Events> = SelectAll::new();
+    for (index, api) in pod_apis(client, options).into_iter().enumerate() {
+        events.push(
+            watcher(api, pods.clone())
+                .backoff(WatchBackoff::default())
+                .map(move |event| event.map(|e| Change::Pod(index, Box::new(e))))
+                .boxed(),
+        );
+    }
+    events.push(
+        watcher(Api::<Node>::all(client.clone()), node)
+            .backoff(WatchBackoff::default())
+            .map(|event| event.map(|e| Change::Node(Box::new(e))))
+            .boxed(),
+    );
+    events
+}
+
 /// One pod API per namespace asked for, or one for all.
-pub(super) fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<Pod>> {
+fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<Pod>> {
     if options.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
@@ -172,91 +196,46 @@ pub(super) fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<Pod>>
     }
 }
 
-struct Stores {
-    pods: Vec<Store<Pod>>,
-    node: Store<Node>,
-    node_name: String,
+/// One node and its pods, as a policy sees them (no API objects kept).
+struct NodeModel {
+    pods: Vec<Listed<PodInfo>>,
+    node: Listed<NodeInfo>,
+    name: String,
 }
 
-impl Stores {
-    fn ready(&self) -> bool {
-        let ready = |f: &mut dyn FnMut() -> Option<()>| f().is_some();
-        self.pods
-            .iter()
-            .all(|s| ready(&mut || s.wait_until_ready().now_or_never()?.ok()))
-            && ready(&mut || self.node.wait_until_ready().now_or_never()?.ok())
-    }
-
-    fn snapshot(&self) -> Snapshot {
-        let pods = self
-            .pods
-            .iter()
-            .flat_map(|s| s.state())
-            .map(|p| pod_info(&p))
-            .collect();
-        let node = self.node.state().into_iter().next();
-        Snapshot::new(
-            node_info(&self.node_name, node.as_deref()),
-            pods,
-            wall_clock_ms(),
-        )
-    }
-}
-
-/// Same node and pods: the time alone does not make a new snapshot.
-fn visibly_equal(a: &Snapshot, b: &Snapshot) -> bool {
-    a.node == b.node && a.pods == b.pods
-}
-
-async fn run(
-    mut events: SelectAll<Events>,
-    stores: Stores,
-    sender: watch::Sender<Arc<Snapshot>>,
-    status: Arc<ClusterStatus>,
-) {
-    let note = |item: Result<(), watcher::Error>| match item {
-        Ok(()) => {
-            status.events.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) => {
-            status.watch_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, "watch failed; retrying with backoff");
-        }
-    };
-    // When a pod's classification changes with time alone (a restarted container
-    // reaching its recovery time), the snapshot is built again then.
-    let mut reclassify_at: Option<tokio::time::Instant> = None;
-    loop {
-        tokio::select! {
-            item = events.next() => {
-                let Some(item) = item else { return };
-                note(item);
-                // Take whatever else has already arrived, then build one snapshot for all.
-                while let Some(Some(item)) = events.next().now_or_never() {
-                    note(item);
+impl WatchModel for NodeModel {
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Pod(index, event) => {
+                if let Some(set) = self.pods.get_mut(index) {
+                    set.apply(*event, pod_info);
                 }
             }
-            () = tokio::time::sleep_until(reclassify_at.unwrap_or_else(tokio::time::Instant::now)),
-                if reclassify_at.is_some() => reclassify_at = None,
+            Change::Node(event) => {
+                let name = &self.name;
+                self.node.apply(*event, |node| node_info(name, Some(node)));
+            }
         }
-        if !stores.ready() {
-            continue;
-        }
-        let first = !status.synced.swap(true, Ordering::AcqRel);
-        let node_found = !stores.node.is_empty();
-        let was_found = status.node_found.swap(node_found, Ordering::AcqRel);
-        if !node_found && (first || was_found) {
-            tracing::warn!(node = %stores.node_name, "no such node (yet); waiting for it");
-        } else if node_found && !first && !was_found {
-            tracing::info!(node = %stores.node_name, "the node exists now");
-        }
-        let snapshot = stores.snapshot();
-        reclassify_at = snapshot.reclassified_at_ms().map(|at| {
-            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(snapshot.now_ms))
-        });
-        if first || !visibly_equal(&snapshot, &sender.borrow()) {
-            status.snapshots.fetch_add(1, Ordering::Relaxed);
-            sender.send_replace(Arc::new(snapshot));
-        }
+    }
+
+    fn synced(&self) -> bool {
+        self.node.synced() && self.pods.iter().all(Listed::synced)
+    }
+
+    fn snapshot(&self, now_ms: u64) -> (Snapshot, Option<u64>) {
+        let node = self
+            .node
+            .values()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| node_info(&self.name, None));
+        let pods = self.pods.iter().flat_map(Listed::values).cloned().collect();
+        let snapshot = Snapshot::new(node, pods, now_ms);
+        let reclassify = snapshot.reclassified_at_ms();
+        (snapshot, reclassify)
+    }
+
+    fn node(&self) -> Option<(&str, bool)> {
+        Some((&self.name, self.node.values().next().is_some()))
     }
 }

@@ -1,7 +1,8 @@
 //! What `podlight run` and `podlight demo` share: the agent's flags, and running it
 //! from them until a stop signal.
 
-use super::args::{DeviceArgs, EngineArgs, RegistryArgs, trusted_keys};
+use super::args::{DeviceArgs, EngineArgs, RegistryArgs};
+use super::build::trusted_keys;
 use super::stop_signal;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -71,16 +72,46 @@ pub fn on_runtime(agent: impl std::future::Future<Output = Result<()>>) -> Resul
     result
 }
 
+/// What the agent shows and whom it tells, besides its flags.
+pub struct AgentInputs {
+    /// The node's snapshots: the cluster watch's, or the demo's.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The watch's status, for readiness and metrics; none without a cluster.
+    pub cluster: Option<Arc<ClusterStatus>>,
+    /// Where reload failures are recorded as Kubernetes Events.
+    pub events: EventSink,
+    /// The policies ConfigMap as the API serves it.
+    pub api: Option<ApiPolicies>,
+    /// Where this node's report is published.
+    pub reporter: Option<StatusReporter>,
+}
+
+impl AgentInputs {
+    /// Snapshots from nowhere but `snapshots`: no cluster, Events, API or report.
+    pub fn alone(snapshots: watch::Receiver<Arc<Snapshot>>) -> AgentInputs {
+        AgentInputs {
+            snapshots,
+            cluster: None,
+            events: EventSink::none(),
+            api: None,
+            reporter: None,
+        }
+    }
+}
+
 /// Runs the agent and its HTTP server until SIGTERM or SIGINT (or `stop_after`).
 pub async fn serve(
     args: &AgentArgs,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
-    cluster: Option<Arc<ClusterStatus>>,
-    events: EventSink,
-    api: Option<ApiPolicies>,
-    reporter: Option<StatusReporter>,
+    inputs: AgentInputs,
     stop_after: Option<Duration>,
 ) -> Result<()> {
+    let AgentInputs {
+        snapshots,
+        cluster,
+        events,
+        api,
+        reporter,
+    } = inputs;
     let (bus, device) = args.device.open()?;
     let config = AgentConfig {
         bus,

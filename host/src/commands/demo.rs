@@ -1,10 +1,10 @@
 //! `podlight demo`: the agent's own path with a scripted node and a virtual device.
 
-use super::agent::{AgentArgs, on_runtime, serve};
+use super::agent::{AgentArgs, AgentInputs, on_runtime, serve};
 use super::args::DeviceKind;
 use anyhow::Result;
 use clap::Args;
-use podlight::agent::{DemoScenario, EventSink};
+use podlight::agent::DemoScenario;
 use std::time::Duration;
 
 #[derive(Args)]
@@ -26,11 +26,7 @@ pub fn demo(mut args: DemoArgs) -> Result<()> {
         let stop_after = args.duration.map(Duration::from_secs_f64);
         serve(
             &args.agent,
-            scenario.snapshots.clone(),
-            None,
-            EventSink::none(),
-            None,
-            None,
+            AgentInputs::alone(scenario.snapshots.clone()),
             stop_after,
         )
         .await

@@ -1,6 +1,7 @@
 //! `podlight eval`: a policy on a snapshot, the frame printed (and shown).
 
-use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs, ShowArgs, read_settings, show};
+use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs, ShowArgs};
+use super::build::{read_settings, show};
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::device::WriterOptions;

@@ -10,6 +10,7 @@ macro_rules! outln {
 // Shared by the subcommands:
 pub mod agent;
 pub mod args;
+pub mod build;
 // One per subcommand (the `plugin` group in one):
 pub mod demo;
 pub mod devices;

@@ -1,6 +1,7 @@
 //! `podlight off`: the sticks dark.
 
-use super::args::{DeviceArgs, ShowArgs, show};
+use super::args::{DeviceArgs, ShowArgs};
+use super::build::show;
 use anyhow::Result;
 use clap::Args;
 use podlight::frame::Rgb;

@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::ClusterArgs;
-use super::snapshot::synced_watch;
 
 #[derive(Args)]
 pub struct RecordArgs {
@@ -28,7 +27,10 @@ pub struct RecordArgs {
 
 pub fn record(args: RecordArgs) -> Result<()> {
     super::runtime()?.block_on(async {
-        let watch = synced_watch(&args.cluster, Duration::from_secs(args.timeout)).await?;
+        let watch = args
+            .cluster
+            .synced_watch(Duration::from_secs(args.timeout))
+            .await?;
         let file = std::fs::File::create(&args.out)
             .with_context(|| format!("cannot create the timeline {}", args.out.display()))?;
         let mut out = std::io::BufWriter::new(file);

@@ -15,7 +15,8 @@ use podlight::policy_test::plan::read_timeline;
 use podlight::state::Snapshot;
 use serde_json::json;
 
-use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs, read_settings};
+use super::args::{DEFAULT_LED_COUNT, DeviceArgs, EngineArgs};
+use super::build::read_settings;
 
 #[derive(Args)]
 pub struct ReplayArgs {

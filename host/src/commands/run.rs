@@ -1,6 +1,6 @@
 //! `podlight run`: the DaemonSet's agent.
 
-use super::agent::{AgentArgs, on_runtime, serve};
+use super::agent::{AgentArgs, AgentInputs, on_runtime, serve};
 use super::args::ClusterArgs;
 use anyhow::Result;
 use clap::Args;
@@ -67,16 +67,14 @@ pub fn run(args: RunArgs) -> Result<()> {
                 EventSink::none()
             }
         };
-        serve(
-            &args.agent,
-            watch.snapshots(),
-            Some(watch.status()),
+        let inputs = AgentInputs {
+            snapshots: watch.snapshots(),
+            cluster: Some(watch.status()),
             events,
             api,
             reporter,
-            None,
-        )
-        .await
+        };
+        serve(&args.agent, inputs, None).await
     })
 }
 

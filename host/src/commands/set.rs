@@ -1,6 +1,7 @@
 //! `podlight set`: a colour on the sticks (diagnostics).
 
-use super::args::{DeviceArgs, ShowArgs, show};
+use super::args::{DeviceArgs, ShowArgs};
+use super::build::show;
 use anyhow::Result;
 use clap::Args;
 use podlight::frame::Rgb;

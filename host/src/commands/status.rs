@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 use podlight::cluster::{ClusterError, ReportLeases, expected_agents};
-use podlight::rollout::{Expected, Published, Rollout, rollout, short_sha, table};
+use podlight::report::{Expected, Published, Rollout, human_age, rollout, short_sha};
 use podlight::state::wall_clock_ms;
 
 use super::args::ConnectArgs;
@@ -79,7 +79,9 @@ pub fn status(args: StatusArgs) -> Result<()> {
                 Ok(wanted) => wanted,
                 Err(error) => {
                     eprintln!(
-                        "note: nodes whose agent never reported cannot be named: {error};                          comparing the reports alone (reading the workloads needs list on                          daemonsets, deployments and pods in {})",
+                        "note: nodes whose agent never reported cannot be named: {error}; comparing \
+                         the reports alone (reading the workloads needs list on daemonsets, \
+                         deployments and pods in {})",
                         args.namespace
                     );
                     can_read_workloads = false;
@@ -184,4 +186,117 @@ fn nobody_reports(namespace: &str) -> String {
         "no node reports in namespace {namespace}: is podlight running there (`kubectl -n \
          {namespace} get daemonset`), with RBAC from this version (it publishes Leases)?"
     )
+}
+
+/// The table `podlight status` prints: a row per node, then each node's last error.
+fn table(published: &[Published], now_ms: u64) -> String {
+    let header = [
+        "NODE",
+        "POLICY",
+        "SHA256",
+        "SINCE",
+        "LAST RELOAD",
+        "STICKS",
+        "LEDS",
+        "REPORTED",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
+    let mut errors = Vec::new();
+    for entry in published {
+        let report = &entry.report;
+        let age = |ms: u64| human_age(now_ms.saturating_sub(ms));
+        let reload = match &report.last_reload {
+            None => "-".to_string(),
+            Some(r) if r.ok => format!("ok {} ago", age(r.at_ms)),
+            Some(r) => {
+                errors.push(format!(
+                    "{}: the last reload failed {} ago: {}",
+                    report.node,
+                    age(r.at_ms),
+                    r.error.as_deref().unwrap_or("(no message)")
+                ));
+                format!("FAILED {} ago", age(r.at_ms))
+            }
+        };
+        let reported = if entry.fresh(now_ms) {
+            format!("{} ago", age(entry.renewed_ms))
+        } else {
+            format!("SILENT {}", age(entry.renewed_ms))
+        };
+        rows.push([
+            report.node.clone(),
+            report.policy.name.clone(),
+            short_sha(&report.policy.sha256).to_string(),
+            age(report.policy.since_ms),
+            reload,
+            report.device.connected.to_string(),
+            report.device.leds.to_string(),
+            reported,
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for error in errors {
+        out.push_str(&error);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000;
+
+    /// A report read back, 1 s after its renewal; `failed`: the error of a reload
+    /// that failed 2 s ago.
+    fn published(node: &str, sha: &str, failed: Option<&str>) -> Published {
+        let report = serde_json::json!({
+            "node": node,
+            "policy": {"name": "priority", "sha256": sha, "origin": "builtin", "sinceMs": NOW - 5_000},
+            "lastReload": failed.map(|error| serde_json::json!({"atMs": NOW - 2_000, "ok": false, "error": error})),
+            "device": {"connected": 1, "leds": 8},
+        });
+        Published {
+            report: serde_json::from_value(report).expect("a report"),
+            renewed_ms: NOW - 1_000,
+            valid_for_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_node_and_lists_errors() {
+        let a = "a".repeat(64);
+        let all = [
+            published("node-a", &a, None),
+            published("node-b", &"b".repeat(64), Some("not a component")),
+        ];
+        let text = table(&all, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("NODE"), "{text}");
+        assert!(
+            lines[1].starts_with("node-a  priority  aaaaaaaaaaaa  5s"),
+            "{text}"
+        );
+        assert!(lines[2].contains("FAILED 2s ago"), "{text}");
+        assert_eq!(
+            lines[3],
+            "node-b: the last reload failed 2s ago: not a component"
+        );
+    }
 }

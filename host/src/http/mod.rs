@@ -21,10 +21,10 @@ use crate::agent::AgentStatus;
 const PAGE: &str = include_str!("page.html");
 
 /// The page's JSON: the frame (as `#rrggbb`), the node, the pods and the policy.
-pub(crate) fn state_json(state: &AgentStatus) -> serde_json::Value {
-    let frame = state.frame();
-    let snapshot = state.snapshot.borrow().clone();
-    let (ready, reason) = state.ready();
+pub(crate) fn state_json(status: &AgentStatus) -> serde_json::Value {
+    let frame = status.frame();
+    let snapshot = status.snapshot.borrow().clone();
+    let (ready, reason) = status.ready();
     json!({
         "leds": frame.leds.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "againAfterMs": frame.again_after_ms,
@@ -34,19 +34,19 @@ pub(crate) fn state_json(state: &AgentStatus) -> serde_json::Value {
             "namespace": p.namespace, "name": p.name, "state": p.state, "reason": p.reason,
             "restarts": p.restarts(), "ready": p.ready,
         })).collect::<Vec<_>>(),
-        "policy": state.policy(),
+        "policy": status.policy(),
         // A candidate evaluated beside it (`--shadow-policy`), never shown.
-        "shadow": state.shadow(),
+        "shadow": status.shadow(),
         // What `podlight status` shows of this node, and where it is published.
-        "report": state.report(None),
-        "publishing": state.publishing(),
+        "report": status.report(None),
+        "publishing": status.publishing(),
         "nowMs": crate::state::wall_clock_ms(),
         "ready": ready,
         "readyReason": reason,
     })
 }
 
-pub(crate) fn router(state: Arc<AgentStatus>) -> Router {
+pub(crate) fn router(status: Arc<AgentStatus>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -57,11 +57,11 @@ pub(crate) fn router(state: Arc<AgentStatus>) -> Router {
             get(|State(s): State<Arc<AgentStatus>>| async move { axum::Json(state_json(&s)) }),
         )
         .route("/events", get(events))
-        .with_state(state)
+        .with_state(status)
 }
 
-async fn readyz(State(state): State<Arc<AgentStatus>>) -> Response {
-    match state.ready() {
+async fn readyz(State(status): State<Arc<AgentStatus>>) -> Response {
+    match status.ready() {
         (true, _) => (StatusCode::OK, "ok\n").into_response(),
         (false, reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -71,32 +71,32 @@ async fn readyz(State(state): State<Arc<AgentStatus>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<AgentStatus>>) -> Response {
+async fn metrics(State(status): State<Arc<AgentStatus>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(&state),
+        status.metrics.render(&status),
     )
         .into_response()
 }
 
 /// The state now, then again on every change, at most ten times a second.
 async fn events(
-    State(state): State<Arc<AgentStatus>>,
+    State(status): State<Arc<AgentStatus>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let changes = state.changes.subscribe();
+    let changes = status.changes.subscribe();
     let stream = futures::stream::unfold(
-        (state, changes, true),
-        |(state, mut changes, first)| async move {
+        (status, changes, true),
+        |(status, mut changes, first)| async move {
             if !first {
                 changes.changed().await.ok()?;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 changes.borrow_and_update();
             }
-            let event = Event::default().data(state_json(&state).to_string());
-            Some((Ok(event), (state, changes, false)))
+            let event = Event::default().data(state_json(&status).to_string());
+            Some((Ok(event), (status, changes, false)))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())
@@ -105,12 +105,12 @@ async fn events(
 /// Serves until `shutdown` turns true. Returns the bound address (port 0 picks one).
 pub async fn serve(
     listen: SocketAddr,
-    state: Arc<AgentStatus>,
+    status: Arc<AgentStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let bound = listener.local_addr()?;
-    let app = router(state);
+    let app = router(status);
     let task = tokio::spawn(async move {
         let stop = async move {
             while !*shutdown.borrow_and_update() {

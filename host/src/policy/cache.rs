@@ -3,7 +3,7 @@
 //! plugin skips compilation.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -45,21 +45,16 @@ impl CompileCache {
         }
     }
 
-    /// Writes a compiled component atomically (temp file, then rename). Failures
-    /// are logged, not returned: the cache only saves time.
+    /// Writes a compiled component whole or not at all. Failures are logged, not
+    /// returned: the cache only saves time.
     pub fn store(&self, engine: &Engine, sha256: &str, component: &Component) {
         let path = self.path(engine, sha256);
-        if let Err(e) = write_atomically(&self.dir, &path, component) {
-            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write the compile cache; plugins will be recompiled on restart");
+        let written = component
+            .serialize()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|bytes| crate::atomic_file::write(&path, &bytes).map_err(|e| e.to_string()));
+        if let Err(error) = written {
+            tracing::warn!(dir = %self.dir.display(), %error, "cannot write the compile cache; plugins will be recompiled on restart");
         }
     }
-}
-
-fn write_atomically(dir: &Path, path: &Path, component: &Component) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize()?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }

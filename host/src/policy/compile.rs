@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::PolicyError;
-use super::engine::Backend;
+use super::config::Backend;
 use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 
 /// Where plugins are compiled.

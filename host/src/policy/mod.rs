@@ -1,17 +1,23 @@
 //! The policy engine: loads a colour policy (a WebAssembly component built against
 //! `wit/`), sandboxes it and evaluates snapshots into frames.
 //!
-//! Long-lived and per-evaluation state are kept apart, as in wasmtime itself:
-//! [`PolicyEngine`] (one per process: compiler, linker, epoch ticker, compile cache) →
-//! [`Policy`] (one per plugin file: the compiled, linked component) →
-//! [`PolicyInstance`] (a running sandbox: store, memory, settings), which evaluates.
+//! Long-lived and per-evaluation state are kept apart, one file per layer as in
+//! wasmtime itself: [`EngineOptions`] (`config.rs`: how an engine is set up) →
+//! [`PolicyEngine`] (`engine.rs`, one per process: compiler, linker, compile cache) →
+//! [`Policy`] (`component.rs`, one per plugin file: the compiled, linked component) →
+//! [`PolicyInstance`] (`instance.rs`: a running sandbox — store, memory, settings —
+//! which evaluates); deadlines in `epoch.rs`.
 
 mod bindings;
 mod cache;
 pub mod compile;
+mod component;
+mod config;
 mod engine;
+mod epoch;
 mod error;
 pub mod inspect;
+mod instance;
 #[cfg(feature = "test-support")]
 pub mod native;
 mod output;
@@ -20,9 +26,12 @@ pub mod signature;
 pub mod untrusted;
 
 pub use compile::{ChildCompiler, CompileBudget, Compiler};
-pub use engine::{Backend, EngineOptions, Policy, PolicyEngine, PolicyInstance};
+pub use component::Policy;
+pub use config::{Backend, EngineOptions};
+pub use engine::PolicyEngine;
 pub use error::PolicyError;
 pub use inspect::{CONTRACT_VERSION, PluginInfo, supported_versions};
+pub use instance::PolicyInstance;
 
 /// The default policy ("priority"), built from `plugins/priority` by the build script.
 pub const BUILTIN_PRIORITY: &[u8] = include_bytes!(env!("PODLIGHT_PRIORITY_WASM"));

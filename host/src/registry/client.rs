@@ -304,14 +304,7 @@ impl RegistryClient {
             return;
         };
         let dir = dir.join("oci").join(kind);
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            let path = dir.join(cache_name(digest));
-            let partial = dir.join(format!(".{}.partial", cache_name(digest)));
-            std::fs::write(&partial, bytes)?;
-            std::fs::rename(&partial, path)
-        };
-        if let Err(error) = write() {
+        if let Err(error) = crate::atomic_file::write(&dir.join(cache_name(digest)), bytes) {
             tracing::warn!(dir = %dir.display(), %error, "cannot keep a pulled policy in the cache; the next start pulls it again");
         }
     }

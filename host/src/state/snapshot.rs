@@ -339,6 +339,12 @@ impl Snapshot {
         }
     }
 
+    /// Shows a policy the same node(s) and pods: the time alone does not make a new
+    /// snapshot.
+    pub fn shows_the_same(&self, other: &Snapshot) -> bool {
+        self.node == other.node && self.nodes == other.nodes && self.pods == other.pods
+    }
+
     /// When the classification of a pod will change with time alone (a restarted
     /// container reaching its recovery time), if it will: the snapshot should be
     /// built again then.

@@ -1,132 +1,8 @@
-//! What each node's agent runs, as it reports it, and whether a policy has reached
-//! every node: the pure core behind the per-node status objects, `podlight status`
-//! and `podlight status --wait` (what `kubectl rollout status` is for a Deployment).
-//! Times are wall-clock milliseconds since the Unix epoch, passed in.
+//! Whether a policy has reached every node: the pure core of `podlight status
+//! --wait` (what `kubectl rollout status` is for a Deployment).
 
-use serde::{Deserialize, Serialize};
-
-use crate::policy::untrusted::{MAX_PLUGIN_TEXT, sanitize};
-
-/// One agent's account of itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeReport {
-    pub node: String,
-    /// The agent's pod, when it runs in one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    pub policy: ActivePolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reload: Option<ReloadOutcome>,
-    pub device: DeviceReport,
-    /// The agent's version.
-    #[serde(default)]
-    pub version: String,
-}
-
-/// The policy the agent runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActivePolicy {
-    pub name: String,
-    /// Of the component (after decompressing a `.wasm.gz`).
-    pub sha256: String,
-    /// Of the file as delivered, when it differs from `sha256` (a `.wasm.gz`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_sha256: Option<String>,
-    /// `builtin`, a file path, or the ConfigMap and key.
-    pub origin: String,
-    /// When it became active.
-    pub since_ms: u64,
-}
-
-/// How the last reload attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReloadOutcome {
-    pub at_ms: u64,
-    pub ok: bool,
-    /// The sha256 of the plugin file it tried (or of the layer it pulled; none for the
-    /// built-in policy or an unreadable directory).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_sha256: Option<String>,
-    /// The sha256 of the component inside, when it differs from the file's (a
-    /// `.wasm.gz`): a refusal is found by either.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl ReloadOutcome {
-    /// Whether this attempt was at the policy with `sha256` (of its file or component).
-    pub fn tried(&self, sha256: &str) -> bool {
-        let wanted = sha256.trim().to_ascii_lowercase();
-        self.file_sha256.as_deref() == Some(wanted.as_str())
-            || self.sha256.as_deref() == Some(wanted.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceReport {
-    /// Sticks connected.
-    pub connected: usize,
-    pub leds: usize,
-}
-
-/// A report as read back from the cluster, with its heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    pub report: NodeReport,
-    /// When the agent last renewed it.
-    pub renewed_ms: u64,
-    /// How long a report stays fresh without renewal.
-    pub valid_for_ms: u64,
-}
-
-impl Published {
-    /// Renewed within its validity.
-    pub fn fresh(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.renewed_ms) <= self.valid_for_ms
-    }
-}
-
-impl ActivePolicy {
-    /// Whether this is the policy with `sha256` (of the component or of its file).
-    pub fn is(&self, sha256: &str) -> bool {
-        let wanted = sha256.trim().to_ascii_lowercase();
-        self.sha256 == wanted || self.file_sha256.as_deref() == Some(wanted.as_str())
-    }
-}
-
-impl NodeReport {
-    /// The report as safe to show: it was read from the cluster, where anyone allowed
-    /// to write the agents' Leases could have written it, and its errors quote plugins.
-    pub fn sanitized(self) -> NodeReport {
-        let clean = |text: String| sanitize(&text, MAX_PLUGIN_TEXT);
-        let clean_opt = |text: Option<String>| text.map(clean);
-        NodeReport {
-            node: clean(self.node),
-            pod: clean_opt(self.pod),
-            policy: ActivePolicy {
-                name: clean(self.policy.name),
-                sha256: clean(self.policy.sha256),
-                file_sha256: clean_opt(self.policy.file_sha256),
-                origin: clean(self.policy.origin),
-                since_ms: self.policy.since_ms,
-            },
-            last_reload: self.last_reload.map(|r| ReloadOutcome {
-                file_sha256: clean_opt(r.file_sha256),
-                sha256: clean_opt(r.sha256),
-                error: clean_opt(r.error),
-                ..r
-            }),
-            device: self.device,
-            version: clean(self.version),
-        }
-    }
-}
+use super::Published;
+use crate::policy::untrusted::sanitize;
 
 /// Where one node stands with a wanted policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,78 +138,10 @@ pub fn human_age(ms: u64) -> String {
     }
 }
 
-/// The table `podlight status` prints: a row per node, then each node's last error.
-pub fn table(published: &[Published], now_ms: u64) -> String {
-    let header = [
-        "NODE",
-        "POLICY",
-        "SHA256",
-        "SINCE",
-        "LAST RELOAD",
-        "STICKS",
-        "LEDS",
-        "REPORTED",
-    ];
-    let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
-    let mut errors = Vec::new();
-    for entry in published {
-        let report = &entry.report;
-        let age = |ms: u64| human_age(now_ms.saturating_sub(ms));
-        let reload = match &report.last_reload {
-            None => "-".to_string(),
-            Some(r) if r.ok => format!("ok {} ago", age(r.at_ms)),
-            Some(r) => {
-                errors.push(format!(
-                    "{}: the last reload failed {} ago: {}",
-                    report.node,
-                    age(r.at_ms),
-                    r.error.as_deref().unwrap_or("(no message)")
-                ));
-                format!("FAILED {} ago", age(r.at_ms))
-            }
-        };
-        let reported = if entry.fresh(now_ms) {
-            format!("{} ago", age(entry.renewed_ms))
-        } else {
-            format!("SILENT {}", age(entry.renewed_ms))
-        };
-        rows.push([
-            report.node.clone(),
-            report.policy.name.clone(),
-            short_sha(&report.policy.sha256).to_string(),
-            age(report.policy.since_ms),
-            reload,
-            report.device.connected.to_string(),
-            report.device.leds.to_string(),
-            reported,
-        ]);
-    }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    for error in errors {
-        out.push_str(&error);
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{ActivePolicy, NodeReport, ReloadOutcome};
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -470,39 +278,6 @@ mod tests {
         gz.report.policy.file_sha256 = Some(B.into());
         assert_eq!(node_verdict(&gz, B, NOW), NodeVerdict::Runs);
         assert_eq!(node_verdict(&gz, A, NOW), NodeVerdict::Runs);
-    }
-
-    #[test]
-    fn the_table_has_a_row_per_node_and_lists_errors() {
-        let all = [
-            published("node-a", A, None),
-            published("node-b", B, failed(A)),
-        ];
-        let text = table(&all, NOW);
-        let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("NODE"), "{text}");
-        assert!(
-            lines[1].starts_with("node-a  priority  aaaaaaaaaaaa  5s"),
-            "{text}"
-        );
-        assert!(lines[2].contains("FAILED 2s ago"), "{text}");
-        assert_eq!(
-            lines[3],
-            "node-b: the last reload failed 2s ago: not a component"
-        );
-    }
-
-    #[test]
-    fn reports_read_back_are_made_safe_to_show() {
-        let mut entry = published("node-a\u{1b}[2J", A, failed(A));
-        entry.report.last_reload = entry.report.last_reload.map(|r| ReloadOutcome {
-            error: Some(format!("bad\nforged line{}", "x".repeat(5000))),
-            ..r
-        });
-        let report = entry.report.sanitized();
-        assert_eq!(report.node, "node-a\\u{1b}[2J");
-        let error = report.last_reload.and_then(|r| r.error).unwrap_or_default();
-        assert!(!error.contains('\n') && error.len() < 1200, "{error}");
     }
 
     #[test]
