@@ -511,14 +511,8 @@ impl PolicySlot {
             if found.plugin.is_none() {
                 break (found, None);
             }
-            let snapshot = self.status.snapshot.borrow().clone();
-            let leds = self.status.device.leds_to_evaluate();
-            let prepared = tokio::select! {
-                prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
-                () = self.changes.next() => {
-                    tracing::info!("the policy changed while the first one loaded; loading the newer one");
-                    continue;
-                }
+            let Some(prepared) = self.prepare_unless_changed(&found).await else {
+                continue;
             };
             match prepared {
                 Ok(Prepared { instance, origin }) => {
@@ -577,6 +571,21 @@ impl PolicySlot {
                 .update_policy_of(self.role, |p| p.last_error = failure);
         }
         instance
+    }
+
+    /// Prepares what `found` holds on the current snapshot; none when the source
+    /// changed meanwhile — a newer change wins over a load still in flight (a pull is
+    /// cancelled; a compile's result is dropped).
+    async fn prepare_unless_changed(&mut self, found: &Found) -> Option<Result<Prepared, Failed>> {
+        let snapshot = self.status.snapshot.borrow().clone();
+        let leds = self.status.device.leds_to_evaluate();
+        tokio::select! {
+            prepared = prepare(Arc::clone(&self.engine), &self.source, found, snapshot, leds) => Some(prepared),
+            () = self.changes.next() => {
+                tracing::info!("the policy changed while loading; loading the newer one");
+                None
+            }
+        }
     }
 
     /// The reload metric counts the active policy's reloads only.
@@ -650,15 +659,8 @@ impl PolicySlot {
                 self.current = Some(fingerprint);
                 return None;
             }
-            let snapshot = self.status.snapshot.borrow().clone();
-            let leds = self.status.device.leds_to_evaluate();
-            let prepared = tokio::select! {
-                prepared = prepare(Arc::clone(&self.engine), &self.source, &found, snapshot, leds) => prepared,
-                // A newer change wins over this load still in flight.
-                () = self.changes.next() => {
-                    tracing::info!("the policy changed again while loading; loading the newer one");
-                    continue;
-                }
+            let Some(prepared) = self.prepare_unless_changed(&found).await else {
+                continue;
             };
             match prepared {
                 Ok(Prepared { instance, origin }) => {
