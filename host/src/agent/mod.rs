@@ -6,16 +6,16 @@ mod demo;
 mod evaluator;
 mod events;
 pub mod metrics;
-mod reload;
 mod reporter;
+mod slot;
 mod source;
 mod status;
 
 pub use assembly::{AgentConfig, RunningAgent};
 pub use demo::{DemoScenario, demo_snapshots};
 pub use events::EventSink;
-pub use reload::ReloadError;
 pub use reporter::{Publishing, StatusReporter};
+pub use slot::ReloadError;
 pub use source::{ApiPolicies, PolicySource, PolicyTrust};
 pub use status::{AgentStatus, PolicyRole, PolicyStatus, ShadowStatus};
 
@@ -43,8 +43,8 @@ pub(crate) struct AgentParts {
 pub(crate) struct Agent {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _reload: Option<reload::ReloadWatcher>,
-    _shadow_reload: Option<reload::ReloadWatcher>,
+    _reload: Option<slot::ReloadWatcher>,
+    _shadow_reload: Option<slot::ReloadWatcher>,
     writer: Arc<FrameWriter>,
 }
 
@@ -55,7 +55,7 @@ impl Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let slot = |source: PolicySource, role: PolicyRole| {
             let (commands, command_rx) = mpsc::channel(16);
-            let started = reload::PolicySlot::start(
+            let started = slot::PolicySlot::start(
                 Arc::clone(&parts.engine),
                 source,
                 Arc::clone(&parts.status),
