@@ -726,6 +726,12 @@ async fn every_node_reports_what_it_runs_and_status_wait_follows_a_rollout() {
     let rollout_took = started.elapsed();
     assert!(done, "the rollout completes: {said}\n{table}");
     assert!(said.contains("runs on all 3 nodes"), "{said}");
+    // The test kubeconfig skips TLS verification: the client library's warning about
+    // it is not for a command's user.
+    assert!(
+        !said.contains("WARN") && !said.contains("bypass"),
+        "library noise on a command's terminal: {said}"
+    );
     assert_eq!(table.matches(&testkit_sha[..12]).count(), 3, "{table}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let applies = requests(&plane, "leases", "APPLY") - applies_before;
