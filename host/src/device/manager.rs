@@ -99,7 +99,8 @@ struct Stick {
     layout: Option<Layout>,
     open: Option<OpenStick>,
     next_attempt: Instant,
-    backoff: Duration,
+    /// Failed attempts in a row, for the pause before the next.
+    failures: u32,
     /// Said once that it is missing; said again when it is back.
     reported_missing: bool,
     ever_connected: bool,
@@ -127,7 +128,7 @@ impl DeviceManager {
                 spec,
                 open: None,
                 next_attempt: now,
-                backoff: FIRST_BACKOFF,
+                failures: 0,
                 reported_missing: false,
                 ever_connected: false,
             })
@@ -244,8 +245,9 @@ impl DeviceManager {
             tracing::warn!(error = %error, "BlinkStick not available; retrying in the background");
             stick.reported_missing = true;
         }
-        stick.next_attempt = now + stick.backoff;
-        stick.backoff = (stick.backoff * 2).min(MAX_BACKOFF);
+        stick.failures = stick.failures.saturating_add(1);
+        stick.next_attempt =
+            now + crate::timing::doubling(FIRST_BACKOFF, MAX_BACKOFF, stick.failures);
     }
 
     fn open(&mut self, i: usize, info: DeviceInfo) -> Result<(), DeviceError> {
@@ -269,7 +271,7 @@ impl DeviceManager {
         }
         stick.ever_connected = true;
         stick.reported_missing = false;
-        stick.backoff = FIRST_BACKOFF;
+        stick.failures = 0;
         stick.layout = Some(layout);
         stick.open = Some(OpenStick {
             transport,
