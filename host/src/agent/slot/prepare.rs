@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::ReloadError;
-use super::fetch::{Tried, fetch};
+use super::fetch::{Fetched, Tried, fetch};
 use super::publish::Origin;
 use crate::agent::source::Found;
 use crate::agent::source::PolicySource;
@@ -33,7 +33,8 @@ impl From<ReloadError> for Failed {
 }
 
 /// Fetches, checks the signature, compiles (or takes from the cache) and
-/// trial-evaluates on the current snapshot, off the async runtime's workers.
+/// trial-evaluates on the current snapshot, off the async runtime's workers. What
+/// was tried is hashed only when it failed.
 pub(super) async fn prepare(
     engine: Arc<PolicyEngine>,
     source: &PolicySource,
@@ -45,48 +46,61 @@ pub(super) async fn prepare(
         Some(file) => Some(fetch(source, file).await?),
         None => None,
     };
-    let tried = fetched
-        .as_ref()
-        .map(|f| f.tried(engine.options().max_plugin_size))
-        .unwrap_or_default();
-    let failed = |error: ReloadError| Failed {
+    let max_plugin_size = engine.options().max_plugin_size;
+    let failed = move |error: ReloadError, fetched: &Option<Fetched>| Failed {
         error,
-        tried: tried.clone(),
+        tried: fetched
+            .as_ref()
+            .map(|f| f.tried(max_plugin_size))
+            .unwrap_or_default(),
     };
-    if let (Some(fetched), Some(file)) = (&fetched, &found.plugin)
+    if let (Some(plugin), Some(file)) = (&fetched, &found.plugin)
         && !source.trust.keys.is_empty()
     {
         let key = source
             .trust
             .keys
-            .verify(&fetched.name, &fetched.bytes, file.signature.as_deref())
-            .map_err(|e| failed(e.into()))?;
-        tracing::info!(plugin = %fetched.name, %key, "policy signature verified");
+            .verify(&plugin.name, &plugin.bytes, file.signature.as_deref())
+            .map_err(|e| failed(e.into(), &fetched))?;
+        tracing::info!(plugin = %plugin.name, %key, "policy signature verified");
     }
     let settings = found.settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let (policy, origin) = match fetched {
-            Some(fetched) => (
-                engine.load_bytes(&fetched.name, &fetched.bytes)?,
-                Origin {
-                    text: fetched.origin,
-                    pulled_layer: fetched.pulled_layer,
-                },
-            ),
-            None => (
-                engine.builtin()?,
-                Origin {
-                    text: BUILTIN_NAME.to_string(),
-                    pulled_layer: None,
-                },
-            ),
-        };
-        let policy: Arc<Policy> = Arc::new(policy);
-        let mut instance = policy.instantiate(settings)?;
-        instance.evaluate_at(&snapshot, leds, wall_clock_ms())?;
-        Ok::<_, PolicyError>(Prepared { instance, origin })
+    let (started, fetched) = tokio::task::spawn_blocking(move || {
+        let started = start(&engine, fetched.as_ref(), settings, &snapshot, leds);
+        (started, fetched)
     })
     .await
-    .map_err(|source| failed(ReloadError::Panicked { source }))?
-    .map_err(|e| failed(e.into()))
+    .map_err(|source| Failed::from(ReloadError::Panicked { source }))?;
+    started.map_err(|e| failed(e.into(), &fetched))
+}
+
+/// Compiles (or takes from the cache) the fetched plugin, or the built-in one, starts
+/// it and evaluates it once.
+fn start(
+    engine: &PolicyEngine,
+    fetched: Option<&Fetched>,
+    settings: Option<String>,
+    snapshot: &Arc<Snapshot>,
+    leds: u32,
+) -> Result<Prepared, PolicyError> {
+    let (policy, origin) = match fetched {
+        Some(fetched) => (
+            engine.load_bytes(&fetched.name, &fetched.bytes)?,
+            Origin {
+                text: fetched.origin.clone(),
+                pulled_layer: fetched.pulled_layer.clone(),
+            },
+        ),
+        None => (
+            engine.builtin()?,
+            Origin {
+                text: BUILTIN_NAME.to_string(),
+                pulled_layer: None,
+            },
+        ),
+    };
+    let policy: Arc<Policy> = Arc::new(policy);
+    let mut instance = policy.instantiate(settings)?;
+    instance.evaluate_at(snapshot, leds, wall_clock_ms())?;
+    Ok(Prepared { instance, origin })
 }
