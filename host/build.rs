@@ -9,7 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SHIPPED: &[(&str, &str)] = &[("podlight-priority", "PODLIGHT_PRIORITY_WASM")];
-const FOR_TESTS_0_2: (&str, &str) = ("podlight-priority", "PODLIGHT_PRIORITY_0_2_WASM");
+/// The default policy built against each frozen earlier contract: (feature, the
+/// contract's version, the variable naming the built plugin).
+const FOR_TESTS_EARLIER: &[(&str, &str, &str)] = &[
+    ("contract-0-2", "0.2", "PODLIGHT_PRIORITY_0_2_WASM"),
+    ("contract-0-3", "0.3", "PODLIGHT_PRIORITY_0_3_WASM"),
+];
 const FOR_TESTS: &[(&str, &str)] = &[
     ("podlight-testkit", "PODLIGHT_TESTKIT_WASM"),
     ("podlight-breathe", "PODLIGHT_BREATHE_WASM"),
@@ -64,12 +69,14 @@ fn run() -> Result<(), String> {
         announce(&target_dir, package, var)?;
     }
     if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
-        // The default policy built against the frozen 0.2 contract, in its own target
-        // directory (same package, other features).
-        let (package, var) = FOR_TESTS_0_2;
-        let target_0_2 = target_dir.with_file_name("podlight-plugins-0.2");
-        build_plugins(&root, &target_0_2, &[FOR_TESTS_0_2], Some("contract-0-2"))?;
-        announce(&target_0_2, package, var)?;
+        // The default policy built against each frozen earlier contract, each in its
+        // own target directory (same package, other features).
+        for &(feature, version, var) in FOR_TESTS_EARLIER {
+            let package = "podlight-priority";
+            let target = target_dir.with_file_name(format!("podlight-plugins-{version}"));
+            build_plugins(&root, &target, &[(package, var)], Some(feature))?;
+            announce(&target, package, var)?;
+        }
     }
     Ok(())
 }

@@ -53,17 +53,52 @@ impl fmt::Display for Rgb {
 /// The colours of every LED, index 0 first, sized to the device.
 pub type Leds = Vec<Rgb>;
 
-/// A policy's answer: the LEDs and when to ask again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A policy's answer: the LEDs, when to ask again, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Frame {
     pub leds: Leds,
     /// Evaluate again after this many milliseconds even if nothing changed.
-    #[serde(
-        rename = "againAfterMs",
-        skip_serializing_if = "Option::is_none",
-        default
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub again_after_ms: Option<u32>,
+    /// Why the LEDs have their colours (contract 0.4); empty when the policy gave
+    /// no reason.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub reasons: Vec<LedReason>,
+    /// LEDs left to the policy below in a stack of layers.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub see_through: Vec<u32>,
+}
+
+impl Frame {
+    /// A frame with no reasons: these LEDs, evaluated again after `again_after_ms`.
+    pub fn of(leds: Leds, again_after_ms: Option<u32>) -> Frame {
+        Frame {
+            leds,
+            again_after_ms,
+            ..Frame::default()
+        }
+    }
+
+    /// The reason the policy gave for LED `led`: the first naming it.
+    pub fn reason_for(&self, led: u32) -> Option<&LedReason> {
+        self.reasons.iter().find(|r| r.leds.contains(&led))
+    }
+}
+
+/// Why some LEDs have their colour, as a policy said it: indices into the frame, the
+/// snapshot's pods, nodes and alerts (checked and bounded by the host).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedReason {
+    pub leds: Vec<u32>,
+    pub rule: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<u32>,
 }
 
 /// The LEDs as 24-bit-colour blocks for a terminal, then their hex codes:

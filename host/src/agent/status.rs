@@ -88,10 +88,7 @@ impl AgentStatus {
     ) -> Arc<AgentStatus> {
         Arc::new(AgentStatus {
             snapshot,
-            frame: Mutex::new(Frame {
-                leds: Vec::new(),
-                again_after_ms: None,
-            }),
+            frame: Mutex::new(Frame::default()),
             policy: Mutex::default(),
             shadow: Mutex::default(),
             device,

@@ -78,28 +78,52 @@ impl WatchModel for ClusterModel {
 
     /// The snapshot now, and when a pod's classification changes with time alone.
     fn snapshot(&self, now_ms: u64) -> (Snapshot, Option<u64>) {
-        let mut counts: HashMap<&str, StateCounts> = HashMap::with_capacity(self.nodes.len());
+        let mut counts: HashMap<&str, (StateCounts, StateCounts)> =
+            HashMap::with_capacity(self.nodes.len());
         let mut attention = Vec::new();
         let mut reclassify_at: Option<u64> = None;
         for pod in self.pods.iter().flat_map(Listed::values) {
             let (state, _) = classify(&pod.info, now_ms);
-            counts.entry(&pod.node).or_default().add(state);
+            let (all, silenced) = counts.entry(&pod.node).or_default();
+            all.add(state);
+            let silence_ends = pod
+                .info
+                .silence
+                .as_ref()
+                .filter(|s| s.in_force(now_ms))
+                .map(|s| s.until_ms);
+            if silence_ends.is_some() {
+                silenced.add(state);
+            }
             if needs_attention(state) {
-                attention.push(pod.info.clone());
+                let mut info = pod.info.clone();
+                info.node = pod.node.to_string();
+                attention.push(info);
             }
-            if let Some(at) = reclassified_at(&pod.info, now_ms) {
-                reclassify_at = Some(reclassify_at.map_or(at, |soonest| soonest.min(at)));
-            }
+            let changes = reclassified_at(&pod.info, now_ms)
+                .into_iter()
+                .chain(silence_ends);
+            reclassify_at = changes.chain(reclassify_at).min();
         }
         let nodes = self
             .nodes
             .values()
-            .map(|node| NodeSummary {
-                node: node.clone(),
-                counts: counts.get(node.name.as_str()).copied().unwrap_or_default(),
+            .map(|node| {
+                let (counts, silenced) =
+                    counts.get(node.name.as_str()).copied().unwrap_or_default();
+                NodeSummary {
+                    node: node.clone(),
+                    counts,
+                    silenced,
+                }
             })
             .collect();
-        (Snapshot::cluster(nodes, attention, now_ms), reclassify_at)
+        let snapshot = Snapshot::cluster(nodes, attention, now_ms);
+        let reclassify_at = reclassify_at
+            .into_iter()
+            .chain(snapshot.reclassified_at_ms())
+            .min();
+        (snapshot, reclassify_at)
     }
 
     fn pause_after_build(&self, took: Duration) -> Duration {

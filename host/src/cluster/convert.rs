@@ -3,7 +3,9 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo};
+use crate::state::{
+    ContainerInfo, ContainerState, NodeInfo, PodInfo, Silence, silence_from_annotations,
+};
 
 fn millis(time: &Time) -> u64 {
     u64::try_from(time.0.as_millisecond()).unwrap_or(0)
@@ -65,6 +67,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         .map(|c| container_info(c, true))
         .chain(regular.map(|c| container_info(c, false)))
         .collect();
+    let (silence, silence_problem) = silence_of(meta.annotations.as_ref());
     PodInfo {
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
@@ -90,7 +93,20 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
         start_time_ms: status.and_then(|s| s.start_time.as_ref()).map(millis),
         created_ms: meta.creation_timestamp.as_ref().map_or(0, millis),
         containers,
+        silence,
+        silence_problem,
         ..PodInfo::default()
+    }
+}
+
+/// The object's `podlight.dev/silence`, or what is wrong with it.
+fn silence_of(
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> (Option<Silence>, Option<String>) {
+    match annotations.and_then(|a| silence_from_annotations(a)) {
+        None => (None, None),
+        Some(Ok(silence)) => (Some(silence), None),
+        Some(Err(problem)) => (None, Some(problem)),
     }
 }
 
@@ -101,8 +117,11 @@ pub fn node_info(name: &str, node: Option<&Node>) -> NodeInfo {
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"))
     };
+    let (silence, silence_problem) = silence_of(node.and_then(|n| n.metadata.annotations.as_ref()));
     NodeInfo {
         name: name.to_string(),
+        silence,
+        silence_problem,
         ready: condition("Ready"),
         memory_pressure: condition("MemoryPressure"),
         disk_pressure: condition("DiskPressure"),

@@ -2,18 +2,28 @@
 //! interface: each function converts only what the policy asks for, from the snapshot
 //! the store holds while `evaluate` runs.
 //!
-//! Two contract versions are linked side by side: the current one (`wit/`, 0.3) and
-//! 0.2 (`host/compat/wit-0.2`, frozen), so that a plugin built for 0.2 keeps loading
-//! unchanged. Their generated types are distinct but alike; one macro writes the
-//! conversions for both, so there is one text of them.
+//! Three contract versions are linked side by side: the current one (`wit/`, 0.4),
+//! 0.3 (`host/compat/wit-0.3`) and 0.2 (`host/compat/wit-0.2`), both frozen, so that a
+//! plugin built for an earlier one keeps loading unchanged. Their generated types are
+//! distinct but alike; one macro writes the conversions for all, so there is one text
+//! of them, with what each version added spliced in.
 
 use super::sandbox::PluginState;
 use crate::state::{self, PodState, Scope};
 
-/// Contract 0.3: the current `wit/`.
+/// Contract 0.4: the current `wit/`.
 pub mod current {
     wasmtime::component::bindgen!({
         path: "../wit",
+        world: "policy",
+        imports: { default: trappable },
+    });
+}
+
+/// Contract 0.3, as plugins built before reasons, silences and alerts import it.
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "compat/wit-0.3",
         world: "policy",
         imports: { default: trappable },
     });
@@ -28,9 +38,14 @@ pub mod v0_2 {
     });
 }
 
-/// The 0.2 and 0.3 `snapshot` functions and the conversions they share.
+/// The `snapshot` functions of every version and the conversions they share. The
+/// fields a version added to a record come in as tokens: `node: |n| {fields}`,
+/// `summary: |s| {fields}`, `pod: |p| {fields}`.
 macro_rules! snapshot_host {
-    ($contract:ident) => {
+    ($contract:ident,
+     node: |$n:ident| { $($node_extra:tt)* },
+     pod: |$p:ident| { $($pod_extra:tt)* }
+     $(, summary: |$s:ident| { $($summary_extra:tt)* })?) => {
         mod $contract {
             use super::super::$contract::podlight::policy::{snapshot, types};
             use super::*;
@@ -74,16 +89,27 @@ macro_rules! snapshot_host {
                 snapshot_host!(@since_0_3 $contract);
             }
 
-            fn node_record(node: &state::NodeInfo) -> types::NodeInfo {
+            fn node_record($n: &state::NodeInfo) -> types::NodeInfo {
                 types::NodeInfo {
-                    name: node.name.clone(),
-                    ready: node.ready,
-                    memory_pressure: node.memory_pressure,
-                    disk_pressure: node.disk_pressure,
-                    pid_pressure: node.pid_pressure,
-                    unschedulable: node.unschedulable,
+                    name: $n.name.clone(),
+                    ready: $n.ready,
+                    memory_pressure: $n.memory_pressure,
+                    disk_pressure: $n.disk_pressure,
+                    pid_pressure: $n.pid_pressure,
+                    unschedulable: $n.unschedulable,
+                    $($node_extra)*
                 }
             }
+
+            $(
+            fn summary_record($s: &state::NodeSummary) -> types::NodeSummary {
+                types::NodeSummary {
+                    node: node_record(&$s.node),
+                    counts: counts_record(&$s.counts),
+                    $($summary_extra)*
+                }
+            }
+            )?
 
             fn counts_record(c: &state::StateCounts) -> types::StateCounts {
                 types::StateCounts {
@@ -132,8 +158,10 @@ macro_rules! snapshot_host {
                 }
             }
 
-            fn pod_record(p: &state::PodInfo) -> types::Pod {
+            fn pod_record($p: &state::PodInfo) -> types::Pod {
+                let p = $p;
                 types::Pod {
+                    $($pod_extra)*
                     namespace: p.namespace.clone(),
                     name: p.name.clone(),
                     uid: p.uid.clone(),
@@ -159,7 +187,25 @@ macro_rules! snapshot_host {
     };
     // The functions 0.3 added; 0.2 has none.
     (@since_0_3 v0_2) => {};
+    (@since_0_3 v0_3) => {
+        snapshot_host!(@scope_and_nodes);
+    };
     (@since_0_3 current) => {
+        snapshot_host!(@scope_and_nodes);
+
+        fn silenced_counts(&mut self) -> wasmtime::Result<types::StateCounts> {
+            Ok(counts_record(&self.current.snapshot.silenced))
+        }
+
+        fn pods_in(&mut self, state: types::PodState, silenced: bool) -> wasmtime::Result<Vec<u32>> {
+            Ok(self.current.snapshot.pods_in(pod_state_of(state), silenced))
+        }
+
+        fn alerts(&mut self) -> wasmtime::Result<Vec<types::Alert>> {
+            Ok(self.current.snapshot.alerts.iter().map(alert_record).collect())
+        }
+    };
+    (@scope_and_nodes) => {
         fn scope(&mut self) -> wasmtime::Result<types::ScopeKind> {
             Ok(match self.current.snapshot.scope {
                 Scope::Node => types::ScopeKind::Node,
@@ -173,10 +219,7 @@ macro_rules! snapshot_host {
                 .snapshot
                 .node_summaries()
                 .iter()
-                .map(|n| types::NodeSummary {
-                    node: node_record(&n.node),
-                    counts: counts_record(&n.counts),
-                })
+                .map(summary_record)
                 .collect())
         }
     };
@@ -184,6 +227,65 @@ macro_rules! snapshot_host {
 
 mod host {
     use super::*;
-    snapshot_host!(current);
-    snapshot_host!(v0_2);
+    snapshot_host!(current,
+        node: |n| { silence: n.silence.as_ref().map(silence_record), },
+        pod: |p| {
+            node: p.node.clone(),
+            silence: p.silence.as_ref().map(silence_record),
+        },
+        summary: |s| { silenced: counts_record(&s.silenced), });
+    snapshot_host!(v0_3, node: |n| {}, pod: |p| {}, summary: |s| {});
+    snapshot_host!(v0_2, node: |n| {}, pod: |p| {});
+
+    /// What 0.4 added to the records: silences, alerts, and the reverse of the
+    /// pod-state conversion.
+    mod since_0_4 {
+        use super::super::current::podlight::policy::types;
+        use crate::state::{self, AlertState, PodState};
+
+        pub(in super::super) fn silence_record(s: &state::Silence) -> types::Silence {
+            types::Silence {
+                until_ms: s.until_ms,
+                reason: s.reason.clone(),
+                by: s.by.clone(),
+            }
+        }
+
+        pub(in super::super) fn alert_record(a: &state::Alert) -> types::Alert {
+            types::Alert {
+                name: a.name.clone(),
+                severity: a.severity.clone(),
+                state: match a.state {
+                    AlertState::Firing => types::AlertState::Firing,
+                    AlertState::Silenced => types::AlertState::Silenced,
+                    AlertState::Inhibited => types::AlertState::Inhibited,
+                },
+                starts_at_ms: a.starts_at_ms,
+                node: a.node.clone(),
+                labels: a
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                summary: a.summary.clone(),
+            }
+        }
+
+        pub(in super::super) fn pod_state_of(state: types::PodState) -> PodState {
+            match state {
+                types::PodState::Deleting => PodState::Deleting,
+                types::PodState::Failed => PodState::Failed,
+                types::PodState::Succeeded => PodState::Succeeded,
+                types::PodState::Pending => PodState::Pending,
+                types::PodState::Unready => PodState::Unready,
+                types::PodState::Running => PodState::Running,
+                types::PodState::Unknown => PodState::Unknown,
+            }
+        }
+    }
+    #[allow(
+        unused_imports,
+        reason = "only the current contract's conversions use them"
+    )]
+    use since_0_4::{alert_record, pod_state_of, silence_record};
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::{Engine, Store, Trap};
 
 use super::PolicyError;
-use super::bindings::{current, v0_2};
+use super::bindings::{current, v0_2, v0_3};
 use super::epoch::EpochTicker;
 use super::inspect::{self, PluginInfo};
 use super::instance::{LivePolicy, PolicyInstance};
@@ -135,6 +135,7 @@ impl Policy {
 /// A compiled plugin linked against the contract version it was built for.
 pub(super) enum LinkedPolicy {
     Current(current::PolicyPre<PluginState>),
+    V0_3(v0_3::PolicyPre<PluginState>),
     V0_2(v0_2::PolicyPre<PluginState>),
 }
 
@@ -146,6 +147,8 @@ impl LinkedPolicy {
         Ok(
             if inspect::compatible(contract_version, inspect::CONTRACT_0_2) {
                 LinkedPolicy::V0_2(v0_2::PolicyPre::new(pre)?)
+            } else if inspect::compatible(contract_version, inspect::CONTRACT_0_3) {
+                LinkedPolicy::V0_3(v0_3::PolicyPre::new(pre)?)
             } else {
                 LinkedPolicy::Current(current::PolicyPre::new(pre)?)
             },
@@ -155,6 +158,7 @@ impl LinkedPolicy {
     fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<LivePolicy> {
         Ok(match self {
             LinkedPolicy::Current(pre) => LivePolicy::Current(pre.instantiate(store)?),
+            LinkedPolicy::V0_3(pre) => LivePolicy::V0_3(pre.instantiate(store)?),
             LinkedPolicy::V0_2(pre) => LivePolicy::V0_2(pre.instantiate(store)?),
         })
     }

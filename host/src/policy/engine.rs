@@ -9,7 +9,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::PolicyError;
-use super::bindings::{current, v0_2};
+use super::bindings::{current, v0_2, v0_3};
 use super::cache::CompileCache;
 use super::compile::Compiler;
 use super::component::{LinkedPolicy, Policy};
@@ -51,6 +51,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| current::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| v0_3::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .and_then(|()| v0_2::Policy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         let ticker = spawn_epoch_ticker(&engine);

@@ -11,7 +11,9 @@ use super::PolicyError;
 pub const CONTRACT_VERSION: &str = env!("PODLIGHT_CONTRACT_VERSION");
 /// Earlier contract versions whose plugins still load unchanged (each linked with
 /// its own bindings, see `bindings`).
-pub const EARLIER_CONTRACTS: &[&str] = &[CONTRACT_0_2];
+pub const EARLIER_CONTRACTS: &[&str] = &[CONTRACT_0_3, CONTRACT_0_2];
+/// The contract before reasons, silences and alerts.
+pub(crate) const CONTRACT_0_3: &str = "0.3.0";
 /// The contract before `scope` and `nodes`.
 pub(crate) const CONTRACT_0_2: &str = "0.2.0";
 
@@ -254,7 +256,7 @@ mod tests {
             "0.2 plugins still load"
         );
         let older = check_exports("p", ["podlight:policy/evaluator@0.1.0"]).expect_err("0.1");
-        assert!(older.to_string().contains("(and 0.2.x)"), "{older}");
+        assert!(older.to_string().contains("(and 0.3.x, 0.2.x)"), "{older}");
         let missing = check_exports("p", ["wasi:cli/run@0.2.0"]).expect_err("missing");
         assert!(missing.to_string().contains("wasi:cli/run@0.2.0"));
     }

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use wasmtime::Store;
 
-use super::bindings::{current, v0_2};
+use super::bindings::{current, v0_2, v0_3};
 use super::component::{CallPhase, Policy};
 use super::sandbox::{PluginState, SnapshotView};
 use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 use super::{MAX_FRAME_LEDS, PolicyError};
-use crate::frame::{Frame, Rgb};
+use crate::frame::{Frame, LedReason, Rgb};
 use crate::state::Snapshot;
 
 /// A running sandbox. Reused across evaluations while they succeed (instantiation
@@ -95,6 +95,7 @@ fn evaluate_in(
     view: SnapshotView,
 ) -> Result<Frame, PolicyError> {
     let led_count = view.led_count;
+    let snapshot = Arc::clone(&view.snapshot);
     store.data_mut().current = view;
     let ticking = policy.ticker.running();
     store.set_epoch_deadline(policy.deadline_ticks);
@@ -107,12 +108,36 @@ fn evaluate_in(
             name: policy.info.name.clone(),
             message: sanitize(&message, MAX_PLUGIN_TEXT),
         })?;
-    fit_frame(&policy.info.name, frame, led_count)
+    let counts = Counted {
+        pods: snapshot.pods.len(),
+        nodes: snapshot.node_summaries().len(),
+        alerts: snapshot.alerts.len(),
+    };
+    fit_frame(&policy.info.name, frame, led_count, &counts)
 }
 
+/// How many of each thing a reason may point at.
+struct Counted {
+    pods: usize,
+    nodes: usize,
+    alerts: usize,
+}
+
+/// Most reasons a frame keeps, and most pods, nodes or alerts one reason names.
+const MAX_REASONS: usize = MAX_FRAME_LEDS;
+const MAX_NAMED: usize = 64;
+/// Longest rule text kept, in characters.
+pub const MAX_RULE_TEXT: usize = 200;
+
 /// Applies the contract's frame rule: over [`MAX_FRAME_LEDS`] is invalid; otherwise
-/// pad with off or truncate to the device.
-fn fit_frame(name: &str, frame: Frame, led_count: u32) -> Result<Frame, PolicyError> {
+/// pad with off or truncate to the device. Reasons are kept only where they point at
+/// something that exists, bounded, their text sanitised.
+fn fit_frame(
+    name: &str,
+    frame: Frame,
+    led_count: u32,
+    counted: &Counted,
+) -> Result<Frame, PolicyError> {
     if frame.leds.len() > MAX_FRAME_LEDS {
         return Err(PolicyError::InvalidFrame {
             name: name.to_string(),
@@ -124,15 +149,40 @@ fn fit_frame(name: &str, frame: Frame, led_count: u32) -> Result<Frame, PolicyEr
     }
     let mut leds = frame.leds;
     leds.resize(led_count as usize, Rgb::OFF);
+    let within = |indices: Vec<u32>, count: usize, max: usize| -> Vec<u32> {
+        let mut kept: Vec<u32> = indices
+            .into_iter()
+            .filter(|&i| (i as usize) < count)
+            .take(max)
+            .collect();
+        kept.dedup();
+        kept
+    };
+    let reasons = frame
+        .reasons
+        .into_iter()
+        .take(MAX_REASONS)
+        .map(|r| LedReason {
+            leds: within(r.leds, led_count as usize, MAX_FRAME_LEDS),
+            rule: sanitize(&r.rule, MAX_RULE_TEXT),
+            pods: within(r.pods, counted.pods, MAX_NAMED),
+            nodes: within(r.nodes, counted.nodes, MAX_NAMED),
+            alerts: within(r.alerts, counted.alerts, MAX_NAMED),
+        })
+        .filter(|r| !r.leds.is_empty())
+        .collect();
     Ok(Frame {
         leds,
         again_after_ms: frame.again_after_ms,
+        reasons,
+        see_through: within(frame.see_through, led_count as usize, MAX_FRAME_LEDS),
     })
 }
 
-/// An instance of either contract version; both export the same two functions.
+/// An instance of any contract version; all export the same two functions.
 pub(super) enum LivePolicy {
     Current(current::Policy),
+    V0_3(v0_3::Policy),
     V0_2(v0_2::Policy),
 }
 
@@ -144,6 +194,9 @@ impl LivePolicy {
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
             LivePolicy::Current(p) => p
+                .podlight_policy_evaluator()
+                .call_configure(store, settings),
+            LivePolicy::V0_3(p) => p
                 .podlight_policy_evaluator()
                 .call_configure(store, settings),
             LivePolicy::V0_2(p) => p
@@ -161,14 +214,37 @@ impl LivePolicy {
                     .map(|f| Frame {
                         leds: f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
                         again_after_ms: f.again_after_ms,
+                        reasons: f
+                            .reasons
+                            .into_iter()
+                            .map(|r| LedReason {
+                                leds: r.leds,
+                                rule: r.rule,
+                                pods: r.pods,
+                                nodes: r.nodes,
+                                alerts: r.alerts,
+                            })
+                            .collect(),
+                        see_through: f.see_through,
                     })
             }
+            LivePolicy::V0_3(p) => p
+                .podlight_policy_evaluator()
+                .call_evaluate(store)?
+                .map(|f| {
+                    Frame::of(
+                        f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
+                        f.again_after_ms,
+                    )
+                }),
             LivePolicy::V0_2(p) => p
                 .podlight_policy_evaluator()
                 .call_evaluate(store)?
-                .map(|f| Frame {
-                    leds: f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
-                    again_after_ms: f.again_after_ms,
+                .map(|f| {
+                    Frame::of(
+                        f.leds.iter().map(|c| rgb(c.r, c.g, c.b)).collect(),
+                        f.again_after_ms,
+                    )
                 }),
         })
     }

@@ -244,10 +244,7 @@ mod tests {
 
     #[test]
     fn a_mismatch_is_found_whichever_way_it_differs() {
-        let frame = |leds: Vec<Rgb>, again| Frame {
-            leds,
-            again_after_ms: again,
-        };
+        let frame = |leds: Vec<Rgb>, again| Frame::of(leds, again);
         assert!(compare(&[RED, GREEN], None, &frame(vec![RED, GREEN], Some(5))).is_empty());
         let wrong = compare(&[RED, GREEN], None, &frame(vec![RED, RED], None));
         assert_eq!(wrong.leds, vec![(1, GREEN, RED)]);

@@ -176,10 +176,7 @@ mod tests {
             line: 7,
             at_ms: 250,
             expected: Some(vec![Rgb::new(255, 0, 0), Rgb::OFF]),
-            frame: Some(Frame {
-                leds: vec![Rgb::new(0, 255, 0), Rgb::OFF],
-                again_after_ms: None,
-            }),
+            frame: Some(Frame::of(vec![Rgb::new(0, 255, 0), Rgb::OFF], None)),
             outcome: Outcome::Failed(Mismatch {
                 leds: vec![(0, Rgb::new(255, 0, 0), Rgb::new(0, 255, 0))],
                 hint: Some((ExpectedHint::Ms(250), None)),

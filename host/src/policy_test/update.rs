@@ -47,10 +47,7 @@ mod tests {
             line: 0,
             at_ms: 0,
             expected: None,
-            frame: Some(Frame {
-                leds,
-                again_after_ms: None,
-            }),
+            frame: Some(Frame::of(leds, None)),
             outcome: Outcome::Passed,
         };
         let updated = rewrite_expectations(

@@ -5,10 +5,15 @@
 //! `podlight eval` reads.
 
 mod classify;
+mod silence;
 mod snapshot;
 
 pub use classify::{CRASH_RECOVERY_MS, PodState, classify, reclassified_at};
+pub use silence::{
+    MAX_SILENCE_REASON, SILENCE_ANNOTATION, SILENCE_FORMAT, Silence, parse_silence,
+    silence_from_annotations,
+};
 pub use snapshot::{
-    ContainerInfo, ContainerState, NodeInfo, NodeSummary, PodInfo, Scope, Snapshot, SnapshotError,
-    StateCounts, needs_attention, wall_clock_ms,
+    Alert, AlertState, ContainerInfo, ContainerState, NodeInfo, NodeSummary, PodInfo, Scope,
+    Snapshot, SnapshotError, StateCounts, needs_attention, wall_clock_ms,
 };

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::silence::Silence;
 use super::{PodState, classify, reclassified_at};
 
 /// The node object's conditions and scheduling flag.
@@ -16,6 +17,12 @@ pub struct NodeInfo {
     pub disk_pressure: bool,
     pub pid_pressure: bool,
     pub unschedulable: bool,
+    /// A silence on the node (maintenance); only one in force stays in a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence: Option<Silence>,
+    /// A `podlight.dev/silence` annotation that could not be read, and why.
+    #[serde(skip)]
+    pub silence_problem: Option<String>,
 }
 
 /// A container's current state, shaped like the Kubernetes API's
@@ -89,6 +96,15 @@ pub struct PodInfo {
     pub created_ms: u64,
     /// Init containers first, then the regular ones.
     pub containers: Vec<ContainerInfo>,
+    /// `spec.nodeName`; in a node-scope snapshot always the node's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The pod's silence; only one in force stays in a snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence: Option<Silence>,
+    /// A `podlight.dev/silence` annotation that could not be read, and why.
+    #[serde(skip)]
+    pub silence_problem: Option<String>,
 }
 
 impl PodInfo {
@@ -156,6 +172,10 @@ impl StateCounts {
         }
     }
 
+    pub fn is_zero(&self) -> bool {
+        *self == StateCounts::default()
+    }
+
     /// `total` as the sum of the states (what a file's counts mean).
     fn with_total(mut self) -> Self {
         self.total = PodState::ALL
@@ -192,6 +212,35 @@ pub struct NodeSummary {
     pub node: NodeInfo,
     #[serde(default)]
     pub counts: StateCounts,
+    /// Of `counts`, the pods with a silence in force.
+    #[serde(default, skip_serializing_if = "StateCounts::is_zero")]
+    pub silenced: StateCounts,
+}
+
+/// Where an alert stands in Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    #[default]
+    Firing,
+    Silenced,
+    Inhibited,
+}
+
+/// An active alert about a node, bounded and stripped by whoever read it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Alert {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub severity: String,
+    pub state: AlertState,
+    pub starts_at_ms: u64,
+    pub node: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 /// The pods a cluster snapshot lists: those that explain a colour. Healthy ones are
@@ -225,6 +274,12 @@ pub struct Snapshot {
     pub nodes: Vec<NodeSummary>,
     pub pods: Vec<PodInfo>,
     pub counts: StateCounts,
+    /// Of `counts`, the pods with a silence in force.
+    #[serde(skip_serializing_if = "StateCounts::is_zero")]
+    pub silenced: StateCounts,
+    /// Active alerts about the node (cluster scope: every node), by node then name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
 }
 
 #[derive(Deserialize)]
@@ -240,13 +295,17 @@ struct SnapshotFile {
     node: NodeInfo,
     #[serde(default)]
     pods: Vec<PodInfo>,
+    #[serde(default)]
+    alerts: Vec<Alert>,
     #[serde(default, rename = "counts")]
     _counts: serde::de::IgnoredAny,
+    #[serde(default, rename = "silenced")]
+    _silenced: serde::de::IgnoredAny,
 }
 
 impl From<SnapshotFile> for Snapshot {
     fn from(file: SnapshotFile) -> Self {
-        match file.scope {
+        let snapshot = match file.scope {
             Scope::Node => Snapshot::new(file.node, file.pods, file.now_ms),
             Scope::Cluster => {
                 let nodes = file
@@ -259,7 +318,33 @@ impl From<SnapshotFile> for Snapshot {
                     .collect();
                 Snapshot::cluster(nodes, file.pods, file.now_ms)
             }
+        };
+        snapshot.with_alerts(file.alerts)
+    }
+}
+
+/// Classifies, orders and counts pods (all, and those with a silence in force),
+/// dropping silences that have ended.
+fn classify_all(pods: &mut [PodInfo], now_ms: u64) -> (StateCounts, StateCounts) {
+    let mut counts = StateCounts::default();
+    let mut silenced = StateCounts::default();
+    for pod in pods.iter_mut() {
+        let (state, reason) = classify(pod, now_ms);
+        pod.state = state;
+        pod.reason = reason;
+        counts.add(state);
+        drop_ended_silence(&mut pod.silence, now_ms);
+        if pod.silence.is_some() {
+            silenced.add(state);
         }
+    }
+    pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    (counts, silenced)
+}
+
+fn drop_ended_silence(silence: &mut Option<Silence>, now_ms: u64) {
+    if silence.as_ref().is_some_and(|s| !s.in_force(now_ms)) {
+        *silence = None;
     }
 }
 
@@ -282,16 +367,14 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Builds a snapshot: classifies every pod, sorts them and counts the states.
-    pub fn new(node: NodeInfo, mut pods: Vec<PodInfo>, now_ms: u64) -> Self {
-        let mut counts = StateCounts::default();
+    /// Builds a snapshot: classifies every pod, sorts them and counts the states;
+    /// keeps only silences in force.
+    pub fn new(mut node: NodeInfo, mut pods: Vec<PodInfo>, now_ms: u64) -> Self {
         for pod in &mut pods {
-            let (state, reason) = classify(pod, now_ms);
-            pod.state = state;
-            pod.reason = reason;
-            counts.add(state);
+            pod.node.clone_from(&node.name);
         }
-        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        drop_ended_silence(&mut node.silence, now_ms);
+        let (counts, silenced) = classify_all(&mut pods, now_ms);
         Snapshot {
             scope: Scope::Node,
             now_ms,
@@ -299,6 +382,8 @@ impl Snapshot {
             nodes: Vec::new(),
             pods,
             counts,
+            silenced,
+            alerts: Vec::new(),
         }
     }
 
@@ -306,11 +391,14 @@ impl Snapshot {
     /// caller took) and the pods that need attention: orders the nodes by name,
     /// classifies and orders the pods (keeping only those that need attention), sums
     /// the counts and the nodes' conditions.
-    pub fn cluster(mut nodes: Vec<NodeSummary>, pods: Vec<PodInfo>, now_ms: u64) -> Self {
+    pub fn cluster(mut nodes: Vec<NodeSummary>, mut pods: Vec<PodInfo>, now_ms: u64) -> Self {
         nodes.sort_by(|a, b| a.node.name.cmp(&b.node.name));
         let mut counts = StateCounts::default();
-        for summary in &nodes {
+        let mut silenced = StateCounts::default();
+        for summary in &mut nodes {
+            drop_ended_silence(&mut summary.node.silence, now_ms);
             counts.add_all(&summary.counts);
+            silenced.add_all(&summary.silenced);
         }
         let node = NodeInfo {
             name: "cluster".to_string(),
@@ -319,13 +407,27 @@ impl Snapshot {
             disk_pressure: nodes.iter().any(|n| n.node.disk_pressure),
             pid_pressure: nodes.iter().any(|n| n.node.pid_pressure),
             unschedulable: !nodes.is_empty() && nodes.iter().all(|n| n.node.unschedulable),
+            ..NodeInfo::default()
         };
-        let mut snapshot = Snapshot::new(node, pods, now_ms);
-        snapshot.pods.retain(|p| needs_attention(p.state));
-        snapshot.scope = Scope::Cluster;
-        snapshot.nodes = nodes;
-        snapshot.counts = counts;
-        snapshot
+        classify_all(&mut pods, now_ms);
+        pods.retain(|p| needs_attention(p.state));
+        Snapshot {
+            scope: Scope::Cluster,
+            now_ms,
+            node,
+            nodes,
+            pods,
+            counts,
+            silenced,
+            alerts: Vec::new(),
+        }
+    }
+
+    /// The same snapshot with these alerts, ordered by node, then name.
+    pub fn with_alerts(mut self, mut alerts: Vec<Alert>) -> Self {
+        alerts.sort_by(|a, b| (&a.node, &a.name).cmp(&(&b.node, &b.name)));
+        self.alerts = alerts;
+        self
     }
 
     /// Every node with its counts: in node scope, just this one.
@@ -335,6 +437,7 @@ impl Snapshot {
             Scope::Node => std::borrow::Cow::Owned(vec![NodeSummary {
                 node: self.node.clone(),
                 counts: self.counts,
+                silenced: self.silenced,
             }]),
         }
     }
@@ -342,17 +445,38 @@ impl Snapshot {
     /// Shows a policy the same node(s) and pods: the time alone does not make a new
     /// snapshot.
     pub fn shows_the_same(&self, other: &Snapshot) -> bool {
-        self.node == other.node && self.nodes == other.nodes && self.pods == other.pods
+        self.node == other.node
+            && self.nodes == other.nodes
+            && self.pods == other.pods
+            && self.alerts == other.alerts
     }
 
-    /// When the classification of a pod will change with time alone (a restarted
-    /// container reaching its recovery time), if it will: the snapshot should be
-    /// built again then.
+    /// When the snapshot will change with time alone, if it will: a restarted
+    /// container reaching its recovery time, or a silence ending. The snapshot
+    /// should be built again then.
     pub fn reclassified_at_ms(&self) -> Option<u64> {
+        let pods = self
+            .pods
+            .iter()
+            .filter_map(|pod| reclassified_at(pod, self.now_ms));
+        let silences = self
+            .pods
+            .iter()
+            .filter_map(|pod| pod.silence.as_ref())
+            .chain(self.node.silence.as_ref())
+            .chain(self.nodes.iter().filter_map(|n| n.node.silence.as_ref()))
+            .map(|silence| silence.until_ms);
+        pods.chain(silences).min()
+    }
+
+    /// Indices of the pods in `state`, with a silence in force or without one.
+    pub fn pods_in(&self, state: PodState, silenced: bool) -> Vec<u32> {
         self.pods
             .iter()
-            .filter_map(|pod| reclassified_at(pod, self.now_ms))
-            .min()
+            .enumerate()
+            .filter(|(_, pod)| pod.state == state && pod.silence.is_some() == silenced)
+            .filter_map(|(index, _)| u32::try_from(index).ok())
+            .collect()
     }
 
     pub fn from_json(text: &str) -> Result<Self, SnapshotError> {

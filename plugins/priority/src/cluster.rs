@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::{Counts, Rgb, Settings, parse_hex_color};
+use crate::{Counts, Judged, Rgb, Settings, Why, decide, parse_hex_color};
 
 /// A node as the cluster rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,6 +15,10 @@ pub struct NodeView {
     /// Cordoned (`spec.unschedulable`).
     pub cordoned: bool,
     pub counts: Counts,
+    /// Of `counts`, the pods with a silence in force.
+    pub silenced: Counts,
+    /// The node is silenced (maintenance).
+    pub node_silenced: bool,
 }
 
 /// Colours for node conditions, and the overflow marker's blink.
@@ -71,36 +75,66 @@ impl ClusterFile {
     }
 }
 
-/// How bad a node is (lower is worse) and its colour. Worst first: not ready, under
-/// pressure, then the node's pods by the priority rules for anything but running —
-/// except that a cordoned node whose pods are all fine shows as cordoned — then idle.
-pub fn judge(node: &NodeView, settings: &Settings) -> (usize, Rgb) {
+/// How bad a node is (lower is worse), its colour, and why. A node in maintenance
+/// (silenced) shows so whatever its state. Then worst first: not ready, under
+/// pressure, then the node's pods by the priority rules for anything but running
+/// (silenced pods as acknowledged) — except that a cordoned node whose pods are all
+/// fine shows as cordoned — then idle.
+pub fn judge(node: &NodeView, settings: &Settings) -> (usize, Rgb, String) {
     let brightness = settings.brightness;
+    let rules = settings.rules.len();
+    let judged = Judged {
+        counts: node.counts,
+        silenced: node.silenced,
+        node_silenced: node.node_silenced,
+    };
+    let decision = decide(&judged, settings);
+    let described =
+        |rank: usize, colour: Rgb, text: &str| (rank, colour, format!("{text} → {colour}"));
+    if decision.why == Why::Maintenance {
+        return (4 + rules, decision.color, decision.rule_text(settings));
+    }
     if !node.ready {
-        return (0, settings.cluster.not_ready.scaled(brightness));
+        return described(
+            0,
+            settings.cluster.not_ready.scaled(brightness),
+            "node not ready",
+        );
     }
     if node.pressure {
-        return (1, settings.cluster.pressure.scaled(brightness));
+        return described(
+            1,
+            settings.cluster.pressure.scaled(brightness),
+            "node under memory, disk or PID pressure",
+        );
     }
     let c = &node.counts;
     let troubled = c.failed + c.deleting + c.pending + c.unready + c.unknown > 0;
     if node.cordoned && !troubled {
-        return (
-            2 + settings.rules.len(),
+        return described(
+            3 + rules,
             settings.cluster.cordoned.scaled(brightness),
+            "node cordoned",
         );
     }
-    match settings
-        .rules
-        .iter()
-        .position(|rule| rule.states.iter().any(|&state| c.of(state) > 0))
-    {
-        Some(index) => (2 + index, settings.rules[index].color.scaled(brightness)),
-        None => (
-            3 + settings.rules.len(),
+    match decision.why {
+        Why::Rule(index) => (2 + index, decision.color, decision.rule_text(settings)),
+        Why::Acknowledged(_) => (2 + rules, decision.color, decision.rule_text(settings)),
+        Why::Maintenance | Why::Nothing => described(
+            5 + rules,
             settings.cluster.idle.scaled(brightness),
+            "node ready, no pod in any rule's states",
         ),
     }
+}
+
+/// Why an LED of the cluster frame has its colour: the nodes behind it (indices
+/// into the list given) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeReason {
+    pub led: u32,
+    pub nodes: Vec<u32>,
+    pub rule: String,
 }
 
 /// The cluster frame and when to evaluate again (the marker's next blink).
@@ -110,37 +144,72 @@ pub fn frame(
     led_count: u32,
     now_ms: u64,
 ) -> (Vec<Rgb>, Option<u32>) {
+    let (leds, again, _) = explained_frame(nodes, settings, led_count, now_ms);
+    (leds, again)
+}
+
+/// The cluster frame, when to evaluate again, and why each lit LED is lit.
+pub fn explained_frame(
+    nodes: &[NodeView],
+    settings: &Settings,
+    led_count: u32,
+    now_ms: u64,
+) -> (Vec<Rgb>, Option<u32>, Vec<NodeReason>) {
     let leds = led_count as usize;
     let mut frame = vec![Rgb::OFF; leds];
+    let mut reasons = Vec::new();
     if leds == 0 {
-        return (frame, None);
+        return (frame, None, reasons);
+    }
+    let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    let shown = if nodes.len() <= leds {
+        nodes.len()
+    } else {
+        leds - 1
+    };
+    for (i, (slot, node)) in frame.iter_mut().zip(&nodes[..shown]).enumerate() {
+        let (_, colour, rule) = judge(node, settings);
+        *slot = colour;
+        reasons.push(NodeReason {
+            led: index(i),
+            nodes: vec![index(i)],
+            rule,
+        });
     }
     if nodes.len() <= leds {
-        for (slot, node) in frame.iter_mut().zip(nodes) {
-            *slot = judge(node, settings).1;
-        }
-        return (frame, None);
+        return (frame, None, reasons);
     }
     // More nodes than LEDs: the first LEDs show nodes, the last one the worst of
     // the nodes that did not fit, blinking so it reads as "and more".
-    let shown = leds - 1;
-    for (slot, node) in frame.iter_mut().zip(&nodes[..shown]) {
-        *slot = judge(node, settings).1;
-    }
     let worst = nodes[shown..]
         .iter()
-        .map(|node| judge(node, settings))
-        .min_by_key(|(rank, _)| *rank)
-        .map_or(Rgb::OFF, |(_, colour)| colour);
+        .enumerate()
+        .map(|(i, node)| (judge(node, settings), shown + i))
+        .min_by_key(|((rank, _, _), _)| *rank);
+    let Some(((_, worst, rule), worst_index)) = worst else {
+        return (frame, None, reasons);
+    };
+    reasons.push(NodeReason {
+        led: index(shown),
+        nodes: vec![index(worst_index)],
+        rule: format!(
+            "{} more nodes than LEDs; the worst of them: {rule}",
+            nodes.len() - shown
+        ),
+    });
     let blink = u64::from(settings.cluster.overflow_blink_ms);
     if blink == 0 {
         frame[shown] = worst;
-        return (frame, None);
+        return (frame, None, reasons);
     }
     let lit = (now_ms / blink).is_multiple_of(2);
     frame[shown] = if lit { worst } else { Rgb::OFF };
     let until_toggle = blink - now_ms % blink;
-    (frame, Some(u32::try_from(until_toggle).unwrap_or(u32::MAX)))
+    (
+        frame,
+        Some(u32::try_from(until_toggle).unwrap_or(u32::MAX)),
+        reasons,
+    )
 }
 
 #[cfg(test)]

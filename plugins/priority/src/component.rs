@@ -1,19 +1,26 @@
 //! The Wasm component glue: bindings generated from `wit/`, mapping the contract's
-//! types onto the rule. With the `contract-0-2` feature the same rule is built
-//! against the frozen 0.2 contract (no cluster scope): the plugin the test suite
-//! uses to show that 0.2 plugins keep loading unchanged.
+//! types onto the rule. With the `contract-0-2` or `contract-0-3` feature the same
+//! rule is built against that frozen contract (0.2: no cluster scope; neither has
+//! reasons or silences): the plugins the test suite uses to show that plugins built
+//! for earlier contracts keep loading unchanged.
 
 use std::cell::RefCell;
 
-use crate::{Counts, Settings, frame, parse_settings};
+use crate::{Counts, Judged, Settings, decide, parse_settings};
 use exports::podlight::policy::evaluator::{Frame, Guest};
 use podlight::policy::snapshot;
 use podlight::policy::types::{Rgb, StateCounts};
 
-#[cfg(not(feature = "contract-0-2"))]
+#[cfg(not(any(feature = "contract-0-2", feature = "contract-0-3")))]
 wit_bindgen::generate!({
     world: "policy",
     path: "../../wit",
+});
+
+#[cfg(feature = "contract-0-3")]
+wit_bindgen::generate!({
+    world: "policy",
+    path: "../../host/compat/wit-0.3",
 });
 
 #[cfg(feature = "contract-0-2")]
@@ -43,12 +50,29 @@ impl Guest for Priority {
         ) {
             return Ok(cluster_frame());
         }
-        let counts = counts_from(snapshot::counts());
-        let leds = SETTINGS.with(|s| frame(&counts, &s.borrow(), snapshot::led_count()));
-        Ok(Frame {
-            leds: leds.into_iter().map(rgb).collect(),
-            again_after_ms: None,
+        let judged = judged();
+        let leds = snapshot::led_count();
+        SETTINGS.with(|s| {
+            let settings = &s.borrow();
+            let decision = decide(&judged, settings);
+            let (colour, again_after_ms) = decision.blinking(settings, snapshot::now_ms());
+            let lit = vec![rgb(colour); leds as usize];
+            Ok(with_reasons::node_frame(
+                lit,
+                again_after_ms,
+                &decision,
+                settings,
+            ))
         })
+    }
+}
+
+/// What the node rule reads from the snapshot.
+fn judged() -> Judged {
+    Judged {
+        counts: counts_from(snapshot::counts()),
+        silenced: with_reasons::silenced_counts(),
+        node_silenced: with_reasons::node_silenced(),
     }
 }
 
@@ -61,19 +85,152 @@ fn cluster_frame() -> Frame {
             pressure: n.node.memory_pressure || n.node.disk_pressure || n.node.pid_pressure,
             cordoned: n.node.unschedulable,
             counts: counts_from(n.counts),
+            silenced: with_reasons::summary_silenced(&n),
+            node_silenced: with_reasons::summary_node_silenced(&n),
         })
         .collect();
-    let (leds, again_after_ms) = SETTINGS.with(|s| {
-        crate::cluster::frame(
+    let (leds, again_after_ms, reasons) = SETTINGS.with(|s| {
+        crate::cluster::explained_frame(
             &nodes,
             &s.borrow(),
             snapshot::led_count(),
             snapshot::now_ms(),
         )
     });
-    Frame {
-        leds: leds.into_iter().map(rgb).collect(),
-        again_after_ms,
+    with_reasons::cluster_frame(leds.into_iter().map(rgb).collect(), again_after_ms, reasons)
+}
+
+/// Contract 0.4: frames say why; snapshots carry silences.
+#[cfg(not(any(feature = "contract-0-2", feature = "contract-0-3")))]
+mod with_reasons {
+    use super::*;
+    use crate::{Decision, State};
+    use exports::podlight::policy::evaluator::LedReason;
+    use podlight::policy::types::{NodeSummary, PodState};
+
+    pub(super) fn silenced_counts() -> Counts {
+        counts_from(snapshot::silenced_counts())
+    }
+
+    pub(super) fn node_silenced() -> bool {
+        snapshot::node().silence.is_some()
+    }
+
+    pub(super) fn summary_silenced(n: &NodeSummary) -> Counts {
+        counts_from(n.silenced)
+    }
+
+    pub(super) fn summary_node_silenced(n: &NodeSummary) -> bool {
+        n.node.silence.is_some()
+    }
+
+    fn pod_state(state: State) -> PodState {
+        match state {
+            State::Deleting => PodState::Deleting,
+            State::Failed => PodState::Failed,
+            State::Succeeded => PodState::Succeeded,
+            State::Pending => PodState::Pending,
+            State::Unready => PodState::Unready,
+            State::Running => PodState::Running,
+            State::Unknown => PodState::Unknown,
+        }
+    }
+
+    pub(super) fn node_frame(
+        leds: Vec<Rgb>,
+        again_after_ms: Option<u32>,
+        decision: &Decision,
+        settings: &Settings,
+    ) -> Frame {
+        let (states, silenced) = decision.behind(settings);
+        let mut pods: Vec<u32> = states
+            .into_iter()
+            .flat_map(|state| snapshot::pods_in(pod_state(state), silenced))
+            .collect();
+        pods.sort_unstable();
+        let reason = LedReason {
+            leds: (0..leds.len() as u32).collect(),
+            rule: decision.rule_text(settings),
+            pods,
+            nodes: Vec::new(),
+            alerts: Vec::new(),
+        };
+        Frame {
+            leds,
+            again_after_ms,
+            reasons: vec![reason],
+            see_through: Vec::new(),
+        }
+    }
+
+    pub(super) fn cluster_frame(
+        leds: Vec<Rgb>,
+        again_after_ms: Option<u32>,
+        reasons: Vec<crate::cluster::NodeReason>,
+    ) -> Frame {
+        Frame {
+            leds,
+            again_after_ms,
+            reasons: reasons
+                .into_iter()
+                .map(|r| LedReason {
+                    leds: vec![r.led],
+                    rule: r.rule,
+                    pods: Vec::new(),
+                    nodes: r.nodes,
+                    alerts: Vec::new(),
+                })
+                .collect(),
+            see_through: Vec::new(),
+        }
+    }
+}
+
+/// Contracts 0.2 and 0.3: no reasons, no silences.
+#[cfg(any(feature = "contract-0-2", feature = "contract-0-3"))]
+mod with_reasons {
+    use super::*;
+
+    pub(super) fn silenced_counts() -> Counts {
+        Counts::default()
+    }
+
+    pub(super) fn node_silenced() -> bool {
+        false
+    }
+
+    #[cfg(feature = "contract-0-3")]
+    pub(super) fn summary_silenced(_: &podlight::policy::types::NodeSummary) -> Counts {
+        Counts::default()
+    }
+
+    #[cfg(feature = "contract-0-3")]
+    pub(super) fn summary_node_silenced(_: &podlight::policy::types::NodeSummary) -> bool {
+        false
+    }
+
+    pub(super) fn node_frame(
+        leds: Vec<Rgb>,
+        again_after_ms: Option<u32>,
+        _: &crate::Decision,
+        _: &Settings,
+    ) -> Frame {
+        Frame {
+            leds,
+            again_after_ms,
+        }
+    }
+
+    #[cfg(feature = "contract-0-3")]
+    pub(super) fn cluster_frame(
+        leds: Vec<Rgb>,
+        again_after_ms: Option<u32>,
+        _: Vec<crate::cluster::NodeReason>,
+    ) -> Frame {
+        Frame {
+            leds,
+            again_after_ms,
+        }
     }
 }
 

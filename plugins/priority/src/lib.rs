@@ -1,6 +1,8 @@
 //! The default "priority" policy: every LED shows the colour of the most important
 //! state present on the node — failed, then deleting, then pending, then running —
-//! or off when none is.
+//! or off when none is. Pods someone silenced (acknowledged) show in a dim
+//! "acknowledged" colour instead, unless something unsilenced matters more; a
+//! silenced node shows its "maintenance" colour. Each frame says why.
 //!
 //! The rule is plain Rust over plain data ([`Counts`] in, [`Rgb`] out) so the host can
 //! link the same rule natively as a baseline; the Wasm glue lives in `component.rs`.
@@ -88,6 +90,47 @@ pub struct Settings {
     pub brightness: f32,
     /// Cluster scope: colours for node conditions and the overflow marker.
     pub cluster: ClusterSettings,
+    /// Silenced pods whose rule would win: known, shown quietly.
+    pub acknowledged: Rgb,
+    /// A silenced node (maintenance).
+    pub maintenance: Rgb,
+    /// Half-period of a blink for LEDs that show failed pods (a second channel
+    /// beside colour); 0 keeps them steady.
+    pub blink_failed_ms: u32,
+}
+
+/// The colour sets the `palette` setting chooses from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Palette {
+    /// The original prototype's red, blue, yellow, green.
+    Default,
+    /// Okabe & Ito's colour-universal-design colours (vermillion, blue, yellow,
+    /// bluish green): failed, pending and running stay apart under deuteranopia,
+    /// protanopia and tritanopia (`podlight test --lint colour-vision` checks it).
+    ColourBlindSafe,
+}
+
+impl Palette {
+    /// The colours of failed, deleting, pending and running pods.
+    fn rule_colours(self) -> [Rgb; 4] {
+        match self {
+            Palette::Default => [
+                Rgb::new(50, 0, 0),
+                Rgb::new(0, 0, 50),
+                Rgb::new(50, 50, 0),
+                Rgb::new(0, 25, 0),
+            ],
+            // Okabe-Ito vermillion #d55e00, blue #0072b2, yellow #f0e442 and bluish
+            // green #009e73, scaled to the default's brightness.
+            Palette::ColourBlindSafe => [
+                Rgb::new(50, 22, 0),
+                Rgb::new(0, 32, 50),
+                Rgb::new(50, 48, 14),
+                Rgb::new(0, 25, 18),
+            ],
+        }
+    }
 }
 
 impl Default for Settings {
@@ -96,39 +139,53 @@ impl Default for Settings {
     /// serving yet.
     fn default() -> Self {
         Settings {
-            rules: vec![
-                Rule {
-                    states: vec![State::Failed],
-                    color: Rgb::new(50, 0, 0),
-                },
-                Rule {
-                    states: vec![State::Deleting],
-                    color: Rgb::new(0, 0, 50),
-                },
-                Rule {
-                    states: vec![State::Pending, State::Unready],
-                    color: Rgb::new(50, 50, 0),
-                },
-                Rule {
-                    states: vec![State::Running],
-                    color: Rgb::new(0, 25, 0),
-                },
-            ],
+            rules: default_rules(Palette::Default),
             brightness: 1.0,
             cluster: ClusterSettings::default(),
+            acknowledged: Rgb::new(12, 4, 0),
+            maintenance: Rgb::new(8, 8, 12),
+            blink_failed_ms: 0,
         }
     }
 }
 
+/// The four rules (failed, deleting, pending or unready, running) in a palette.
+fn default_rules(palette: Palette) -> Vec<Rule> {
+    let [failed, deleting, pending, running] = palette.rule_colours();
+    vec![
+        Rule {
+            states: vec![State::Failed],
+            color: failed,
+        },
+        Rule {
+            states: vec![State::Deleting],
+            color: deleting,
+        },
+        Rule {
+            states: vec![State::Pending, State::Unready],
+            color: pending,
+        },
+        Rule {
+            states: vec![State::Running],
+            color: running,
+        },
+    ]
+}
+
 /// The settings file's JSON shape, e.g.
 /// `{"brightness": 0.5, "rules": [{"states": ["failed"], "color": "#ff0000"}]}`.
-/// Both keys are optional; a missing one keeps its default.
+/// Every key is optional; a missing one keeps its default. `palette` chooses the
+/// rules' colours (`rules` given too wins).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SettingsFile {
     rules: Option<Vec<RuleFile>>,
     brightness: Option<f32>,
     cluster: Option<ClusterFile>,
+    palette: Option<Palette>,
+    acknowledged: Option<String>,
+    maintenance: Option<String>,
+    blink_failed_ms: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +231,18 @@ fn settings_from_json(text: &str) -> Result<Settings, String> {
         }
         settings.brightness = brightness;
     }
+    if let Some(palette) = file.palette {
+        settings.rules = default_rules(palette);
+    }
+    if let Some(text) = file.acknowledged {
+        settings.acknowledged = parse_hex_color(&text)?;
+    }
+    if let Some(text) = file.maintenance {
+        settings.maintenance = parse_hex_color(&text)?;
+    }
+    if let Some(ms) = file.blink_failed_ms {
+        settings.blink_failed_ms = ms;
+    }
     if let Some(rules) = file.rules {
         settings.rules = rules
             .into_iter()
@@ -193,16 +262,175 @@ fn settings_from_json(text: &str) -> Result<Settings, String> {
 
 /// The colour for the whole node: the first rule with a pod in one of its states.
 pub fn node_color(counts: &Counts, settings: &Settings) -> Rgb {
-    settings
-        .rules
-        .iter()
-        .find(|rule| rule.states.iter().any(|&state| counts.of(state) > 0))
-        .map_or(Rgb::OFF, |rule| rule.color.scaled(settings.brightness))
+    decide(&Judged::counts(*counts), settings).color
 }
 
 /// The frame: every LED shows the node colour.
 pub fn frame(counts: &Counts, settings: &Settings, led_count: u32) -> Vec<Rgb> {
     vec![node_color(counts, settings); led_count as usize]
+}
+
+/// What the rule looks at: pods per state, those of them silenced, and whether the
+/// node itself is silenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Judged {
+    pub counts: Counts,
+    pub silenced: Counts,
+    pub node_silenced: bool,
+}
+
+impl Judged {
+    pub fn counts(counts: Counts) -> Judged {
+        Judged {
+            counts,
+            ..Judged::default()
+        }
+    }
+
+    fn unsilenced(&self, state: State) -> u32 {
+        self.counts
+            .of(state)
+            .saturating_sub(self.silenced.of(state))
+    }
+}
+
+/// Why a colour was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Rule `n` (0-based) matched pods that are not silenced.
+    Rule(usize),
+    /// Silenced pods would have matched rule `n`, before anything unsilenced.
+    Acknowledged(usize),
+    /// The node is silenced.
+    Maintenance,
+    /// No pod is in any rule's states.
+    Nothing,
+}
+
+/// A colour and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub color: Rgb,
+    pub why: Why,
+}
+
+/// The node's colour: the node's silence first, then the first rule matched by pods
+/// that are not silenced — unless silenced pods match an earlier rule, which then
+/// shows as acknowledged — then off.
+pub fn decide(judged: &Judged, settings: &Settings) -> Decision {
+    let brightness = settings.brightness;
+    if judged.node_silenced {
+        return Decision {
+            color: settings.maintenance.scaled(brightness),
+            why: Why::Maintenance,
+        };
+    }
+    let first = |count: &dyn Fn(State) -> u32| {
+        settings
+            .rules
+            .iter()
+            .position(|rule| rule.states.iter().any(|&state| count(state) > 0))
+    };
+    let unsilenced = first(&|state| judged.unsilenced(state));
+    let silenced = first(&|state| judged.silenced.of(state));
+    match (unsilenced, silenced) {
+        (Some(rule), None) => Decision {
+            color: settings.rules[rule].color.scaled(brightness),
+            why: Why::Rule(rule),
+        },
+        (Some(rule), Some(acknowledged)) if rule <= acknowledged => Decision {
+            color: settings.rules[rule].color.scaled(brightness),
+            why: Why::Rule(rule),
+        },
+        (_, Some(rule)) => Decision {
+            color: settings.acknowledged.scaled(brightness),
+            why: Why::Acknowledged(rule),
+        },
+        (None, None) => Decision {
+            color: Rgb::OFF,
+            why: Why::Nothing,
+        },
+    }
+}
+
+impl Decision {
+    /// The decision at `now_ms` with failed pods blinking, if the settings ask for
+    /// it: the colour (off in the dark half) and when it changes next.
+    pub fn blinking(self, settings: &Settings, now_ms: u64) -> (Rgb, Option<u32>) {
+        let shows_failed = matches!(self.why, Why::Rule(n)
+            if settings.rules[n].states.contains(&State::Failed));
+        let half = u64::from(settings.blink_failed_ms);
+        if !shows_failed || half == 0 {
+            return (self.color, None);
+        }
+        let lit = (now_ms / half).is_multiple_of(2);
+        let until_toggle = u32::try_from(half - now_ms % half).unwrap_or(u32::MAX);
+        (if lit { self.color } else { Rgb::OFF }, Some(until_toggle))
+    }
+
+    /// The rule as people read it, e.g. `rule 1: failed → #320000`.
+    pub fn rule_text(&self, settings: &Settings) -> String {
+        let states = |n: usize| {
+            settings.rules[n]
+                .states
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.why {
+            Why::Rule(n) => format!("rule {}: {} pods → {}", n + 1, states(n), self.color),
+            Why::Acknowledged(n) => format!(
+                "acknowledged: silenced {} pods (rule {}) → {}",
+                states(n),
+                n + 1,
+                self.color
+            ),
+            Why::Maintenance => format!("node silenced (maintenance) → {}", self.color),
+            Why::Nothing => "no pod in any rule's states → off".to_string(),
+        }
+    }
+
+    /// The states whose pods are behind the colour, and whether those pods are the
+    /// silenced ones.
+    pub fn behind(&self, settings: &Settings) -> (Vec<State>, bool) {
+        match self.why {
+            Why::Rule(n) => (settings.rules[n].states.clone(), false),
+            Why::Acknowledged(n) => (settings.rules[n].states.clone(), true),
+            Why::Maintenance | Why::Nothing => (Vec::new(), false),
+        }
+    }
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Deleting,
+        State::Failed,
+        State::Succeeded,
+        State::Pending,
+        State::Unready,
+        State::Running,
+        State::Unknown,
+    ];
+
+    /// The contract's name for the state.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Deleting => "deleting",
+            State::Failed => "failed",
+            State::Succeeded => "succeeded",
+            State::Pending => "pending",
+            State::Unready => "unready",
+            State::Running => "running",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Rgb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{:02x}{:02x}{:02x}", self.r, self.g, self.b)
+    }
 }
 
 #[cfg(test)]
@@ -264,6 +492,67 @@ mod tests {
             Rgb::new(128, 0, 8)
         );
         assert_eq!(node_color(&counts(|c| c.failed = 1), &s), Rgb::OFF);
+    }
+
+    #[test]
+    fn silenced_pods_show_acknowledged_unless_something_unsilenced_matters_more() {
+        let s = Settings::default();
+        let failed_silenced = Judged {
+            counts: counts(|c| {
+                c.failed = 1;
+                c.running = 2;
+            }),
+            silenced: counts(|c| c.failed = 1),
+            node_silenced: false,
+        };
+        let d = decide(&failed_silenced, &s);
+        assert_eq!(d.why, Why::Acknowledged(0));
+        assert_eq!(d.color, s.acknowledged);
+        assert!(
+            d.rule_text(&s).contains("acknowledged"),
+            "{}",
+            d.rule_text(&s)
+        );
+        assert_eq!(d.behind(&s), (vec![State::Failed], true));
+        let also_pending = Judged {
+            counts: counts(|c| {
+                c.failed = 1;
+                c.pending = 1;
+            }),
+            ..failed_silenced
+        };
+        assert_eq!(decide(&also_pending, &s).why, Why::Acknowledged(0));
+        let another_failing = Judged {
+            counts: counts(|c| c.failed = 2),
+            ..failed_silenced
+        };
+        assert_eq!(decide(&another_failing, &s).why, Why::Rule(0));
+        let only_silenced = Judged {
+            counts: counts(|c| c.failed = 1),
+            ..failed_silenced
+        };
+        assert_eq!(decide(&only_silenced, &s).color, s.acknowledged);
+        let maintenance = Judged {
+            node_silenced: true,
+            ..another_failing
+        };
+        assert_eq!(decide(&maintenance, &s).color, s.maintenance);
+        assert_eq!(decide(&Judged::default(), &s).why, Why::Nothing);
+    }
+
+    #[test]
+    fn failed_can_blink_and_the_palette_changes_the_rule_colours() {
+        let (s, problem) = parse_settings(Some(
+            r##"{"palette": "colour-blind-safe", "blinkFailedMs": 400, "acknowledged": "#010203"}"##,
+        ));
+        assert_eq!(problem, None);
+        assert_eq!(s.rules[0].color, Rgb::new(50, 22, 0));
+        assert_eq!(s.acknowledged, Rgb::new(1, 2, 3));
+        let failed = decide(&Judged::counts(counts(|c| c.failed = 1)), &s);
+        assert_eq!(failed.blinking(&s, 100), (Rgb::new(50, 22, 0), Some(300)));
+        assert_eq!(failed.blinking(&s, 500), (Rgb::OFF, Some(300)));
+        let running = decide(&Judged::counts(counts(|c| c.running = 1)), &s);
+        assert_eq!(running.blinking(&s, 500), (Rgb::new(0, 25, 18), None));
     }
 
     #[test]

@@ -12,14 +12,19 @@
 //!   evaluated again at once (`again-after-ms` 0);
 //! - `pods`: one LED per pod from `pods()`, checked against `pod-at(i)`: r = restarts,
 //!   g = state index, b = containers;
+//! - `hostile-reasons`: two LEDs with 10 000 reasons whose rule text holds escapes
+//!   and 10 KB, naming pods, nodes, alerts and LEDs that do not exist;
+//! - `silences`: one LED per pod, r = 1 when the pod has a silence, g = silenced
+//!   failed count, b = the silence's reason length; with a reason naming every
+//!   LED and the failed unsilenced pods;
 //! - anything else: one LED per state count (r = failed, g = running, b = deleting).
 #![cfg(target_family = "wasm")]
 
 use std::cell::RefCell;
 
-use exports::podlight::policy::evaluator::{Frame, Guest};
+use exports::podlight::policy::evaluator::{Frame, Guest, LedReason};
 use podlight::policy::snapshot;
-use podlight::policy::types::Rgb;
+use podlight::policy::types::{PodState, Rgb};
 
 wit_bindgen::generate!({
     world: "policy",
@@ -39,6 +44,8 @@ fn frame(leds: Vec<Rgb>) -> Result<Frame, String> {
     Ok(Frame {
         leds,
         again_after_ms: None,
+        reasons: Vec::new(),
+        see_through: Vec::new(),
     })
 }
 
@@ -130,6 +137,47 @@ impl Guest for Testkit {
                         b: 0,
                     }],
                     again_after_ms: Some(0),
+                    reasons: Vec::new(),
+                    see_through: Vec::new(),
+                })
+            }
+            "hostile-reasons" => {
+                let reason = LedReason {
+                    leds: vec![0, 1, 7, 4_000_000],
+                    rule: format!("\x1b[2J\x1b[Hcleared\n{}", "r".repeat(10_000)),
+                    pods: (0..1000).chain([u32::MAX]).collect(),
+                    nodes: vec![0, 99],
+                    alerts: vec![5],
+                };
+                Ok(Frame {
+                    leds: vec![Rgb { r: 9, g: 9, b: 9 }; 2],
+                    again_after_ms: None,
+                    reasons: vec![reason; 10_000],
+                    see_through: vec![1, 2, 3, 99],
+                })
+            }
+            "silences" => {
+                let silenced = snapshot::silenced_counts();
+                let leds = snapshot::pods()
+                    .iter()
+                    .map(|pod| Rgb {
+                        r: u8::from(pod.silence.is_some()),
+                        g: clamp(silenced.failed),
+                        b: clamp(pod.silence.as_ref().map_or(0, |s| s.reason.len() as u32)),
+                    })
+                    .collect::<Vec<_>>();
+                let count = leds.len() as u32;
+                Ok(Frame {
+                    leds,
+                    again_after_ms: None,
+                    reasons: vec![LedReason {
+                        leds: (0..count).collect(),
+                        rule: "failed pods not silenced".into(),
+                        pods: snapshot::pods_in(PodState::Failed, false),
+                        nodes: Vec::new(),
+                        alerts: Vec::new(),
+                    }],
+                    see_through: Vec::new(),
                 })
             }
             "pods" => {

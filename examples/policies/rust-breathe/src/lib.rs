@@ -9,9 +9,9 @@
 
 use std::cell::Cell;
 
-use exports::podlight::policy::evaluator::{Frame, Guest};
+use exports::podlight::policy::evaluator::{Frame, Guest, LedReason};
 use podlight::policy::snapshot;
-use podlight::policy::types::Rgb;
+use podlight::policy::types::{PodState, Rgb};
 
 wit_bindgen::generate!({
     world: "policy",
@@ -79,19 +79,56 @@ impl Guest for Breathe {
                     leds
                 ],
                 again_after_ms: Some(STEP_MS),
+                reasons: vec![why(
+                    leds,
+                    "pods being deleted: breathing blue",
+                    PodState::Deleting,
+                )],
+                see_through: Vec::new(),
             });
         }
-        let steady = if counts.failed > 0 {
-            Rgb { r: 60, g: 0, b: 0 }
+        let (steady, reason) = if counts.failed > 0 {
+            (
+                Rgb { r: 60, g: 0, b: 0 },
+                why(leds, "failed pods: red", PodState::Failed),
+            )
         } else if counts.running > 0 {
-            Rgb { r: 0, g: 20, b: 0 }
+            (
+                Rgb { r: 0, g: 20, b: 0 },
+                why(leds, "pods running: green", PodState::Running),
+            )
         } else {
-            Rgb { r: 0, g: 0, b: 0 }
+            (
+                Rgb { r: 0, g: 0, b: 0 },
+                why(
+                    leds,
+                    "no pod running, failing or deleted: off",
+                    PodState::Pending,
+                ),
+            )
         };
         Ok(Frame {
             leds: vec![steady; leds],
             again_after_ms: None,
+            reasons: vec![reason],
+            see_through: Vec::new(),
         })
+    }
+}
+
+/// The reason for every LED: `rule`, naming the pods in `state` (none for "off").
+fn why(leds: usize, rule: &str, state: PodState) -> LedReason {
+    let pods = if rule.ends_with("off") {
+        Vec::new()
+    } else {
+        snapshot::pods_in(state, false)
+    };
+    LedReason {
+        leds: (0..leds as u32).collect(),
+        rule: rule.to_string(),
+        pods,
+        nodes: Vec::new(),
+        alerts: Vec::new(),
     }
 }
 
