@@ -18,6 +18,7 @@ use crate::cluster::ClusterStatus;
 use crate::device::writer::FrameObserver;
 use crate::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, WriterOptions};
 use crate::policy::PolicyEngine;
+use crate::quiet::QuietHours;
 use crate::state::Snapshot;
 
 /// What a running agent is made of.
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     /// A candidate policy from the same source, evaluated on every change beside the
     /// active one and never shown (`--shadow-policy`).
     pub shadow: Option<String>,
+    /// A brightness schedule applied after the policy and the cap.
+    pub quiet: Option<Arc<QuietHours>>,
 }
 
 impl AgentConfig {
@@ -67,6 +70,7 @@ impl AgentConfig {
             reporter: None,
             listen: None,
             shadow: None,
+            quiet: None,
         }
     }
 
@@ -103,6 +107,7 @@ impl AgentConfig {
             events: self.events,
             reporter: self.reporter,
             shadow: self.shadow,
+            quiet: self.quiet,
         });
         let agent = tokio::select! {
             agent = starting => agent,

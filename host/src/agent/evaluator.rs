@@ -14,6 +14,7 @@ use super::{AgentStatus, PolicyRole};
 use crate::device::FrameWriter;
 use crate::frame::Frame;
 use crate::policy::PolicyInstance;
+use crate::quiet::QuietHours;
 use crate::state::{Snapshot, wall_clock_ms};
 use crate::timing::sleep_until_opt;
 
@@ -72,6 +73,7 @@ pub async fn run(
     writer: Arc<FrameWriter>,
     status: Arc<AgentStatus>,
     shadow: Option<watch::Sender<Option<ShadowInput>>>,
+    quiet: Option<Arc<QuietHours>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut instance = instance;
@@ -115,8 +117,16 @@ pub async fn run(
         last_eval = Some(Instant::now());
         let snapshot = snapshots.borrow_and_update().clone();
         let leds = led_count(&status);
-        let Some((evaluated, outcome, cost)) =
-            evaluate_once(instance, snapshot, leds, &writer, &status, shadow.as_ref()).await
+        let Some((evaluated, outcome, cost)) = evaluate_once(
+            instance,
+            snapshot,
+            leds,
+            &writer,
+            &status,
+            shadow.as_ref(),
+            quiet.as_deref(),
+        )
+        .await
         else {
             return;
         };
@@ -183,6 +193,7 @@ async fn evaluate_once(
     writer: &FrameWriter,
     status: &AgentStatus,
     shadow: Option<&watch::Sender<Option<ShadowInput>>>,
+    quiet: Option<&QuietHours>,
 ) -> Option<(PolicyInstance, Result<Option<Instant>, String>, Duration)> {
     let started = std::time::Instant::now();
     let now_ms = wall_clock_ms();
@@ -202,20 +213,31 @@ async fn evaluate_once(
     let outcome = match result {
         Ok(frame) => {
             status.record_evaluation(seconds, true);
+            let (shown, quiet_change_ms) = match quiet {
+                Some(quiet) => quiet.apply(&frame, &snapshot, now_ms),
+                None => (frame.leds.clone(), None),
+            };
+            // Quiet hours begin and end by the clock: evaluate again then.
+            let until_quiet_change =
+                quiet_change_ms.map(|at| Duration::from_millis(at.saturating_sub(wall_clock_ms())));
             let again_at = frame
                 .again_after_ms
-                .map(|ms| Instant::now() + Duration::from_millis(u64::from(ms)));
-            writer.set_target(frame.leds.clone());
+                .map(|ms| Duration::from_millis(u64::from(ms)))
+                .into_iter()
+                .chain(until_quiet_change)
+                .min()
+                .map(|wait| Instant::now() + wait);
+            writer.set_target(shown.clone());
             if let Some(shadow) = shadow {
                 // The sticks have their frame; the shadow gets the same inputs.
                 shadow.send_replace(Some(ShadowInput {
-                    snapshot,
+                    snapshot: Arc::clone(&snapshot),
                     leds,
                     now_ms,
                     active: frame.clone(),
                 }));
             }
-            status.set_frame(frame);
+            status.set_frame(frame, Arc::clone(&snapshot), shown);
             Ok(again_at)
         }
         Err(error) => {

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::device::FrameWriter;
 use crate::policy::PolicyEngine;
+use crate::quiet::QuietHours;
 
 /// What [`Agent::start`] wires; put together by [`AgentConfig`].
 pub(crate) struct AgentParts {
@@ -37,6 +38,7 @@ pub(crate) struct AgentParts {
     pub reporter: Option<StatusReporter>,
     /// A candidate policy's name in the same source, evaluated beside the active one.
     pub shadow: Option<String>,
+    pub quiet: Option<Arc<QuietHours>>,
 }
 
 /// Handles to a running agent's tasks.
@@ -98,9 +100,17 @@ impl Agent {
             Arc::clone(&parts.writer),
             Arc::clone(&parts.status),
             shadow_inputs,
-            shutdown_rx,
+            parts.quiet,
+            shutdown_rx.clone(),
         ));
         tasks.push(evaluator);
+        if parts.events.publishes() {
+            tasks.push(tokio::spawn(events::warn_about_silences(
+                parts.status.snapshot.clone(),
+                parts.events.clone(),
+                shutdown_rx,
+            )));
+        }
         if let Some(reporter) = parts.reporter {
             tasks.push(tokio::spawn(reporter::run(
                 reporter,

@@ -10,6 +10,7 @@ use super::metrics::Metrics;
 use super::reporter::Publishing;
 use crate::cluster::ClusterStatus;
 use crate::device::DeviceStatus;
+use crate::explain::{Explanation, PolicyName, explain};
 use crate::frame::Frame;
 use crate::lock::lock;
 use crate::report::{ActivePolicy, DeviceReport, NodeReport, ReloadOutcome};
@@ -65,9 +66,18 @@ pub enum PolicyRole {
     Shadow,
 }
 
+/// The frame on the sticks, the snapshot it was evaluated on, and what the sticks
+/// show when the host changed it afterwards (quiet hours).
+#[derive(Default)]
+struct Shown {
+    frame: Frame,
+    snapshot: Option<Arc<Snapshot>>,
+    leds: Vec<crate::frame::Rgb>,
+}
+
 pub struct AgentStatus {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
-    frame: Mutex<Frame>,
+    frame: Mutex<Shown>,
     policy: Mutex<PolicyStatus>,
     shadow: Mutex<Option<ShadowStatus>>,
     pub device: Arc<DeviceStatus>,
@@ -88,7 +98,7 @@ impl AgentStatus {
     ) -> Arc<AgentStatus> {
         Arc::new(AgentStatus {
             snapshot,
-            frame: Mutex::new(Frame::default()),
+            frame: Mutex::default(),
             policy: Mutex::default(),
             shadow: Mutex::default(),
             device,
@@ -104,12 +114,46 @@ impl AgentStatus {
     }
 
     pub fn frame(&self) -> Frame {
-        lock(&self.frame).clone()
+        lock(&self.frame).frame.clone()
     }
 
-    pub(crate) fn set_frame(&self, frame: Frame) {
-        *lock(&self.frame) = frame;
+    /// What the sticks show: the frame after quiet hours.
+    pub fn shown_leds(&self) -> Vec<crate::frame::Rgb> {
+        lock(&self.frame).leds.clone()
+    }
+
+    /// Records the policy's frame for `snapshot` and what the sticks show of it.
+    pub(crate) fn set_frame(
+        &self,
+        frame: Frame,
+        snapshot: Arc<Snapshot>,
+        shown: Vec<crate::frame::Rgb>,
+    ) {
+        *lock(&self.frame) = Shown {
+            frame,
+            snapshot: Some(snapshot),
+            leds: shown,
+        };
         self.changed();
+    }
+
+    /// Why each LED has its colour: the last frame's reasons on its own snapshot.
+    pub fn explanation(&self) -> Explanation {
+        let policy = self.policy();
+        let shown = lock(&self.frame);
+        let snapshot = shown
+            .snapshot
+            .clone()
+            .unwrap_or_else(|| self.snapshot.borrow().clone());
+        explain(
+            &snapshot,
+            &shown.frame,
+            &shown.leds,
+            &PolicyName {
+                name: &policy.name,
+                sha256: &policy.sha256,
+            },
+        )
     }
 
     pub fn policy(&self) -> PolicyStatus {

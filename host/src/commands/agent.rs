@@ -11,6 +11,7 @@ use podlight::agent::{
 };
 use podlight::cluster::ClusterStatus;
 use podlight::device::WriterOptions;
+use podlight::quiet::QuietHours;
 use podlight::state::Snapshot;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,22 @@ pub struct AgentArgs {
         env = "PODLIGHT_VERIFY_KEYS"
     )]
     verify_keys: Vec<PathBuf>,
+    /// Quiet hours: dim every LED in these windows of local time, HH:MM-HH:MM@PERCENT%
+    /// (e.g. 22:00-07:00@10%; several, comma-separated or repeated; the dimmest wins
+    /// where they overlap). Applied after the policy and the brightness cap.
+    #[arg(
+        long = "quiet-hours",
+        value_delimiter = ',',
+        env = "PODLIGHT_QUIET_HOURS"
+    )]
+    quiet_hours: Vec<String>,
+    /// The time zone of the quiet hours, an IANA name (Europe/Berlin, America/Chicago).
+    #[arg(long, default_value = "UTC", env = "PODLIGHT_TIME_ZONE")]
+    time_zone: String,
+    /// During quiet hours, LEDs that show failed pods (not silenced) stay at full
+    /// brightness.
+    #[arg(long, env = "PODLIGHT_QUIET_HOURS_KEEP_FAILURES")]
+    quiet_hours_keep_failures: bool,
     #[command(flatten)]
     registry: RegistryArgs,
     #[command(flatten)]
@@ -112,6 +129,14 @@ pub async fn serve(
         api,
         reporter,
     } = inputs;
+    // A bad window or time zone stops the start, before any device is opened.
+    let quiet = QuietHours::new(
+        &args.quiet_hours,
+        &args.time_zone,
+        args.quiet_hours_keep_failures,
+        args.device.brightness_cap,
+    )?
+    .map(Arc::new);
     let (bus, device) = args.device.open()?;
     let config = AgentConfig {
         bus,
@@ -141,6 +166,7 @@ pub async fn serve(
         reporter,
         listen: Some(args.listen),
         shadow: args.shadow_policy.clone(),
+        quiet,
     };
     // A stop is honoured even while the first policy still compiles.
     let stop = stop_signal(stop_after)?;

@@ -15,6 +15,7 @@ pub mod writer;
 
 pub use error::{DeviceError, HidFailure};
 
+pub use fade::cap_brightness;
 pub use manager::{DeviceManager, DeviceOptions, DeviceStatus, Joining, StickSpec};
 pub use protocol::{Layout, Model};
 pub use transport::{Bus, DeviceInfo, Transport};

@@ -1,5 +1,6 @@
-//! HTTP on one address: `/healthz`, `/readyz`, `/metrics`, `/api/state`, `/events`
-//! (server-sent events) and `/`, a live page of the LEDs and pods.
+//! HTTP on one address: `/healthz`, `/readyz`, `/metrics`, `/api/state`,
+//! `/api/explain` (why each LED has its colour), `/events` (server-sent events) and
+//! `/`, a live page of the LEDs and pods.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,7 +27,8 @@ pub(crate) fn state_json(status: &AgentStatus) -> serde_json::Value {
     let snapshot = status.snapshot.borrow().clone();
     let (ready, reason) = status.ready();
     json!({
-        "leds": frame.leds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "leds": status.shown_leds().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "policyLeds": frame.leds.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "againAfterMs": frame.again_after_ms,
         "node": snapshot.node,
         "counts": snapshot.counts,
@@ -55,6 +57,10 @@ pub(crate) fn router(status: Arc<AgentStatus>) -> Router {
         .route(
             "/api/state",
             get(|State(s): State<Arc<AgentStatus>>| async move { axum::Json(state_json(&s)) }),
+        )
+        .route(
+            "/api/explain",
+            get(|State(s): State<Arc<AgentStatus>>| async move { axum::Json(s.explanation()) }),
         )
         .route("/events", get(events))
         .with_state(status)
