@@ -8,7 +8,7 @@
 // unknown. Missing settings: the defaults below. Malformed settings: the defaults,
 // and configure reports the problem to podlight's log.
 
-import * as snapshot from "podlight:policy/snapshot@0.3.0";
+import * as snapshot from "podlight:policy/snapshot@0.4.0";
 
 const DEFAULT_COLORS = {
   deleting: [0, 0, 255],
@@ -68,19 +68,39 @@ function scaled([r, g, b]) {
 
 function evaluate() {
   const ledCount = snapshot.ledCount();
-  const pods = snapshot.pods();
+  // Each pod keeps its index in the snapshot: reasons name pods by it.
+  const pods = snapshot.pods().map((pod, index) => ({ pod, index }));
   // Oldest first; the UID breaks ties so the order never depends on list order.
-  pods.sort((a, b) => a.createdMs - b.createdMs || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
+  pods.sort(
+    ({ pod: a }, { pod: b }) => a.createdMs - b.createdMs || (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0),
+  );
   const leds = [];
+  const reasons = [];
   for (let i = 0; i < ledCount; i++) {
-    leds.push(i < pods.length ? scaled(colors[pods[i].state]) : { r: 0, g: 0, b: 0 });
+    if (i < pods.length) {
+      const { pod, index } = pods[i];
+      leds.push(scaled(colors[pod.state]));
+      reasons.push(reason(i, `pod number ${i + 1} by age, ${pod.state}`, [index]));
+    } else {
+      leds.push({ r: 0, g: 0, b: 0 });
+    }
   }
   if (pods.length > ledCount && ledCount > 0) {
     const hidden = pods.slice(ledCount - 1);
-    const failed = hidden.some((p) => p.state === "failed");
+    const failedHidden = hidden.filter(({ pod }) => pod.state === "failed");
+    const failed = failedHidden.length > 0;
     leds[ledCount - 1] = scaled(failed ? colors.failed : OVERFLOW);
+    reasons[ledCount - 1] = reason(
+      ledCount - 1,
+      failed ? `${hidden.length} pods not shown, some failed` : `${hidden.length} pods not shown`,
+      (failed ? failedHidden : hidden).slice(0, 64).map(({ index }) => index),
+    );
   }
-  return { leds, againAfterMs: null };
+  return { leds, againAfterMs: null, reasons, seeThrough: [] };
+}
+
+function reason(led, rule, pods) {
+  return { leds: [led], rule, pods, nodes: [], alerts: [] };
 }
 
 export const evaluator = { configure, evaluate };

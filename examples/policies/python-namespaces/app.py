@@ -15,7 +15,7 @@ import json
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.evaluator import Frame
+from wit_world.exports.evaluator import Frame, LedReason
 from wit_world.imports import snapshot
 from wit_world.imports.types import PodState, Rgb
 
@@ -68,21 +68,37 @@ class Evaluator(exports.Evaluator):
 
     def evaluate(self):
         namespaces = {}
-        for pod in snapshot.pods():
+        # Which pods of each namespace failed (indices into the snapshot's pods).
+        failing = {}
+        for index, pod in enumerate(snapshot.pods()):
             ready, total, failed = namespaces.get(pod.namespace, (0, 0, False))
+            is_failed = pod.state == PodState.FAILED
             namespaces[pod.namespace] = (
                 ready + (pod.state == PodState.RUNNING),
                 total + 1,
-                failed or pod.state == PodState.FAILED,
+                failed or is_failed,
             )
+            if is_failed:
+                failing.setdefault(pod.namespace, []).append(index)
         blink_on = snapshot.now_ms() % BLINK_MS < BLINK_MS // 2
         leds = []
+        reasons = []
         any_failed = False
-        for namespace in sorted(namespaces)[: snapshot.led_count()]:
+        for led, namespace in enumerate(sorted(namespaces)[: snapshot.led_count()]):
             ready, total, failed = namespaces[namespace]
             color = _colors.get(namespace, _colors["default"])
+            rule = f"namespace {namespace}: {ready} of {total} pods running and ready"
             if failed:
                 any_failed = True
                 color = RED if blink_on else color
+                rule += ", blinking red: a pod failed"
             leds.append(_scaled(color, max(FLOOR, ready / total)))
-        return Frame(leds=leds, again_after_ms=BLINK_MS // 2 if any_failed else None)
+            reasons.append(
+                LedReason(leds=[led], rule=rule, pods=failing.get(namespace, [])[:64], nodes=[], alerts=[])
+            )
+        return Frame(
+            leds=leds,
+            again_after_ms=BLINK_MS // 2 if any_failed else None,
+            reasons=reasons,
+            see_through=[],
+        )

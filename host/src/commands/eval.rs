@@ -5,6 +5,7 @@ use super::build::{read_settings, show};
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::device::WriterOptions;
+use podlight::explain::{PolicyName, explain, render};
 use podlight::frame::ansi_blocks;
 use podlight::state::Snapshot;
 use std::io::Read;
@@ -32,6 +33,10 @@ pub struct EvalArgs {
     /// Print the frame as JSON.
     #[arg(long)]
     json: bool,
+    /// Also say why each LED has its colour: the policy's rule and the pods, nodes
+    /// and alerts behind it (with --json: the explanation as JSON).
+    #[arg(long)]
+    explain: bool,
     /// Evaluate this many times and print the mean time per evaluation (to stderr).
     #[arg(long, default_value_t = 1)]
     repeat: u32,
@@ -80,12 +85,36 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             per_call.as_secs_f64() * 1e6
         );
     }
+    let explanation = args.explain.then(|| {
+        explain(
+            &snapshot,
+            &frame,
+            &frame.leds,
+            &PolicyName {
+                name: policy.name(),
+                sha256: &policy.info().sha256,
+            },
+        )
+    });
     if args.json {
-        outln!("{}", serde_json::to_string(&frame)?)?;
+        match &explanation {
+            Some(explanation) => outln!("{}", serde_json::to_string(explanation)?)?,
+            None => outln!("{}", serde_json::to_string(&frame)?)?,
+        }
     } else {
         outln!("{}", ansi_blocks(&frame.leds))?;
         if let Some(ms) = frame.again_after_ms {
             outln!("again after {ms} ms")?;
+        }
+        if let Some(explanation) = &explanation {
+            out!(
+                "{}",
+                render(
+                    explanation,
+                    None,
+                    std::io::IsTerminal::is_terminal(&std::io::stdout())
+                )
+            )?;
         }
     }
     match manager {

@@ -7,6 +7,14 @@ macro_rules! outln {
     }};
 }
 
+/// `print!` the same way.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 // Shared by the subcommands:
 pub mod agent;
 pub mod args;

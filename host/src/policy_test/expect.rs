@@ -135,12 +135,61 @@ pub struct Mismatch {
     pub leds: Vec<(usize, Rgb, Rgb)>,
     /// (expected, actual) when `again-after-ms` differs.
     pub hint: Option<(ExpectedHint, Option<u32>)>,
+    /// What differs in the reasons the policy gave (`reason`, `reason_pods`).
+    pub reasons: Vec<String>,
 }
 
 impl Mismatch {
     pub fn is_empty(&self) -> bool {
-        self.leds.is_empty() && self.hint.is_none()
+        self.leds.is_empty() && self.hint.is_none() && self.reasons.is_empty()
     }
+}
+
+/// Checks the frame's reasons: every LED's rule contains `rule` (an LED with no
+/// reason has [`NO_REASON`](crate::explain::NO_REASON)), and the pods the reasons
+/// name, as `namespace/name`, are exactly `pods`.
+pub fn compare_reasons(
+    rule: Option<&str>,
+    pods: Option<&[String]>,
+    frame: &Frame,
+    snapshot: &crate::state::Snapshot,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(rule) = rule {
+        for led in 0..frame.leds.len() {
+            let led = u32::try_from(led).unwrap_or(u32::MAX);
+            let said = frame
+                .reason_for(led)
+                .map_or(crate::explain::NO_REASON, |r| r.rule.as_str());
+            if !said.contains(rule) {
+                problems.push(format!(
+                    "LED {led}: reason {said:?} does not contain {rule:?}"
+                ));
+            }
+        }
+    }
+    if let Some(want) = pods {
+        let mut named: Vec<String> = frame
+            .reasons
+            .iter()
+            .flat_map(|r| &r.pods)
+            .filter_map(|&i| snapshot.pods.get(i as usize))
+            .map(|p| format!("{}/{}", p.namespace, p.name))
+            .collect();
+        named.sort();
+        named.dedup();
+        let mut want = want.to_vec();
+        want.sort();
+        want.dedup();
+        if named != want {
+            problems.push(format!(
+                "the reasons name pods [{}], expected [{}]",
+                named.join(", "),
+                want.join(", ")
+            ));
+        }
+    }
+    problems
 }
 
 /// Compares a frame with the expected LEDs (already resolved: `unchanged` is the
@@ -162,7 +211,11 @@ pub fn compare(expected: &[Rgb], hint: Option<ExpectedHint>, actual: &Frame) -> 
         };
         (!matches).then_some((want, actual.again_after_ms))
     });
-    Mismatch { leds, hint }
+    Mismatch {
+        leds,
+        hint,
+        reasons: Vec::new(),
+    }
 }
 
 /// The shortest expectation that matches `leds` exactly, for `--update`: `all C`

@@ -71,6 +71,12 @@ pub struct StepSpec {
     /// The expected `again-after-ms`: milliseconds, or "none".
     #[serde(default)]
     pub again_after_ms: Option<Spanned<toml::Value>>,
+    /// Text every LED's reason (its rule) contains.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The pods the frame's reasons name, as `namespace/name`, in any order.
+    #[serde(default)]
+    pub reason_pods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::expect::{
-    ExpectedHint, ExpectedLeds, Mismatch, compare, parse_expected_hint, parse_expected_leds,
+    ExpectedHint, ExpectedLeds, Mismatch, compare, compare_reasons, parse_expected_hint,
+    parse_expected_leds,
 };
 use super::file::{FileProblem, Lines, TestFile, as_json, keys, settings_json};
 use crate::frame::{Frame, Rgb};
@@ -42,6 +43,8 @@ pub struct PlannedStep {
     pub time: StepTime,
     pub expect: Option<ExpectedLeds>,
     pub hint: Option<ExpectedHint>,
+    pub reason: Option<String>,
+    pub reason_pods: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -195,6 +198,8 @@ impl Plan {
                 })
                 .transpose()?;
             steps.push(PlannedStep {
+                reason: spec.reason.clone(),
+                reason_pods: spec.reason_pods.clone(),
                 name: spec
                     .name
                     .clone()
@@ -315,6 +320,7 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
             apply(change, &mut node, &mut pods, &mut cluster);
         }
         let mut frame = None;
+        let mut evaluated_on = None;
         let mut failure = None;
         let timeline_start = clock;
         let records: Vec<(u64, Option<&Snapshot>)> = if step.timeline.is_empty() {
@@ -338,7 +344,10 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
                 None => Snapshot::new(node.clone(), pods.clone(), now),
             });
             match evaluate(&snapshot, plan.leds, now) {
-                Ok(f) => frame = Some(f),
+                Ok(f) => {
+                    frame = Some(f);
+                    evaluated_on = Some(snapshot);
+                }
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -369,15 +378,18 @@ pub fn run(plan: &Plan, evaluate: &mut Evaluate<'_>) -> Vec<StepResult> {
             },
             None => None,
         };
-        if let Some(expected) = &expected {
-            let mismatch = compare(expected, step.hint, &frame);
-            result.outcome = if mismatch.is_empty() {
-                Outcome::Passed
-            } else {
-                Outcome::Failed(mismatch)
-            };
-        } else if let Some(hint) = step.hint {
-            let mismatch = compare(&frame.leds, Some(hint), &frame);
+        let checks_reasons = step.reason.is_some() || step.reason_pods.is_some();
+        if expected.is_some() || step.hint.is_some() || checks_reasons {
+            let leds = expected.as_deref().unwrap_or(&frame.leds);
+            let mut mismatch = compare(leds, step.hint, &frame);
+            if let Some(snapshot) = &evaluated_on {
+                mismatch.reasons = compare_reasons(
+                    step.reason.as_deref(),
+                    step.reason_pods.as_deref(),
+                    &frame,
+                    snapshot,
+                );
+            }
             result.outcome = if mismatch.is_empty() {
                 Outcome::Passed
             } else {

@@ -31,7 +31,18 @@ fn expected_hint_text(hint: ExpectedHint) -> String {
 pub fn explain(result: &StepResult, colour: bool) -> String {
     let mut text = String::new();
     match &result.outcome {
-        Outcome::Failed(Mismatch { leds, hint }) => {
+        Outcome::Failed(Mismatch {
+            leds,
+            hint,
+            reasons,
+        }) => {
+            for problem in reasons {
+                let _ = writeln!(
+                    text,
+                    "    {}",
+                    crate::policy::untrusted::sanitize(problem, 600)
+                );
+            }
             if !leds.is_empty() {
                 if let (Some(expected), Some(frame)) = (&result.expected, &result.frame) {
                     let _ = writeln!(text, "    expected  {}", leds_row(expected, colour));
@@ -180,6 +191,7 @@ mod tests {
             outcome: Outcome::Failed(Mismatch {
                 leds: vec![(0, Rgb::new(255, 0, 0), Rgb::new(0, 255, 0))],
                 hint: Some((ExpectedHint::Ms(250), None)),
+                reasons: Vec::new(),
             }),
         }
     }

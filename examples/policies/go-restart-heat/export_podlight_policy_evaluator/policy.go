@@ -106,18 +106,28 @@ func Evaluate() witTypes.Result[podlight_policy_evaluator.Frame, string] {
 	again := witTypes.None[uint32]()
 	pods := podlight_policy_snapshot.Pods()
 	var worst uint32
-	looping := false
-	for _, pod := range pods {
-		if pod.Restarts > worst {
+	worstPod := -1
+	var loopingPods []uint32
+	for i, pod := range pods {
+		if pod.Restarts > worst || worstPod < 0 {
 			worst = pod.Restarts
+			worstPod = i
 		}
-		looping = looping || crashLooping(pod)
+		if crashLooping(pod) && len(loopingPods) < 64 {
+			loopingPods = append(loopingPods, uint32(i))
+		}
 	}
+	looping := len(loopingPods) > 0
 	var colour podlight_policy_types.Rgb
+	var rule string
+	var behind []uint32
 	switch {
 	case len(pods) == 0:
 		colour = podlight_policy_types.Rgb{}
+		rule = "no pods: dark"
 	case looping:
+		rule = "a container in CrashLoopBackOff: pulsing red"
+		behind = loopingPods
 		// A triangle wave: dark at the start of each period, brightest half way.
 		phase := float64(podlight_policy_snapshot.NowMs()%uint64(current.PulseMs)) / float64(current.PulseMs)
 		level := 1 - 2*abs(phase-0.5)
@@ -129,11 +139,16 @@ func Evaluate() witTypes.Result[podlight_policy_evaluator.Frame, string] {
 			heat = 1
 		}
 		colour = heatColour(heat)
+		rule = fmt.Sprintf("the most restarts: %d of %d for red", worst, current.HotRestarts)
+		behind = []uint32{uint32(worstPod)}
 	}
+	every := make([]uint32, len(leds))
 	for i := range leds {
 		leds[i] = colour
+		every[i] = uint32(i)
 	}
-	return witTypes.Ok[podlight_policy_evaluator.Frame, string](podlight_policy_evaluator.Frame{Leds: leds, AgainAfterMs: again})
+	reasons := []podlight_policy_evaluator.LedReason{{Leds: every, Rule: rule, Pods: behind}}
+	return witTypes.Ok[podlight_policy_evaluator.Frame, string](podlight_policy_evaluator.Frame{Leds: leds, AgainAfterMs: again, Reasons: reasons})
 }
 
 func abs(v float64) float64 {
