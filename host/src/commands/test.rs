@@ -26,8 +26,18 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML to this file, for CI.
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Instead of the steps, check the policy of each test file (with its settings):
+    /// `colour-vision` flags every pair of failed, pending and running whose colours
+    /// people with protanopia, deuteranopia or tritanopia cannot tell apart.
+    #[arg(long, value_enum)]
+    lint: Option<Lint>,
     #[command(flatten)]
     engine: EngineArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Lint {
+    ColourVision,
 }
 
 /// Every test file under `paths`, sorted, each once.
@@ -85,6 +95,9 @@ pub fn test(args: TestArgs) -> Result<()> {
         return Err(Exit(2).into());
     }
     let engine = args.engine.engine()?;
+    if let Some(Lint::ColourVision) = args.lint {
+        return lint_colour_vision(&args.engine, &engine, &files);
+    }
     let colour = std::io::stdout().is_terminal();
     let mut suites = Vec::new();
     let (mut passed, mut failed, mut broken) = (0usize, 0usize, 0usize);
@@ -151,13 +164,94 @@ pub fn test(args: TestArgs) -> Result<()> {
     }
 }
 
-/// Loads a test file and its policy and runs it; a reason naming the file (and line)
-/// when either cannot be read.
-fn load_and_run(
+/// The colour-vision lint over each test file's policy and settings. Exit 1 when a
+/// pair is flagged, 2 when a file or policy cannot be read.
+fn lint_colour_vision(
+    args: &EngineArgs,
+    engine: &podlight::policy::PolicyEngine,
+    files: &[PathBuf],
+) -> Result<()> {
+    use podlight::policy_test::colour_vision::{
+        LINTED_STATES, Shown, THRESHOLD, dominant, lint, sample_snapshot,
+    };
+    let (mut flagged, mut broken) = (0usize, 0usize);
+    for path in files {
+        let shown = (|| -> Result<Vec<(&'static str, Shown)>, String> {
+            let (plan, mut instance) = start_policy(args, engine, path)?;
+            LINTED_STATES
+                .iter()
+                .map(|&state| {
+                    let now = plan.start_ms;
+                    let snapshot = std::sync::Arc::new(sample_snapshot(state, now));
+                    let frame = instance
+                        .evaluate_at(&snapshot, plan.leds, now)
+                        .map_err(|e| e.to_string())?;
+                    // Animated: the frame a moment later (when it asked) differs.
+                    let animated = match frame.again_after_ms {
+                        Some(ms) => {
+                            let later = now + u64::from(ms);
+                            instance
+                                .evaluate_at(&snapshot, plan.leds, later)
+                                .map_err(|e| e.to_string())?
+                                .leds
+                                != frame.leds
+                        }
+                        None => false,
+                    };
+                    let colour = dominant(&frame.leds);
+                    Ok((state.name(), Shown { colour, animated }))
+                })
+                .collect()
+        })();
+        let file = path.display();
+        let shown = match shown {
+            Ok(shown) => shown,
+            Err(reason) => {
+                outln!("ERROR {reason}")?;
+                broken += 1;
+                continue;
+            }
+        };
+        let findings = lint(&shown);
+        let states: Vec<String> = shown
+            .iter()
+            .map(|(state, s)| format!("{state} {}", s.colour))
+            .collect();
+        if findings.is_empty() {
+            outln!("ok    {file}: {} apart for all three", states.join(", "))?;
+        }
+        for finding in &findings {
+            outln!("FLAG  {file}: {}", finding.describe())?;
+        }
+        flagged += findings
+            .iter()
+            .filter(|f| !f.told_apart_by_animation)
+            .count();
+    }
+    outln!(
+        "{} files: {flagged} pairs of states alike under a colour vision deficiency (chromatic CIEDE2000 < {THRESHOLD}){}",
+        files.len(),
+        if broken > 0 {
+            format!(", {broken} could not run")
+        } else {
+            String::new()
+        }
+    )?;
+    if broken > 0 {
+        Err(Exit(2).into())
+    } else if flagged > 0 {
+        Err(Exit(1).into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A test file's plan and its policy started with its settings.
+fn start_policy(
     args: &EngineArgs,
     engine: &podlight::policy::PolicyEngine,
     path: &Path,
-) -> Result<Vec<StepResult>, String> {
+) -> Result<(Plan, podlight::policy::PolicyInstance), String> {
     let plan = Plan::load(path).map_err(|e| e.to_string())?;
     let at_plugin = |what: String| format!("{}:{}: {what}", path.display(), plan.plugin_line);
     let policy = match &plan.plugin {
@@ -165,7 +259,7 @@ fn load_and_run(
         PluginRef::File(file) => args.load(engine, &file.to_string_lossy()),
     }
     .map_err(|e| at_plugin(e.to_string()))?;
-    let (mut instance, complaint) = std::sync::Arc::new(policy)
+    let (instance, complaint) = std::sync::Arc::new(policy)
         .instantiate_with_complaint(plan.settings.clone())
         .map_err(|e| at_plugin(format!("the policy does not start: {e}")))?;
     if let Some(complaint) = complaint {
@@ -173,6 +267,17 @@ fn load_and_run(
             "the policy refused the test's settings: {complaint}"
         )));
     }
+    Ok((plan, instance))
+}
+
+/// Loads a test file and its policy and runs it; a reason naming the file (and line)
+/// when either cannot be read.
+fn load_and_run(
+    args: &EngineArgs,
+    engine: &podlight::policy::PolicyEngine,
+    path: &Path,
+) -> Result<Vec<StepResult>, String> {
+    let (plan, mut instance) = start_policy(args, engine, path)?;
     Ok(run(&plan, &mut |snapshot, leds, now| {
         instance
             .evaluate_at(snapshot, leds, now)

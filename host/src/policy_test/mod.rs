@@ -4,6 +4,7 @@
 //! updates ([`update`]). The command itself (plugins, output, exit codes) lives in
 //! the binary.
 
+pub mod colour_vision;
 pub mod expect;
 pub mod file;
 pub mod plan;

@@ -105,9 +105,10 @@ pub struct Settings {
 pub enum Palette {
     /// The original prototype's red, blue, yellow, green.
     Default,
-    /// Okabe & Ito's colour-universal-design colours (vermillion, blue, yellow,
-    /// bluish green): failed, pending and running stay apart under deuteranopia,
-    /// protanopia and tritanopia (`podlight test --lint colour-vision` checks it).
+    /// After Okabe & Ito's colour-universal-design set: failed vermillion, pending
+    /// white, running blue (deleting reddish purple): failed, pending and running
+    /// stay apart in hue under protanopia, deuteranopia and tritanopia
+    /// (`podlight test --lint colour-vision` checks it).
     ColourBlindSafe,
 }
 
@@ -121,13 +122,13 @@ impl Palette {
                 Rgb::new(50, 50, 0),
                 Rgb::new(0, 25, 0),
             ],
-            // Okabe-Ito vermillion #d55e00, blue #0072b2, yellow #f0e442 and bluish
-            // green #009e73, scaled to the default's brightness.
+            // Okabe-Ito vermillion #d55e00, reddish purple #cc79a7 and blue #0072b2
+            // scaled to the default's brightness, and a neutral white.
             Palette::ColourBlindSafe => [
                 Rgb::new(50, 22, 0),
+                Rgb::new(50, 30, 41),
+                Rgb::new(30, 30, 30),
                 Rgb::new(0, 32, 50),
-                Rgb::new(50, 48, 14),
-                Rgb::new(0, 25, 18),
             ],
         }
     }
@@ -552,7 +553,7 @@ mod tests {
         assert_eq!(failed.blinking(&s, 100), (Rgb::new(50, 22, 0), Some(300)));
         assert_eq!(failed.blinking(&s, 500), (Rgb::OFF, Some(300)));
         let running = decide(&Judged::counts(counts(|c| c.running = 1)), &s);
-        assert_eq!(running.blinking(&s, 500), (Rgb::new(0, 25, 18), None));
+        assert_eq!(running.blinking(&s, 500), (Rgb::new(0, 32, 50), None));
     }
 
     #[test]
