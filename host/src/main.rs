@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use commands::{
-    Exit, demo, devices, emulate, eval, off, plugin, plugin_new, plugin_oci, record, replay, run,
-    set, snapshot, status, test,
+    Exit, demo, devices, emulate, eval, explain, off, plugin, plugin_new, plugin_oci, record,
+    replay, run, set, silence, snapshot, status, test,
 };
 
 #[derive(Parser)]
@@ -45,6 +45,14 @@ enum Command {
     /// What every node runs: policy, last reload, sticks (from the agents' reports);
     /// `--wait --policy-sha256 SHA` follows a rollout.
     Status(status::StatusArgs),
+    /// Why each LED has its colour: the rule, the pods, nodes and alerts behind it,
+    /// asked of the node's agent through the API server (your own RBAC).
+    Explain(explain::ExplainArgs),
+    /// Acknowledge a known failure: show a pod's failure (or a node, in maintenance)
+    /// quietly until the silence ends; `--list` shows every silence.
+    Silence(silence::SilenceArgs),
+    /// End silences set by `podlight silence`.
+    Unsilence(silence::UnsilenceArgs),
     /// Run a policy's `*.test.toml` files: expected frames on a virtual clock
     /// (exit 0 all pass, 1 a failure, 2 a file or plugin that cannot be read).
     Test(test::TestArgs),
@@ -148,6 +156,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Record(args) => record::record(args),
         Command::Replay(args) => replay::replay(args),
         Command::Test(args) => test::test(args),
+        Command::Explain(args) => explain::explain(args),
+        Command::Silence(args) => silence::silence(args),
+        Command::Unsilence(args) => silence::unsilence(args),
         Command::Plugin(PluginCommand::New(args)) => plugin_new::plugin_new(args),
         Command::Plugin(PluginCommand::Push(args)) => plugin_oci::plugin_push(args),
         Command::Plugin(PluginCommand::Pull(args)) => plugin_oci::plugin_pull(args),

@@ -2,6 +2,7 @@
 //! every node and pod), from the Kubernetes API, into snapshots. Errors are logged
 //! and retried; nothing here ends the agent.
 
+mod agent_proxy;
 mod backoff;
 mod cluster_scope;
 mod config;
@@ -12,6 +13,9 @@ mod policies;
 mod watch;
 mod watch_loop;
 
+pub use agent_proxy::{
+    AgentProxyError, MAX_ANSWER_BYTES as MAX_AGENT_ANSWER_BYTES, find_agent_pod, get_through_proxy,
+};
 pub use backoff::WatchBackoff;
 pub use config::{ClusterError, ConnectOptions, Connection, client, connect, node_name};
 pub use convert::{node_info, pod_info};
