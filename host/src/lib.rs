@@ -29,4 +29,6 @@ pub mod test_plugins {
     pub const BREATHE_WASM: &str = env!("PODLIGHT_BREATHE_WASM");
     /// The default policy built against the frozen 0.2 contract.
     pub const PRIORITY_0_2_WASM: &str = env!("PODLIGHT_PRIORITY_0_2_WASM");
+    /// The default policy built against the frozen 0.3 contract.
+    pub const PRIORITY_0_3_WASM: &str = env!("PODLIGHT_PRIORITY_0_3_WASM");
 }

@@ -25,7 +25,7 @@ use support::repo_root;
 
 /// `podlight run` for `node` with a virtual stick, as a DaemonSet pod would run it
 /// (pod name and namespace set), and its log lines as they come.
-fn spawn_agent(
+pub(crate) fn spawn_agent(
     kubeconfig: &Path,
     node: &str,
     port: u16,
@@ -65,7 +65,7 @@ fn spawn_agent(
 }
 
 /// `podlight ARGS`: exit status, stdout, stderr.
-fn podlight(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn podlight(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args(args)
         .output()

@@ -19,6 +19,9 @@ use support::{TESTKIT_WASM, repo_root};
 const GREEN: &str = "#001900";
 const RED: &str = "#320000";
 const OFF: &str = "#000000";
+/// The built-in policy's acknowledged (silenced failure) and maintenance colours.
+const ACKNOWLEDGED: &str = "#0c0400";
+const MAINTENANCE: &str = "#08080c";
 
 /// The running node; `scripts/real-node down` when dropped, whatever happened.
 struct RealNode {
@@ -460,6 +463,7 @@ fn the_daemonset_runs_on_a_real_node() {
         restarts.trim().parse::<u32>().unwrap_or(0) >= 1,
         "it restarted: {restarts}"
     );
+    explain_and_silence(&node, &ip);
     node.ok(&["delete", "pod", "crasher", "--wait=true"]);
     shows(
         &ip,
@@ -660,6 +664,228 @@ fn the_daemonset_runs_on_a_real_node() {
 /// deploy/helm/podlight on the node, where kustomize's install was: `helm install`
 /// gives a Ready pod, and `helm upgrade --set-file` swaps the policy on it without a
 /// restart.
+/// `podlight` as a user runs it, with this cluster's admin kubeconfig or another.
+fn podlight(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_podlight"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .output()
+        .expect("podlight runs")
+}
+
+/// A kubeconfig for ServiceAccount `name` in `default` (a token from the API server),
+/// to meet the real authorizer as a user with only the rights given to it.
+fn service_account_kubeconfig(node: &RealNode, name: &str, dir: &Path) -> PathBuf {
+    node.ok(&["create", "serviceaccount", name]);
+    let token = node.ok(&["create", "token", name]);
+    let server = node.ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let ca = node.ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "--flatten",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
+    let path = dir.join(format!("{name}.kubeconfig"));
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+        server.trim(),
+        ca.trim(),
+        token.trim()
+    );
+    std::fs::write(&path, config).expect("kubeconfig written");
+    path
+}
+
+/// With the crasher crash-looping: `podlight explain` through the API server's pod
+/// proxy names it, the real authorizer's refusals say which verb is missing, and a
+/// silence set by `podlight silence` turns the light to the acknowledged colour and
+/// back to red on its own when it ends; a node in maintenance likewise.
+fn explain_and_silence(node: &RealNode, ip: &str) {
+    let asked = Instant::now();
+    let explained = podlight(
+        &node.kubeconfig,
+        &["explain", "--node", "realnode", "-n", "podlight"],
+    );
+    let text = String::from_utf8_lossy(&explained.stdout);
+    assert!(
+        explained.status.success(),
+        "explain: {text}{}",
+        String::from_utf8_lossy(&explained.stderr)
+    );
+    println!(
+        "real node: podlight explain through the pod proxy answered in {:.2} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(text.contains("rule 1: failed pods"), "{text}");
+    assert!(text.contains("pod default/crasher: failed"), "{text}");
+    let json = podlight(
+        &node.kubeconfig,
+        &[
+            "explain", "0", "--node", "realnode", "-n", "podlight", "-o", "json",
+        ],
+    );
+    let json: Value = serde_json::from_slice(&json.stdout).expect("explain -o json");
+    assert_eq!(json["leds"].as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(json["leds"][0]["pods"][0]["name"], "crasher", "{json}");
+
+    // The real authorizer: first no rights at all, then `list pods` without the proxy.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let viewer = service_account_kubeconfig(node, "viewer", dir.path());
+    let refused = podlight(
+        &viewer,
+        &["explain", "--node", "realnode", "-n", "podlight"],
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("you may not list pods in namespace podlight"),
+        "{said}"
+    );
+    node.ok(&[
+        "create",
+        "role",
+        "list-pods",
+        "-n",
+        "podlight",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    node.ok(&[
+        "create",
+        "rolebinding",
+        "viewer-list-pods",
+        "-n",
+        "podlight",
+        "--role=list-pods",
+        "--serviceaccount=default:viewer",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let said = loop {
+        let refused = podlight(
+            &viewer,
+            &["explain", "--node", "realnode", "-n", "podlight"],
+        );
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+        if said.contains("get pods/proxy") || Instant::now() > deadline {
+            break said;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        said.contains("you may not get pods/proxy in namespace podlight"),
+        "{said}"
+    );
+    let silence_refused = podlight(&viewer, &["silence", "crasher", "--for", "1h"]);
+    let said = String::from_utf8_lossy(&silence_refused.stderr);
+    assert!(said.contains("you may not patch pods -n default"), "{said}");
+
+    // A silence on the crash-looping pod: acknowledged, then red again at its end.
+    let silenced = Instant::now();
+    let set = podlight(
+        &node.kubeconfig,
+        &[
+            "silence",
+            "crasher",
+            "--for",
+            "40s",
+            "--reason",
+            "known broken, fix tomorrow",
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let took = shows(
+        ip,
+        "a silenced crash loop: acknowledged",
+        &all(ACKNOWLEDGED),
+        Duration::from_secs(30),
+    );
+    println!("real node: silence → LED {:.2} s", took.as_secs_f64());
+    let listed = podlight(&node.kubeconfig, &["silence", "--list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("pod default/crasher  in force until"),
+        "{listed}"
+    );
+    assert!(listed.contains("known broken, fix tomorrow"), "{listed}");
+    let why = podlight(
+        &node.kubeconfig,
+        &["explain", "--node", "realnode", "-n", "podlight"],
+    );
+    let why = String::from_utf8_lossy(&why.stdout);
+    assert!(why.contains("acknowledged"), "{why}");
+    assert!(why.contains("silenced by "), "who set it: {why}");
+    // The silence ends 40 s after the command read the clock, so no sooner than this.
+    let ends = silenced + Duration::from_secs(40);
+    shows(
+        ip,
+        "the silence ended: red again",
+        &all(RED),
+        Duration::from_secs(90),
+    );
+    let red_at = Instant::now();
+    let offset = if red_at >= ends {
+        red_at.duration_since(ends).as_secs_f64()
+    } else {
+        -ends.duration_since(red_at).as_secs_f64()
+    };
+    println!("real node: silence end → LED {offset:+.2} s after its end");
+    assert!(
+        offset > -0.5,
+        "red again {offset:.2} s before the silence ended"
+    );
+
+    // The node in maintenance, and back.
+    let set = podlight(
+        &node.kubeconfig,
+        &[
+            "silence",
+            "node/realnode",
+            "--for",
+            "1h",
+            "--reason",
+            "kernel upgrade",
+        ],
+    );
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    shows(
+        ip,
+        "the node in maintenance",
+        &all(MAINTENANCE),
+        Duration::from_secs(30),
+    );
+    let unset = podlight(&node.kubeconfig, &["unsilence", "node/realnode"]);
+    assert!(
+        unset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&unset.stderr)
+    );
+    shows(
+        ip,
+        "maintenance over: red",
+        &all(RED),
+        Duration::from_secs(30),
+    );
+}
+
 fn helm_install(node: &RealNode) {
     let removed = Instant::now();
     node.ok(&[

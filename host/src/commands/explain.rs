@@ -103,6 +103,7 @@ pub fn explain(args: ExplainArgs) -> Result<()> {
 /// `GET {agent}/api/explain` within `deadline`, the answer bounded.
 async fn ask_directly(agent: &str, deadline: Duration) -> Result<String> {
     let url = format!("{}/api/explain", agent.trim_end_matches('/'));
+    podlight::registry::transport::use_ring_crypto();
     let client = reqwest::Client::builder()
         .timeout(deadline)
         .build()

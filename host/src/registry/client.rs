@@ -224,8 +224,7 @@ impl RegistryClient {
     /// The HTTP transport, or why there is none.
     fn transport(&self, reference: &PolicyReference) -> Result<&Transport, PullError> {
         let built = self.transport.get_or_init(|| {
-            // rustls on ring, as kube uses it; a provider installed before is kept.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            super::transport::use_ring_crypto();
             let options = &self.options;
             Transport::new(
                 trusted_roots(&options.extra_ca_pem),

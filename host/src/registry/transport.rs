@@ -103,6 +103,12 @@ impl TransportError {
     }
 }
 
+/// rustls on ring, as kube uses it, for every HTTP client podlight builds; a
+/// provider installed before is kept.
+pub fn use_ring_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A response whose body was read whole, within its bound.
 pub struct Body {
     pub headers: HeaderMap,

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use podlight::policy::{Backend, EngineOptions, PolicyEngine};
 use podlight::state::Snapshot;
 
-pub use podlight::test_plugins::{BREATHE_WASM, PRIORITY_0_2_WASM, TESTKIT_WASM};
+pub use podlight::test_plugins::{
+    BREATHE_WASM, PRIORITY_0_2_WASM, PRIORITY_0_3_WASM, TESTKIT_WASM,
+};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
