@@ -19,7 +19,7 @@ use support::cluster::{
     create_node, create_pod, set_node_conditions, set_status, status_for, wait_for_snapshot,
 };
 use support::control_plane::ControlPlane;
-use support::{PRIORITY_0_2_WASM, engine, sample_snapshots};
+use support::{PRIORITY_0_2_WASM, PRIORITY_0_3_WASM, engine, sample_snapshots};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -166,54 +166,64 @@ fn the_builtin_policy_gives_one_led_per_node_and_an_overflow_marker() {
 }
 
 #[test]
-fn a_plugin_built_for_0_2_loads_unchanged_and_agrees_with_the_current_build() {
-    for backend in [Backend::Cranelift, Backend::Pulley] {
-        let engine = engine(backend);
-        let old = Arc::new(
-            engine
-                .load_file(Path::new(PRIORITY_0_2_WASM))
-                .expect("a 0.2 plugin loads"),
-        );
-        assert_eq!(old.info().contract_version, "0.2.0");
-        assert!(
-            old.info()
-                .imports
-                .iter()
-                .any(|i| i == "podlight:policy/snapshot@0.2.0"),
-            "{:?}",
-            old.info().imports
-        );
-        let current = Arc::new(engine.builtin().expect("builtin"));
-        assert_eq!(
-            current.info().contract_version,
-            podlight::policy::CONTRACT_VERSION
-        );
-        let mut old_instance = old.instantiate(None).expect("starts");
-        let mut current_instance = current.instantiate(None).expect("starts");
-        for (name, snapshot) in sample_snapshots() {
-            for leds in [1, 8] {
+fn plugins_built_for_0_2_and_0_3_load_unchanged_and_agree_with_the_current_build() {
+    for (plugin, version) in [(PRIORITY_0_2_WASM, "0.2.0"), (PRIORITY_0_3_WASM, "0.3.0")] {
+        for backend in [Backend::Cranelift, Backend::Pulley] {
+            let engine = engine(backend);
+            let old = Arc::new(
+                engine
+                    .load_file(Path::new(plugin))
+                    .unwrap_or_else(|e| panic!("a {version} plugin loads: {e}")),
+            );
+            assert_eq!(old.info().contract_version, version);
+            assert!(
+                old.info()
+                    .imports
+                    .iter()
+                    .any(|i| i == &format!("podlight:policy/snapshot@{version}")),
+                "{:?}",
+                old.info().imports
+            );
+            let current = Arc::new(engine.builtin().expect("builtin"));
+            assert_eq!(
+                current.info().contract_version,
+                podlight::policy::CONTRACT_VERSION
+            );
+            let mut old_instance = old.instantiate(None).expect("starts");
+            let mut current_instance = current.instantiate(None).expect("starts");
+            for (name, snapshot) in sample_snapshots() {
+                for leds in [1, 8] {
+                    let before = old_instance
+                        .evaluate(&snapshot, leds)
+                        .unwrap_or_else(|e| panic!("{version} evaluates: {e}"));
+                    let now = current_instance
+                        .evaluate(&snapshot, leds)
+                        .expect("the current build evaluates");
+                    assert_eq!(
+                        before.leds, now.leds,
+                        "{name} on {leds} LEDs ({backend:?}, {version})"
+                    );
+                    assert!(before.reasons.is_empty(), "{version} gives no reasons");
+                    assert!(!now.reasons.is_empty(), "0.4 says why: {name}");
+                }
+            }
+            // Given a cluster snapshot, a 0.2 plugin sees the cluster as one node (the
+            // counts summed) and still runs; a 0.3 plugin shows every node.
+            let frame = old_instance
+                .evaluate(&cluster_file(10, 3), 8)
+                .unwrap_or_else(|e| panic!("a {version} plugin in cluster scope: {e}"));
+            if version == "0.2.0" {
                 assert_eq!(
-                    old_instance
-                        .evaluate(&snapshot, leds)
-                        .expect("0.2 evaluates")
-                        .leds,
-                    current_instance
-                        .evaluate(&snapshot, leds)
-                        .expect("0.3 evaluates")
-                        .leds,
-                    "{name} on {leds} LEDs ({backend:?})"
+                    frame.leds,
+                    vec![Rgb::new(50, 0, 0); 8],
+                    "the summed counts hold a failure"
                 );
+            } else {
+                let now = current_instance
+                    .evaluate(&cluster_file(10, 3), 8)
+                    .expect("current in cluster scope");
+                assert_eq!(frame.leds, now.leds, "0.3 and 0.4 agree in cluster scope");
             }
         }
-        // Given a cluster snapshot, a 0.2 plugin sees the cluster as one node (the
-        // counts summed) and still runs.
-        let frame = old_instance
-            .evaluate(&cluster_file(10, 3), 8)
-            .expect("a 0.2 plugin in cluster scope");
-        assert_eq!(
-            frame.leds,
-            vec![Rgb::new(50, 0, 0); 8],
-            "the summed counts hold a failure"
-        );
     }
 }

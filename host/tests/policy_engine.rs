@@ -574,3 +574,91 @@ fn a_snapshot_built_in_code_evaluates_like_its_json() {
     let rebuilt = Snapshot::new(json.node.clone(), json.pods.clone(), json.now_ms);
     assert_eq!(*json, rebuilt);
 }
+
+#[test]
+fn a_policys_reasons_are_bounded_checked_and_stripped() {
+    let engine = engine(Backend::native());
+    let mut instance = testkit(&engine)
+        .instantiate(Some("hostile-reasons".into()))
+        .expect("starts");
+    let snapshot = sample("crash-loop");
+    let frame = instance.evaluate(&snapshot, 4).expect("evaluates");
+    assert!(
+        frame.reasons.len() <= 4096,
+        "{} reasons kept",
+        frame.reasons.len()
+    );
+    let reason = &frame.reasons[0];
+    assert_eq!(reason.leds, vec![0, 1], "only LEDs that exist");
+    assert!(
+        reason
+            .pods
+            .iter()
+            .all(|&i| (i as usize) < snapshot.pods.len()),
+        "only pods that exist: {:?}",
+        reason.pods
+    );
+    assert!(reason.pods.len() <= 64);
+    assert_eq!(reason.nodes, vec![0], "node scope has one node");
+    assert!(reason.alerts.is_empty(), "no alerts to point at");
+    assert!(
+        !reason.rule.chars().any(char::is_control),
+        "{:?}",
+        reason.rule
+    );
+    assert!(reason.rule.chars().count() < 260, "bounded");
+    assert_eq!(frame.see_through, vec![1, 2, 3], "within the device");
+    let explained = podlight::explain::explain(
+        &snapshot,
+        &frame,
+        &frame.leds,
+        &podlight::explain::PolicyName {
+            name: "testkit",
+            sha256: "",
+        },
+    );
+    assert!(explained.leds[2].see_through);
+    assert_eq!(explained.leds[3].rule, podlight::explain::NO_REASON);
+}
+
+#[test]
+fn a_policy_sees_silences_in_force_and_not_after() {
+    let engine = engine(Backend::native());
+    let mut instance = testkit(&engine)
+        .instantiate(Some("silences".into()))
+        .expect("starts");
+    let text = |until_ms: u64| {
+        format!(
+            r#"{{"nowMs": 1000, "node": {{"name": "n"}}, "pods": [
+              {{"namespace": "a", "name": "crash", "phase": "Failed",
+                "silence": {{"untilMs": {until_ms}, "reason": "known", "by": "me"}}}},
+              {{"namespace": "b", "name": "other", "phase": "Failed"}}]}}"#
+        )
+    };
+    let silenced = Arc::new(podlight::state::Snapshot::from_json(&text(5000)).expect("valid"));
+    assert_eq!(
+        silenced.reclassified_at_ms(),
+        Some(5000),
+        "evaluated again when it ends"
+    );
+    let frame = instance.evaluate(&silenced, 2).expect("evaluates");
+    assert_eq!(
+        frame.leds[0],
+        Rgb::new(1, 1, 5),
+        "silenced, one silenced failure, reason length 5"
+    );
+    assert_eq!(frame.leds[1], Rgb::new(0, 1, 0));
+    assert_eq!(
+        frame.reasons[0].pods,
+        vec![1],
+        "pods-in: the failed pod without a silence"
+    );
+    let ended = Arc::new(podlight::state::Snapshot::from_json(&text(1000)).expect("valid"));
+    let frame = instance.evaluate(&ended, 2).expect("evaluates");
+    assert_eq!(
+        frame.leds[0],
+        Rgb::new(0, 0, 0),
+        "an ended silence is not shown"
+    );
+    assert_eq!(frame.reasons[0].pods, vec![0, 1]);
+}

@@ -12,8 +12,8 @@
 //!   evaluated again at once (`again-after-ms` 0);
 //! - `pods`: one LED per pod from `pods()`, checked against `pod-at(i)`: r = restarts,
 //!   g = state index, b = containers;
-//! - `hostile-reasons`: two LEDs with 10 000 reasons whose rule text holds escapes
-//!   and 10 KB, naming pods, nodes, alerts and LEDs that do not exist;
+//! - `hostile-reasons`: two LEDs with 5 000 reasons whose rule text holds escapes
+//!   and 1 KB, naming 100 pods and nodes, alerts and LEDs that do not exist;
 //! - `silences`: one LED per pod, r = 1 when the pod has a silence, g = silenced
 //!   failed count, b = the silence's reason length; with a reason naming every
 //!   LED and the failed unsilenced pods;
@@ -144,15 +144,15 @@ impl Guest for Testkit {
             "hostile-reasons" => {
                 let reason = LedReason {
                     leds: vec![0, 1, 7, 4_000_000],
-                    rule: format!("\x1b[2J\x1b[Hcleared\n{}", "r".repeat(10_000)),
-                    pods: (0..1000).chain([u32::MAX]).collect(),
+                    rule: format!("\x1b[2J\x1b[Hcleared\n{}", "r".repeat(1_000)),
+                    pods: (0..100).chain([u32::MAX]).collect(),
                     nodes: vec![0, 99],
                     alerts: vec![5],
                 };
                 Ok(Frame {
                     leds: vec![Rgb { r: 9, g: 9, b: 9 }; 2],
                     again_after_ms: None,
-                    reasons: vec![reason; 10_000],
+                    reasons: vec![reason; 5_000],
                     see_through: vec![1, 2, 3, 99],
                 })
             }
