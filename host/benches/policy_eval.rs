@@ -199,6 +199,33 @@ fn main() {
         );
     }
 
+    println!(
+        "\n== contract 0.4 with reasons (the built-in) vs the same rule built for 0.3, cranelift =="
+    );
+    let v0_3 = Arc::new(
+        cranelift
+            .load_file(std::path::Path::new(env!("PODLIGHT_PRIORITY_0_3_WASM")))
+            .expect("0.3 build loads"),
+    );
+    let current = Arc::new(cranelift.builtin().expect("builtin loads"));
+    let mut old = v0_3.instantiate(None).expect("starts");
+    let mut new = current.instantiate(None).expect("starts");
+    for n in [10, 110, 1000] {
+        let snap = Arc::new(snapshot(n));
+        let t_old = time_per_call(|| {
+            black_box(old.evaluate(&snap, 8).expect("evaluates"));
+        });
+        let t_new = time_per_call(|| {
+            black_box(new.evaluate(&snap, 8).expect("evaluates"));
+        });
+        println!(
+            "{n:>6} pods: 0.3 {}  0.4 with reasons {}  ({:.2}x)",
+            micros(t_old),
+            micros(t_new),
+            t_new.as_secs_f64() / t_old.as_secs_f64()
+        );
+    }
+
     println!("\n== fresh instance per evaluation vs reused, 110 pods ==");
     let snap = Arc::new(snapshot(110));
     for (backend, engine) in &engines {
