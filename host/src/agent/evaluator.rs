@@ -66,16 +66,28 @@ pub(crate) enum PolicyCommand {
     Settings(Option<String>),
 }
 
-pub async fn run(
+/// Where the evaluation loop's frames go: the sticks (through quiet hours), the
+/// status, and the shadow policy's input.
+pub(crate) struct Outputs {
+    pub writer: Arc<FrameWriter>,
+    pub status: Arc<AgentStatus>,
+    pub shadow: Option<watch::Sender<Option<ShadowInput>>>,
+    pub quiet: Option<Arc<QuietHours>>,
+}
+
+pub(crate) async fn run(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     mut commands: mpsc::Receiver<PolicyCommand>,
     instance: PolicyInstance,
-    writer: Arc<FrameWriter>,
-    status: Arc<AgentStatus>,
-    shadow: Option<watch::Sender<Option<ShadowInput>>>,
-    quiet: Option<Arc<QuietHours>>,
+    outputs: Outputs,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Outputs {
+        writer,
+        status,
+        shadow,
+        quiet,
+    } = outputs;
     let mut instance = instance;
     let mut last_eval: Option<Instant> = None;
     let mut last_cost = Duration::ZERO;

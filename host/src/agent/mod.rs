@@ -97,10 +97,12 @@ impl Agent {
             parts.status.snapshot.clone(),
             command_rx,
             initial,
-            Arc::clone(&parts.writer),
-            Arc::clone(&parts.status),
-            shadow_inputs,
-            parts.quiet,
+            evaluator::Outputs {
+                writer: Arc::clone(&parts.writer),
+                status: Arc::clone(&parts.status),
+                shadow: shadow_inputs,
+                quiet: parts.quiet,
+            },
             shutdown_rx.clone(),
         ));
         tasks.push(evaluator);

@@ -103,7 +103,7 @@ pub fn pod_info(pod: &Pod) -> PodInfo {
 fn silence_of(
     annotations: Option<&std::collections::BTreeMap<String, String>>,
 ) -> (Option<Silence>, Option<String>) {
-    match annotations.and_then(|a| silence_from_annotations(a)) {
+    match annotations.and_then(silence_from_annotations) {
         None => (None, None),
         Some(Ok(silence)) => (Some(silence), None),
         Some(Err(problem)) => (None, Some(problem)),

@@ -258,7 +258,7 @@ async fn list(client: &kube::Client) -> Result<()> {
     let now = wall_clock_ms();
     let mut rows = Vec::new();
     let mut row = |object: String, annotations: Option<&BTreeMap<String, String>>| {
-        let Some(found) = annotations.and_then(|a| silence_from_annotations(a)) else {
+        let Some(found) = annotations.and_then(silence_from_annotations) else {
             return;
         };
         let text = match found {
