@@ -52,8 +52,13 @@ fn eval_prints_the_frame_as_json() {
     assert!(out.status.success(), "{}", stderr(&out));
     let frame: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON frame");
     assert_eq!(
-        frame,
-        serde_json::json!({"leds": [{"r": 50, "g": 0, "b": 0}, {"r": 50, "g": 0, "b": 0}]})
+        frame["leds"],
+        serde_json::json!([{"r": 50, "g": 0, "b": 0}, {"r": 50, "g": 0, "b": 0}])
+    );
+    assert_eq!(
+        frame["reasons"],
+        serde_json::json!([{"leds": [0, 1], "rule": "rule 1: failed pods → #320000", "pods": [0]}]),
+        "the policy says why"
     );
 }
 
@@ -366,4 +371,80 @@ fn a_plugin_too_expensive_to_compile_is_refused_by_its_budget() {
         None,
     );
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_explains_each_led() {
+    let snapshot = repo_root().join("examples/snapshots/crash-loop.json");
+    let out = podlight(
+        &[
+            "eval",
+            "builtin",
+            &snapshot.to_string_lossy(),
+            "--leds",
+            "2",
+            "--explain",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("LED 1 #320000  rule 1: failed pods"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pod default/api-1: failed, CrashLoopBackOff"),
+        "{text}"
+    );
+    let out = podlight(
+        &[
+            "eval",
+            "builtin",
+            &snapshot.to_string_lossy(),
+            "--explain",
+            "--json",
+        ],
+        None,
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        json["leds"][0]["pods"][0]["reason"], "CrashLoopBackOff",
+        "{json}"
+    );
+}
+
+#[test]
+fn the_colour_vision_lint_flags_red_and_green_and_passes_the_safe_palette() {
+    let priority = repo_root().join("plugins/priority");
+    let out = podlight(
+        &[
+            "test",
+            "--lint",
+            "colour-vision",
+            &priority.join("priority.test.toml").to_string_lossy(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("failed #320000 and running #001900: indistinguishable with deuteranopia"),
+        "{text}"
+    );
+    let out = podlight(
+        &[
+            "test",
+            "--lint",
+            "colour-vision",
+            &priority.join("colour-blind.test.toml").to_string_lossy(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("apart for all three"),
+        "{}",
+        stdout(&out)
+    );
 }

@@ -563,15 +563,16 @@ fn every_policy_passes_its_podlight_tests() {
         "priority.test.toml",
         "settings.test.toml",
         "cluster.test.toml",
+        "colour-blind.test.toml",
     ] {
         assert!(said.contains(file), "{file} ran:\n{said}");
     }
     assert!(
-        said.contains("7 files:") && said.contains(" 0 failed"),
+        said.contains("8 files:") && said.contains(" 0 failed"),
         "{said}"
     );
     let xml = std::fs::read_to_string(&junit).expect("the JUnit report");
-    assert_eq!(xml.matches("<testsuite ").count(), 7, "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 8, "{xml}");
     assert!(
         xml.contains("failures=\"0\" errors=\"0\"") && !xml.contains("<failure"),
         "{xml}"

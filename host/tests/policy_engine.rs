@@ -485,15 +485,15 @@ fn wasm_features_no_toolchain_needs_are_refused_when_loading() {
 #[test]
 fn size_cap_applies_before_and_after_decompression() {
     let engine = PolicyEngine::new(EngineOptions {
-        max_plugin_size: 100_000,
+        max_plugin_size: 150_000,
         ..EngineOptions::default()
     })
     .expect("engine");
     let bytes = std::fs::read(TESTKIT_WASM).expect("testkit built");
-    assert!(bytes.len() < 100_000, "the testkit fits the test's cap");
+    assert!(bytes.len() < 150_000, "the testkit fits the test's cap");
     engine.load_bytes("small", &bytes).expect("under the cap");
     let builtin = podlight::policy::BUILTIN_PRIORITY;
-    assert!(builtin.len() > 100_000);
+    assert!(builtin.len() > 150_000);
     assert!(matches!(
         engine.load_bytes("big", builtin),
         Err(PolicyError::TooLarge { .. })
