@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SHIPPED: &[(&str, &str)] = &[("podlight-priority", "PODLIGHT_PRIORITY_WASM")];
+/// Where each plugin's sources are, relative to the workspace root.
+const SOURCES: &[(&str, &str)] = &[
+    ("podlight-priority", "plugins/priority"),
+    ("podlight-testkit", "plugins/testkit"),
+    ("podlight-breathe", "examples/policies/rust-breathe"),
+];
 /// The default policy built against each frozen earlier contract: (feature, the
 /// contract's version, the variable naming the built plugin).
 const FOR_TESTS_EARLIER: &[(&str, &str, &str)] = &[
@@ -34,8 +40,9 @@ fn run() -> Result<(), String> {
         .ok_or("host/ has no parent directory")?
         .to_path_buf();
     // What this script reads itself; the plugins' own inputs come from their builds'
-    // dep-info below.
-    for watched in ["wit/policy.wit", "Cargo.lock"] {
+    // dep-info below. The frozen earlier contracts are inputs of the plugins built for
+    // them.
+    for watched in ["wit/policy.wit", "Cargo.lock", "host/compat"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -66,7 +73,7 @@ fn run() -> Result<(), String> {
     }
     build_plugins(&root, &target_dir, &plugins, None)?;
     for (package, var) in &plugins {
-        announce(&target_dir, package, var)?;
+        announce(&root, &target_dir, package, var)?;
     }
     if env::var_os("CARGO_FEATURE_TEST_SUPPORT").is_some() {
         // The default policy built against each frozen earlier contract, each in its
@@ -75,15 +82,21 @@ fn run() -> Result<(), String> {
             let package = "podlight-priority";
             let target = target_dir.with_file_name(format!("podlight-plugins-{version}"));
             build_plugins(&root, &target, &[(package, var)], Some(feature))?;
-            announce(&target, package, var)?;
+            announce(&root, &target, package, var)?;
         }
     }
     Ok(())
 }
 
 /// Tells the host crate where a built plugin is, and to build again when any file
-/// its build read changes (cargo's dep-info beside it lists exactly those).
-fn announce(target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
+/// its build read changes: its sources in this checkout, and what cargo's dep-info
+/// beside it lists. The plugins' target directory is shared by every checkout (it
+/// lives outside the clone), so the dep-info may name another checkout's files: those
+/// are not watched, this checkout's sources are.
+fn announce(root: &Path, target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
+    if let Some((_, dir)) = SOURCES.iter().find(|(name, _)| name == &package) {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
     let wasm = target_dir
         .join("wasm32-wasip2/plugin")
         .join(format!("{}.wasm", package.replace('-', "_")));
@@ -97,6 +110,14 @@ fn announce(target_dir: &Path, package: &str, var: &str) -> Result<(), String> {
     let listed = std::fs::read_to_string(&dep_info)
         .map_err(|e| format!("cannot read {}: {e}", dep_info.display()))?;
     for input in dep_info_inputs(&listed) {
+        let inside_a_checkout = Path::new(&input)
+            .ancestors()
+            .any(|dir| dir.join("wit/policy.wit").is_file());
+        if !Path::new(&input).exists()
+            || (inside_a_checkout && !input.starts_with(&*root.to_string_lossy()))
+        {
+            continue;
+        }
         println!("cargo:rerun-if-changed={input}");
         // A package's manifest is an input too, though dep-info does not list it.
         if let Some(manifest) = Path::new(&input)

@@ -2,7 +2,8 @@
 //! against the same rule compiled natively, at 0, 10, 110 and 1000 pods; what a full
 //! copy of every pod into the guest costs; a fresh instance per call vs a reused one;
 //! compiling a plugin cold vs loading it from the compile cache; and the example
-//! policies of every language side by side (size, compile, evaluate at 110 pods).
+//! policies of every language side by side (size, compile, evaluate at 110 pods);
+//! one policy vs a stack of three layers.
 //!
 //! Run: `cargo bench -p podlight --bench policy_eval`
 
@@ -223,6 +224,55 @@ fn main() {
             micros(t_old),
             micros(t_new),
             t_new.as_secs_f64() / t_old.as_secs_f64()
+        );
+    }
+
+    println!(
+        "\n== one layer vs three (base, alerts overlay, incident overlay: all the built-in), evaluate + compose, cranelift =="
+    );
+    let overlay = Some(
+        r##"{"rules": [], "alerts": [{"severities": ["critical"], "color": "#300000"}], "otherwise": "see-through"}"##
+            .to_string(),
+    );
+    let mut stack: Vec<_> = [None, overlay.clone(), overlay]
+        .into_iter()
+        .map(|settings| current.instantiate(settings).expect("starts"))
+        .collect();
+    let names = ["priority", "alerts", "incident"];
+    for n in [10, 110, 1000] {
+        let snap = Arc::new(snapshot(n));
+        let one = time_per_call(|| {
+            let frame = stack[0].evaluate(&snap, 8).expect("evaluates");
+            black_box(podlight::layers::compose(
+                &[podlight::layers::LayerFrame {
+                    name: names[0],
+                    frame: Some(&frame),
+                    stale: None,
+                }],
+                8,
+            ));
+        });
+        let three = time_per_call(|| {
+            let frames: Vec<_> = stack
+                .iter_mut()
+                .map(|i| i.evaluate(&snap, 8).expect("evaluates"))
+                .collect();
+            let layers: Vec<_> = frames
+                .iter()
+                .zip(names)
+                .map(|(frame, name)| podlight::layers::LayerFrame {
+                    name,
+                    frame: Some(frame),
+                    stale: None,
+                })
+                .collect();
+            black_box(podlight::layers::compose(&layers, 8));
+        });
+        println!(
+            "{n:>6} pods: 1 layer {}  3 layers {}  ({:.2}x)",
+            micros(one),
+            micros(three),
+            three.as_secs_f64() / one.as_secs_f64()
         );
     }
 

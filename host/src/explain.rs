@@ -38,6 +38,9 @@ pub struct LedExplanation {
     pub shown: Option<String>,
     /// The rule, or [`NO_REASON`].
     pub rule: String,
+    /// The layer that set the LED, in a stack of layers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub layer: String,
     /// The policy gave a reason for this LED.
     pub explained: bool,
     /// Left to the layer below.
@@ -126,8 +129,12 @@ pub fn explain(
                 led,
                 colour: colour.to_string(),
                 shown: shown_colour.map(ToString::to_string),
-                rule: reason.map_or_else(|| NO_REASON.to_string(), |r| r.rule.clone()),
-                explained: reason.is_some(),
+                rule: reason
+                    .map(|r| r.rule.clone())
+                    .filter(|rule| !rule.is_empty())
+                    .unwrap_or_else(|| NO_REASON.to_string()),
+                layer: reason.map(|r| r.layer.clone()).unwrap_or_default(),
+                explained: reason.is_some_and(|r| !r.rule.is_empty()),
                 see_through: frame.see_through.contains(&led),
                 pods: reason
                     .into_iter()
@@ -277,6 +284,9 @@ pub fn render(explanation: &Explanation, only: Option<u32>, blocks: bool) -> Str
         }
         if led.see_through {
             out.push_str(" (see-through: left to the layer below)");
+        }
+        if !led.layer.is_empty() {
+            out.push_str(&format!(" [layer {}]", clean(&led.layer)));
         }
         out.push_str(&format!("  {}\n", clean(&led.rule)));
         for pod in &led.pods {

@@ -99,6 +99,9 @@ pub struct LedReason {
     pub nodes: Vec<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<u32>,
+    /// The layer whose policy gave it, in a stack of layers (set by the host).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub layer: String,
 }
 
 /// The LEDs as 24-bit-colour blocks for a terminal, then their hex codes:

@@ -4,12 +4,14 @@
 //! [`policy`] (a sandboxed Wasm component) → [`frame`] (RGB per LED) → device.
 
 pub mod agent;
+pub mod alerts;
 mod atomic_file;
 pub mod cluster;
 pub mod device;
 pub mod explain;
 pub mod frame;
 pub mod http;
+pub mod layers;
 mod lock;
 pub mod policy;
 pub mod policy_test;

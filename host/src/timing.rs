@@ -15,6 +15,17 @@ pub fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
 /// `pause` shortened by up to half, differently each call: retries of many agents that
 /// failed together spread out instead of arriving at once.
 pub fn jittered(pause: Duration) -> Duration {
+    pause - pause / 2 * random_permille() / 1000
+}
+
+/// `pause` lengthened or shortened by up to a tenth, differently each call: many agents
+/// polling the same server at the same interval do not stay in step.
+pub fn spread(pause: Duration) -> Duration {
+    pause - pause / 10 + pause / 5 * random_permille() / 1000
+}
+
+/// A number in 0..1000, different each call.
+fn random_permille() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     // A hasher seeded randomly per process, fed the time: no random number crate.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -23,8 +34,7 @@ pub fn jittered(pause: Duration) -> Duration {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos()),
     );
-    let fraction = (hasher.finish() % 1000) as u32;
-    pause - pause / 2 * fraction / 1000
+    (hasher.finish() % 1000) as u32
 }
 
 /// Sleeps until `at`; never without one.
@@ -53,6 +63,18 @@ mod tests {
         let pause = Duration::from_secs(2);
         let pauses: Vec<_> = (0..200).map(|_| jittered(pause)).collect();
         assert!(pauses.iter().all(|p| *p <= pause && *p >= pause / 2));
+        assert!(pauses.iter().any(|p| *p != pauses[0]), "the pauses differ");
+    }
+
+    #[test]
+    fn spread_stays_within_a_tenth() {
+        let pause = Duration::from_secs(10);
+        let pauses: Vec<_> = (0..200).map(|_| spread(pause)).collect();
+        assert!(
+            pauses
+                .iter()
+                .all(|p| *p >= Duration::from_secs(9) && *p <= Duration::from_secs(11))
+        );
         assert!(pauses.iter().any(|p| *p != pauses[0]), "the pauses differ");
     }
 }

@@ -412,30 +412,7 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
     );
     // The PodMonitor against the Prometheus Operator's API (its CRD declared here with
     // the operator's group, version and kind; the operator's own schema is not served).
-    let crd = home.path().join("podmonitor-crd.json");
-    std::fs::write(
-        &crd,
-        json!({
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": "podmonitors.monitoring.coreos.com"},
-            "spec": {
-                "group": "monitoring.coreos.com",
-                "scope": "Namespaced",
-                "names": {"kind": "PodMonitor", "plural": "podmonitors", "singular": "podmonitor", "listKind": "PodMonitorList"},
-                "versions": [{
-                    "name": "v1", "served": true, "storage": true,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
-                }]
-            }
-        })
-        .to_string(),
-    )
-    .expect("write");
-    ok(
-        &plane.kubectl(&["apply", "-f", &crd.to_string_lossy()]),
-        "the PodMonitor CRD",
-    );
+    declare_operator_kind(&plane, home.path(), "PodMonitor", "podmonitors");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let monitored = stored(&plane, &rendered, home.path(), "virtual with a PodMonitor");
@@ -453,6 +430,64 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // Layers, alerts from Alertmanager with credentials from a Secret, and the
+    // alerting rules on podlight's own metrics, as the API server would store them.
+    declare_operator_kind(&plane, home.path(), "PrometheusRule", "prometheusrules");
+    let alerting = template(&[
+        "policy.layers[0].name=alerts",
+        "policy.layers[0].settings.otherwise=see-through",
+        "policy.layers[1].name=incident",
+        "policy.layers[1].reference=oci://registry.example.com/podlight/incident:v1",
+        "alertmanager.url=http://alertmanager-operated.monitoring:9093",
+        "alertmanager.nodeLabel=instance",
+        "alertmanager.secret.name=alertmanager-auth",
+        "alertmanager.secret.tokenKey=token",
+        "alertmanager.secret.caKey=ca.crt",
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=prometheus",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let objects = loop {
+        let objects = stored(&plane, &alerting, home.path(), "layers and alerts");
+        if objects.contains_key("PrometheusRule podlight/podlight") {
+            break objects;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the PrometheusRule is never accepted"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let policies = &objects["ConfigMap podlight/podlight-policies"]["data"];
+    assert_eq!(policies["alerts.json"], r#"{"otherwise":"see-through"}"#);
+    assert_eq!(policies["incident.json"], "{}");
+    assert_eq!(
+        policies["incident.ref"],
+        "oci://registry.example.com/podlight/incident:v1"
+    );
+    let daemonset = objects["DaemonSet podlight/podlight"].to_string();
+    for wired in [
+        "--layer=alerts",
+        "--layer=incident",
+        "--alertmanager=http://alertmanager-operated.monitoring:9093",
+        "--alertmanager-node-label=instance",
+        "--alertmanager-token-file=/etc/podlight/alertmanager/token",
+        "--alertmanager-ca=/etc/podlight/alertmanager/ca.crt",
+        "\"secretName\":\"alertmanager-auth\"",
+    ] {
+        assert!(daemonset.contains(wired), "{wired} in {daemonset}");
+    }
+    let rule = &objects["PrometheusRule podlight/podlight"];
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .map(|rules| rules.iter().filter_map(|r| r["alert"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        alerts.contains(&"PodlightPolicyReloadsFailing") && alerts.contains(&"PodlightAlertsStale"),
+        "{rule}"
+    );
 
     // A policy by reference, its registry's credentials and the keys it must be signed
     // with, as the API server would store them.
@@ -514,6 +549,35 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
             "the chart's README documents `{leaf}`"
         );
     }
+}
+
+/// Declares one of the Prometheus Operator's kinds (its group, version and kind; the
+/// operator's own schema is not served) so the API server stores objects of it.
+fn declare_operator_kind(plane: &ControlPlane, dir: &Path, kind: &str, plural: &str) {
+    let crd = dir.join(format!("{plural}-crd.json"));
+    std::fs::write(
+        &crd,
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
+            "spec": {
+                "group": "monitoring.coreos.com",
+                "scope": "Namespaced",
+                "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                }]
+            }
+        })
+        .to_string(),
+    )
+    .expect("write");
+    ok(
+        &plane.kubectl(&["apply", "-f", &crd.to_string_lossy()]),
+        &format!("the {kind} CRD"),
+    );
 }
 
 /// The dotted paths of a values schema's leaf properties.

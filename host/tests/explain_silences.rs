@@ -14,42 +14,13 @@ use support::cluster::{
     crash_loop_status, create_node, create_pod, set_node_conditions, set_status, status_for,
 };
 use support::control_plane::ControlPlane;
-use support::http_client::{free_port, get};
+use support::http_client::{agent_leds, free_port, get, wait_for_leds};
 
 use crate::deploy::{podlight, spawn_agent};
 
 const RED: &str = "#320000";
 const ACKNOWLEDGED: &str = "#0c0400";
 const MAINTENANCE: &str = "#08080c";
-
-fn leds(port: u16) -> Vec<String> {
-    get(port, "/api/state")
-        .and_then(|(_, body)| serde_json::from_str::<Value>(&body).ok())
-        .and_then(|state| {
-            state["leds"].as_array().map(|l| {
-                l.iter()
-                    .filter_map(|c| c.as_str().map(str::to_string))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until every LED shows `colour`; how long it took.
-fn shows(port: u16, what: &str, colour: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let now = leds(port);
-        if !now.is_empty() && now.iter().all(|c| c == colour) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{what}: still {now:?} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
@@ -73,7 +44,7 @@ async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
     let dir = tempfile::tempdir().expect("temp dir");
     let kubeconfig = plane.kubeconfig.to_string_lossy().into_owned();
     let (mut agent, _log) = spawn_agent(&plane.kubeconfig, "n1", port, dir.path(), &[]);
-    shows(port, "the crash loop", RED, Duration::from_secs(60));
+    wait_for_leds(port, "the crash loop", RED, Duration::from_secs(60));
 
     // Explain: straight at the agent (no pod proxy reaches a local process).
     let agent_url = format!("http://127.0.0.1:{port}");
@@ -132,7 +103,7 @@ async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("pod default/api silenced until"), "{out}");
-    let to_ack = shows(port, "acknowledged", ACKNOWLEDGED, Duration::from_secs(10));
+    let to_ack = wait_for_leds(port, "acknowledged", ACKNOWLEDGED, Duration::from_secs(10));
     println!(
         "silence: CLI → LED {:.0} ms",
         (set_at.elapsed()).as_secs_f64() * 1000.0
@@ -151,7 +122,7 @@ async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
         listed.contains("pod default/api  in force until"),
         "{listed}"
     );
-    shows(
+    wait_for_leds(
         port,
         "red again when the silence ends",
         RED,
@@ -207,7 +178,7 @@ async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
     assert!(note.contains("pod default/web"), "{note}");
     assert!(note.contains(r#"{"until": "<RFC 3339 time>""#), "{note}");
     assert_eq!(
-        leds(port).first().map(String::as_str),
+        agent_leds(port).first().map(String::as_str),
         Some(RED),
         "nothing else changed"
     );
@@ -224,10 +195,10 @@ async fn explain_names_the_pods_and_a_silence_quiets_them_until_it_ends() {
         &kubeconfig,
     ]);
     assert!(ok, "{err}");
-    shows(port, "maintenance", MAINTENANCE, Duration::from_secs(10));
+    wait_for_leds(port, "maintenance", MAINTENANCE, Duration::from_secs(10));
     let (ok, _, err) = podlight(&["unsilence", "node/n1", "--kubeconfig", &kubeconfig]);
     assert!(ok, "{err}");
-    shows(port, "maintenance over", RED, Duration::from_secs(10));
+    wait_for_leds(port, "maintenance over", RED, Duration::from_secs(10));
 
     let _ = agent.kill();
     let _ = agent.wait();
@@ -266,7 +237,7 @@ async fn quiet_hours_dim_the_light_and_a_bad_schedule_is_refused_at_start() {
             "Europe/Berlin",
         ],
     );
-    shows(port, "dimmed to 10 %", "#050000", Duration::from_secs(60));
+    wait_for_leds(port, "dimmed to 10 %", "#050000", Duration::from_secs(60));
     let explained = get(port, "/api/explain").expect("explain").1;
     let explained: Value = serde_json::from_str(&explained).expect("JSON");
     assert_eq!(explained["leds"][0]["colour"], RED, "{explained}");
@@ -287,7 +258,7 @@ async fn quiet_hours_dim_the_light_and_a_bad_schedule_is_refused_at_start() {
             "--quiet-hours-keep-failures",
         ],
     );
-    shows(
+    wait_for_leds(
         port,
         "failures at full brightness",
         RED,

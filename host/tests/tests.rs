@@ -4,6 +4,7 @@
 
 mod agent_cli;
 mod agent_e2e;
+mod alerts_layers;
 mod cli;
 mod cluster_scope;
 mod cluster_watch;

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Agent, AgentParts, AgentStatus, EventSink, PolicySource, StatusReporter};
+use crate::alerts::AlertFeed;
 use crate::cluster::ClusterStatus;
 use crate::device::writer::FrameObserver;
 use crate::device::{Bus, DeviceManager, DeviceOptions, FrameWriter, WriterOptions};
@@ -46,6 +47,10 @@ pub struct AgentConfig {
     pub shadow: Option<String>,
     /// A brightness schedule applied after the policy and the cap.
     pub quiet: Option<Arc<QuietHours>>,
+    /// Alerts read from Alertmanager, joined to the snapshots.
+    pub alerts: Option<AlertFeed>,
+    /// Policies stacked above `source`'s, bottom up: names in the same source.
+    pub layers: Vec<String>,
 }
 
 impl AgentConfig {
@@ -71,6 +76,8 @@ impl AgentConfig {
             listen: None,
             shadow: None,
             quiet: None,
+            alerts: None,
+            layers: Vec::new(),
         }
     }
 
@@ -94,7 +101,21 @@ impl AgentConfig {
     ) -> std::io::Result<Option<RunningAgent>> {
         let manager = DeviceManager::new(self.bus, self.device);
         let writer = Arc::new(FrameWriter::spawn(manager, self.writer, self.observer));
-        let status = AgentStatus::new(self.snapshots, writer.status(), self.cluster);
+        // Alerts join the pod snapshots before anything sees them.
+        let (snapshots, alerts) = match self.alerts {
+            Some(feed) => {
+                let (joined, task) =
+                    crate::alerts::with_alerts(self.snapshots, feed.alerts.clone());
+                (joined, Some(Alerts { feed, task }))
+            }
+            None => (self.snapshots, None),
+        };
+        let status = AgentStatus::new(
+            snapshots,
+            writer.status(),
+            self.cluster,
+            alerts.as_ref().map(|a| Arc::clone(&a.feed.status)),
+        );
         let http = match self.listen {
             Some(listen) => Some(Http::serve(listen, Arc::clone(&status)).await?),
             None => None,
@@ -108,6 +129,7 @@ impl AgentConfig {
             reporter: self.reporter,
             shadow: self.shadow,
             quiet: self.quiet,
+            layers: self.layers,
         });
         let agent = tokio::select! {
             agent = starting => agent,
@@ -128,7 +150,20 @@ impl AgentConfig {
             agent,
             status,
             http,
+            _alerts: alerts,
         }))
+    }
+}
+
+/// The alert poller and the task that joins its alerts to the snapshots.
+struct Alerts {
+    feed: AlertFeed,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -137,6 +172,7 @@ pub struct RunningAgent {
     agent: Agent,
     status: Arc<AgentStatus>,
     http: Option<Http>,
+    _alerts: Option<Alerts>,
 }
 
 impl RunningAgent {

@@ -29,6 +29,10 @@ pub struct Metrics {
     device_reconnects: Counter,
     watch_restarts: Counter,
     watch_synced: Gauge,
+    alerts: Gauge,
+    alerts_stale: Gauge,
+    alert_polls: Family<Labels, Counter>,
+    alerts_last_success: Gauge,
 }
 
 impl Default for Metrics {
@@ -41,6 +45,11 @@ impl Default for Metrics {
         // 1 µs .. ~1 s
         let evaluation_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 11));
         let reloads = Family::<Labels, Counter>::default();
+        // Every result from the start, at 0: a rate or increase over them sees the
+        // first failure (a series that appears at 1 has no increase).
+        for result in ["ok", "failed", "unverified"] {
+            let _ = reloads.get_or_create(&vec![("result".to_string(), result.to_string())]);
+        }
         let shadow_frames = Family::<Labels, Counter>::default();
         let active_policy = Family::<Labels, Gauge>::default();
         let (device_connected, device_writes, device_errors, device_reconnects) = (
@@ -50,6 +59,9 @@ impl Default for Metrics {
             Counter::default(),
         );
         let (watch_restarts, watch_synced) = (Counter::default(), Gauge::default());
+        let (alerts, alerts_stale, alerts_last_success) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
+        let alert_polls = Family::<Labels, Counter>::default();
         registry.register(
             "pods",
             "Pods on the node per classified state",
@@ -116,6 +128,26 @@ impl Default for Metrics {
             "The cluster watch has listed (1) or not (0)",
             watch_synced.clone(),
         );
+        registry.register(
+            "alerts",
+            "Alerts from Alertmanager in the snapshot",
+            alerts.clone(),
+        );
+        registry.register(
+            "alerts_stale",
+            "The last Alertmanager poll failed (1): the alerts shown are the last read",
+            alerts_stale.clone(),
+        );
+        registry.register(
+            "alert_polls",
+            "Alertmanager polls by result (ok, failed)",
+            alert_polls.clone(),
+        );
+        registry.register(
+            "alerts_last_success_timestamp_seconds",
+            "When Alertmanager last answered (Unix seconds)",
+            alerts_last_success.clone(),
+        );
         Metrics {
             registry,
             pods,
@@ -132,6 +164,10 @@ impl Default for Metrics {
             device_reconnects,
             watch_restarts,
             watch_synced,
+            alerts,
+            alerts_stale,
+            alert_polls,
+            alerts_last_success,
         }
     }
 }
@@ -186,6 +222,21 @@ impl Metrics {
             catch_up(&self.watch_restarts, cluster.watch_errors());
         }
         self.watch_synced.set(i64::from(status.ready_parts().0));
+        if let Some(alerts) = &status.alerts {
+            let report = alerts.report();
+            self.alerts
+                .set(i64::try_from(report.alerts).unwrap_or(i64::MAX));
+            self.alerts_stale.set(i64::from(report.stale));
+            let polls = |result: &str| {
+                self.alert_polls
+                    .get_or_create(&vec![("result".to_string(), result.to_string())])
+                    .clone()
+            };
+            catch_up(&polls("ok"), report.polls.saturating_sub(report.failures));
+            catch_up(&polls("failed"), report.failures);
+            self.alerts_last_success
+                .set(i64::try_from(report.last_success_ms.unwrap_or(0) / 1000).unwrap_or(0));
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

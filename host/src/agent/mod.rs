@@ -38,6 +38,8 @@ pub(crate) struct AgentParts {
     pub reporter: Option<StatusReporter>,
     /// A candidate policy's name in the same source, evaluated beside the active one.
     pub shadow: Option<String>,
+    /// Policies stacked above the source's, bottom up: names in the same source.
+    pub layers: Vec<String>,
     pub quiet: Option<Arc<QuietHours>>,
 }
 
@@ -45,7 +47,7 @@ pub(crate) struct AgentParts {
 pub(crate) struct Agent {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _reload: Option<slot::ReloadWatcher>,
+    _reload: Vec<slot::ReloadWatcher>,
     _shadow_reload: Option<slot::ReloadWatcher>,
     writer: Arc<FrameWriter>,
 }
@@ -55,22 +57,45 @@ impl Agent {
     /// watching the policy directory. Must be called inside a tokio runtime.
     pub async fn start(parts: AgentParts) -> Agent {
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let slot = |source: PolicySource, role: PolicyRole| {
-            let (commands, command_rx) = mpsc::channel(16);
-            let started = slot::PolicySlot::start(
+        let slot = |source: PolicySource,
+                    role: PolicyRole,
+                    commands: mpsc::Sender<evaluator::LayerCommand>| {
+            slot::PolicySlot::start(
                 Arc::clone(&parts.engine),
                 source,
                 Arc::clone(&parts.status),
                 parts.events.clone(),
                 role,
                 commands,
-            );
-            async move {
-                let (instance, watcher) = started.await;
-                (instance, watcher, command_rx)
-            }
+            )
         };
-        let (initial, reload, command_rx) = slot(parts.source.clone(), PolicyRole::Active).await;
+        // The base layer (the source's policy) and any above it, loaded side by side;
+        // each keeps its own reload watcher, and all send to the one evaluator.
+        let (commands, command_rx) = mpsc::channel(16 * (1 + parts.layers.len()));
+        parts.status.set_base_layer_name(&parts.source.name);
+        parts.status.set_layers(&parts.layers);
+        let names: Vec<String> = std::iter::once(parts.source.name.clone())
+            .chain(parts.layers.iter().cloned())
+            .collect();
+        let loads = names.iter().enumerate().map(|(position, name)| {
+            let source = PolicySource {
+                name: name.clone(),
+                ..parts.source.clone()
+            };
+            let role = match position {
+                0 => PolicyRole::Active,
+                n => PolicyRole::Layer(n),
+            };
+            slot(source, role, commands.clone())
+        });
+        let loaded = futures::future::join_all(loads).await;
+        drop(commands);
+        let mut reload = Vec::with_capacity(loaded.len());
+        let mut layers = Vec::with_capacity(loaded.len());
+        for (name, (instance, watcher)) in names.into_iter().zip(loaded) {
+            reload.push(watcher);
+            layers.push(evaluator::Layer::new(name, instance));
+        }
         let mut tasks = Vec::new();
         let mut shadow_reload = None;
         let shadow_inputs = match parts.shadow.clone() {
@@ -79,7 +104,8 @@ impl Agent {
                     name,
                     ..parts.source.clone()
                 };
-                let (shadow, watcher, shadow_command_rx) = slot(source, PolicyRole::Shadow).await;
+                let (shadow_commands, shadow_command_rx) = mpsc::channel(16);
+                let (shadow, watcher) = slot(source, PolicyRole::Shadow, shadow_commands).await;
                 shadow_reload = Some(watcher);
                 let (inputs, inputs_rx) = watch::channel(None);
                 tasks.push(tokio::spawn(evaluator::run_shadow(
@@ -96,7 +122,7 @@ impl Agent {
         let evaluator = tokio::spawn(evaluator::run(
             parts.status.snapshot.clone(),
             command_rx,
-            initial,
+            layers,
             evaluator::Outputs {
                 writer: Arc::clone(&parts.writer),
                 status: Arc::clone(&parts.status),
@@ -123,7 +149,7 @@ impl Agent {
         Agent {
             shutdown,
             tasks,
-            _reload: Some(reload),
+            _reload: reload,
             _shadow_reload: shadow_reload,
             writer: parts.writer,
         }

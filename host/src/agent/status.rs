@@ -8,12 +8,13 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::reporter::Publishing;
+use crate::alerts::AlertsStatus;
 use crate::cluster::ClusterStatus;
 use crate::device::DeviceStatus;
 use crate::explain::{Explanation, PolicyName, explain};
 use crate::frame::Frame;
 use crate::lock::lock;
-use crate::report::{ActivePolicy, DeviceReport, NodeReport, ReloadOutcome};
+use crate::report::{ActivePolicy, DeviceReport, LayerReport, NodeReport, ReloadOutcome};
 use crate::state::Snapshot;
 
 /// The active policy and how the last reload went.
@@ -60,10 +61,29 @@ pub struct ShadowStatus {
 /// Which policy a reload is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyRole {
-    /// The policy that drives the sticks.
+    /// The policy that drives the sticks (with layers: the base layer).
     Active,
+    /// A layer above the base (1: the first above it), in a stack of layers.
+    Layer(usize),
     /// A candidate evaluated beside it (`--shadow-policy`).
     Shadow,
+}
+
+impl PolicyRole {
+    /// Its frames reach the sticks.
+    pub fn drives_the_sticks(self) -> bool {
+        !matches!(self, PolicyRole::Shadow)
+    }
+}
+
+/// A layer above the base: its name in the stack, its policy, and why its last
+/// evaluation failed if it did (its last good frame is shown meanwhile).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerStatus {
+    pub layer: String,
+    pub policy: PolicyStatus,
+    pub evaluation_error: Option<String>,
 }
 
 /// The frame on the sticks, the snapshot it was evaluated on, and what the sticks
@@ -79,10 +99,16 @@ pub struct AgentStatus {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     frame: Mutex<Shown>,
     policy: Mutex<PolicyStatus>,
+    /// The base layer's name, then the layers above it; empty without layers.
+    layers: Mutex<Vec<LayerStatus>>,
+    /// The base layer's name in the stack.
+    base_name: Mutex<String>,
     shadow: Mutex<Option<ShadowStatus>>,
     pub device: Arc<DeviceStatus>,
     /// None when no cluster is watched (the demo): always synced.
     pub cluster: Option<Arc<ClusterStatus>>,
+    /// How reading Alertmanager goes; none when no alerts are read.
+    pub alerts: Option<Arc<AlertsStatus>>,
     /// Bumped whenever the frame, snapshot or policy changes: the live page follows it.
     pub changes: watch::Sender<u64>,
     pub metrics: Metrics,
@@ -95,14 +121,18 @@ impl AgentStatus {
         snapshot: watch::Receiver<Arc<Snapshot>>,
         device: Arc<DeviceStatus>,
         cluster: Option<Arc<ClusterStatus>>,
+        alerts: Option<Arc<AlertsStatus>>,
     ) -> Arc<AgentStatus> {
         Arc::new(AgentStatus {
             snapshot,
             frame: Mutex::default(),
             policy: Mutex::default(),
+            layers: Mutex::default(),
+            base_name: Mutex::default(),
             shadow: Mutex::default(),
             device,
             cluster,
+            alerts,
             changes: watch::channel(0).0,
             metrics: Metrics::default(),
             publishing: Mutex::default(),
@@ -160,13 +190,45 @@ impl AgentStatus {
         lock(&self.policy).clone()
     }
 
-    /// Updates the active policy's status or the shadow's (created on first use).
+    /// Updates the active policy's status, a layer's or the shadow's (created on
+    /// first use).
     pub(crate) fn update_policy_of(&self, role: PolicyRole, f: impl FnOnce(&mut PolicyStatus)) {
         match role {
             PolicyRole::Active => f(&mut lock(&self.policy)),
+            PolicyRole::Layer(n) => {
+                let mut layers = lock(&self.layers);
+                if layers.len() < n {
+                    layers.resize_with(n, LayerStatus::default);
+                }
+                f(&mut layers[n - 1].policy);
+            }
             PolicyRole::Shadow => f(&mut lock(&self.shadow).get_or_insert_default().policy),
         }
         self.changed();
+    }
+
+    /// Names the layers above the base, bottom up.
+    pub(crate) fn set_layers(&self, names: &[String]) {
+        let mut layers = lock(&self.layers);
+        layers.resize_with(names.len(), LayerStatus::default);
+        for (layer, name) in layers.iter_mut().zip(names) {
+            layer.layer.clone_from(name);
+        }
+    }
+
+    /// The layers above the base, bottom up; empty without layers.
+    pub fn layers(&self) -> Vec<LayerStatus> {
+        lock(&self.layers).clone()
+    }
+
+    /// How a layer's last evaluation went (none: it succeeded). The base layer's
+    /// failures are logged and counted like a lone policy's.
+    pub(crate) fn record_layer(&self, role: PolicyRole, failure: Option<String>) {
+        if let PolicyRole::Layer(n) = role
+            && let Some(layer) = lock(&self.layers).get_mut(n.wrapping_sub(1))
+        {
+            layer.evaluation_error = failure;
+        }
     }
 
     /// The shadow policy's status; none without `--shadow-policy`.
@@ -204,23 +266,55 @@ impl AgentStatus {
     /// What this agent reports of itself to the cluster (and on its status page).
     pub fn report(&self, pod: Option<&str>) -> NodeReport {
         let policy = self.policy();
+        let leds = crate::layers::layer_of_each_led(&lock(&self.frame).frame)
+            .into_iter()
+            .map(|l| l.map(str::to_string))
+            .collect::<Vec<_>>();
+        let owned = |name: &str| {
+            leds.iter()
+                .enumerate()
+                .filter(|(_, l)| l.as_deref() == Some(name))
+                .map(|(i, _)| i as u32)
+                .collect()
+        };
+        let layers = self
+            .layers()
+            .into_iter()
+            .map(|layer| LayerReport {
+                leds: owned(&layer.layer),
+                policy: active_policy(&layer.policy),
+                last_reload: layer.policy.last_reload.clone(),
+                evaluation_error: layer.evaluation_error.clone(),
+                layer: layer.layer,
+            })
+            .collect::<Vec<_>>();
+        let base_leds = if layers.is_empty() {
+            Vec::new()
+        } else {
+            owned(&self.base_layer_name())
+        };
         NodeReport {
             node: self.snapshot.borrow().node.name.clone(),
             pod: pod.map(str::to_string),
-            policy: ActivePolicy {
-                name: policy.name,
-                sha256: policy.sha256,
-                file_sha256: policy.file_sha256,
-                origin: policy.origin,
-                since_ms: policy.since_ms,
-            },
+            policy: active_policy(&policy),
             last_reload: policy.last_reload,
+            base_leds,
+            layers,
             device: DeviceReport {
                 connected: self.device.connected(),
                 leds: self.device.led_count(),
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
+    }
+
+    /// The base layer's name in the stack (its policy's name in the source).
+    pub fn base_layer_name(&self) -> String {
+        lock(&self.base_name).clone()
+    }
+
+    pub(crate) fn set_base_layer_name(&self, name: &str) {
+        *lock(&self.base_name) = name.to_string();
     }
 
     pub fn publishing(&self) -> Option<Publishing> {
@@ -270,5 +364,16 @@ impl AgentStatus {
             (true, false) => "no BlinkStick connected (retrying in the background)".to_string(),
         };
         (synced && device, reason)
+    }
+}
+
+/// What a node report says of a policy.
+fn active_policy(policy: &PolicyStatus) -> ActivePolicy {
+    ActivePolicy {
+        name: policy.name.clone(),
+        sha256: policy.sha256.clone(),
+        file_sha256: policy.file_sha256.clone(),
+        origin: policy.origin.clone(),
+        since_ms: policy.since_ms,
     }
 }

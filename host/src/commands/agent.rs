@@ -9,6 +9,7 @@ use clap::Args;
 use podlight::agent::{
     AgentConfig, ApiPolicies, EventSink, PolicySource, PolicyTrust, StatusReporter,
 };
+use podlight::alerts::AlertFeed;
 use podlight::cluster::ClusterStatus;
 use podlight::device::WriterOptions;
 use podlight::quiet::QuietHours;
@@ -37,6 +38,12 @@ pub struct AgentArgs {
     /// built-in policy with the settings NAME.json.
     #[arg(long, env = "PODLIGHT_SHADOW_POLICY")]
     shadow_policy: Option<String>,
+    /// Policies stacked above --policy, bottom up (repeat or comma-separate), NAME as
+    /// for --policy: each LED shows the topmost layer that does not leave it to the
+    /// layers below. Without a NAME.wasm: the built-in policy with the settings
+    /// NAME.json (e.g. an alerts overlay).
+    #[arg(long = "layer", value_delimiter = ',', env = "PODLIGHT_LAYERS")]
+    layers: Vec<String>,
     /// Address for /healthz, /readyz, /metrics and the status page.
     #[arg(long, default_value = "0.0.0.0:9102", env = "PODLIGHT_LISTEN")]
     listen: SocketAddr,
@@ -79,6 +86,38 @@ pub struct AgentArgs {
     pub device: DeviceArgs,
 }
 
+/// Most policies in a stack, the base included.
+const MAX_LAYERS: usize = 8;
+
+/// The layers above `base`: distinct names, each a policy name, a bounded stack.
+fn checked_layers(base: &str, layers: &[String]) -> Result<Vec<String>> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if layers.len() + 1 > MAX_LAYERS {
+        anyhow::bail!(
+            "--layer names {} layers; a stack holds at most {MAX_LAYERS} policies, the base included",
+            layers.len()
+        );
+    }
+    for (i, name) in layers.iter().enumerate() {
+        if name == base || layers[..i].contains(name) {
+            anyhow::bail!(
+                "--layer {name:?} appears twice in the stack ({base} then {}); each layer is a different policy",
+                layers.join(", ")
+            );
+        }
+        if name.contains('/') || name.starts_with('.') {
+            anyhow::bail!(
+                "--layer {name:?} is not a policy name: name a NAME.wasm, NAME.ref or NAME.json in the policy directory"
+            );
+        }
+    }
+    Ok(layers)
+}
+
 /// Runs the agent's future on its own runtime. On the way out, work still running on
 /// blocking threads (a plugin compile waiting on its child) is not waited for: the
 /// process exits, and the compiling child dies with it.
@@ -101,6 +140,8 @@ pub struct AgentInputs {
     pub api: Option<ApiPolicies>,
     /// Where this node's report is published.
     pub reporter: Option<StatusReporter>,
+    /// Alerts from Alertmanager.
+    pub alerts: Option<AlertFeed>,
 }
 
 impl AgentInputs {
@@ -112,6 +153,7 @@ impl AgentInputs {
             events: EventSink::none(),
             api: None,
             reporter: None,
+            alerts: None,
         }
     }
 }
@@ -128,6 +170,7 @@ pub async fn serve(
         events,
         api,
         reporter,
+        alerts,
     } = inputs;
     // A bad window or time zone stops the start, before any device is opened.
     let quiet = QuietHours::new(
@@ -167,6 +210,8 @@ pub async fn serve(
         listen: Some(args.listen),
         shadow: args.shadow_policy.clone(),
         quiet,
+        alerts,
+        layers: checked_layers(&args.policy, &args.layers)?,
     };
     // A stop is honoured even while the first policy still compiles.
     let stop = stop_signal(stop_after)?;

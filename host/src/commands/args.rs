@@ -168,6 +168,44 @@ pub struct RegistryArgs {
     pub(super) ca: Vec<PathBuf>,
 }
 
+/// Where the agent reads alerts: Alertmanager's API v2.
+#[derive(Args, Debug, Clone)]
+pub struct AlertArgs {
+    /// Alertmanager's URL (e.g. http://alertmanager-operated.monitoring:9093): its
+    /// active alerts about the node become the policy's `alerts()`.
+    #[arg(long, env = "PODLIGHT_ALERTMANAGER")]
+    pub(super) alertmanager: Option<String>,
+    /// The alert label that names the node (`node`, `instance` — `host:port` is read
+    /// as `host` — `kubernetes_node`, …).
+    #[arg(long, default_value = "node", env = "PODLIGHT_ALERTMANAGER_NODE_LABEL")]
+    pub(super) alertmanager_node_label: String,
+    /// Seconds between polls (each spread by up to a tenth).
+    #[arg(
+        long,
+        default_value_t = 15,
+        env = "PODLIGHT_ALERTMANAGER_INTERVAL_SECONDS"
+    )]
+    pub(super) alertmanager_interval_seconds: u64,
+    /// PEM CA certificates to trust for Alertmanager, besides the built-in roots.
+    #[arg(
+        long = "alertmanager-ca",
+        value_delimiter = ',',
+        env = "PODLIGHT_ALERTMANAGER_CA"
+    )]
+    pub(super) alertmanager_ca: Vec<PathBuf>,
+    /// A bearer token file sent to Alertmanager (read before every poll: a projected
+    /// ServiceAccount token rotates).
+    #[arg(
+        long,
+        env = "PODLIGHT_ALERTMANAGER_TOKEN_FILE",
+        conflicts_with = "alertmanager_basic_auth_file"
+    )]
+    pub(super) alertmanager_token_file: Option<PathBuf>,
+    /// A file holding `user:password` for HTTP Basic authentication to Alertmanager.
+    #[arg(long, env = "PODLIGHT_ALERTMANAGER_BASIC_AUTH_FILE")]
+    pub(super) alertmanager_basic_auth_file: Option<PathBuf>,
+}
+
 /// How a one-shot command shows its frame.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct ShowArgs {

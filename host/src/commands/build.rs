@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use podlight::alerts::{AlertmanagerAuth, AlertmanagerOptions, NodeLabel};
 use podlight::cluster::{
     ClusterError, ConnectOptions, Connection, StateWatch, WatchOptions, connect, node_name,
 };
@@ -23,7 +24,8 @@ use podlight::policy::{BUILTIN_NAME, Policy, PolicyEngine};
 use podlight::registry::{Credentials, RegistryClient, RegistryOptions};
 
 use super::args::{
-    ClusterArgs, ConnectArgs, DeviceArgs, DeviceKind, EngineArgs, RegistryArgs, ScopeArg, ShowArgs,
+    AlertArgs, ClusterArgs, ConnectArgs, DeviceArgs, DeviceKind, EngineArgs, RegistryArgs,
+    ScopeArg, ShowArgs,
 };
 use super::wait_for_stop;
 
@@ -175,18 +177,7 @@ impl RegistryArgs {
             }
             None => Credentials::default(),
         };
-        let extra_ca_pem = self
-            .ca
-            .iter()
-            .map(|path| {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read the registry CA {}", path.display()))?;
-                podlight::registry::client::certificates_in(&pem).map_err(|why| {
-                    anyhow::anyhow!("the registry CA {} is not usable: {why}", path.display())
-                })?;
-                Ok(pem)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let extra_ca_pem = read_ca_files(&self.ca, "registry")?;
         Ok(RegistryClient::new(RegistryOptions {
             credentials,
             insecure: self.insecure.clone(),
@@ -197,6 +188,63 @@ impl RegistryArgs {
         }))
     }
 }
+
+/// PEM CA files, each checked to hold a certificate; `what` names whom they are for.
+fn read_ca_files(paths: &[PathBuf], what: &str) -> Result<Vec<Vec<u8>>> {
+    paths
+        .iter()
+        .map(|path| {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the {what} CA {}", path.display()))?;
+            podlight::registry::client::certificates_in(&pem).map_err(|why| {
+                anyhow::anyhow!("the {what} CA {} is not usable: {why}", path.display())
+            })?;
+            Ok(pem)
+        })
+        .collect()
+}
+
+impl AlertArgs {
+    /// How to reach Alertmanager; none when no URL is given. A URL that is not one,
+    /// or a CA file that holds no certificate, stops the start.
+    pub fn options(&self) -> Result<Option<AlertmanagerOptions>> {
+        let Some(url) = &self.alertmanager else {
+            return Ok(None);
+        };
+        let url = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--alertmanager {url:?} is not an http:// or https:// URL; give Alertmanager's base URL, e.g. http://alertmanager-operated.monitoring:9093"
+                )
+            })?;
+        if self.alertmanager_node_label.is_empty() {
+            anyhow::bail!(
+                "--alertmanager-node-label is empty; name the label that holds the node (node, instance, …)"
+            );
+        }
+        let auth = match (
+            &self.alertmanager_token_file,
+            &self.alertmanager_basic_auth_file,
+        ) {
+            (Some(token), _) => AlertmanagerAuth::BearerTokenFile(token.clone()),
+            (None, Some(basic)) => AlertmanagerAuth::BasicAuthFile(basic.clone()),
+            (None, None) => AlertmanagerAuth::None,
+        };
+        Ok(Some(AlertmanagerOptions {
+            url,
+            node_label: NodeLabel(self.alertmanager_node_label.clone()),
+            interval: Duration::from_secs(self.alertmanager_interval_seconds.max(1)),
+            deadline: ALERTMANAGER_DEADLINE,
+            extra_ca_pem: read_ca_files(&self.alertmanager_ca, "Alertmanager")?,
+            auth,
+        }))
+    }
+}
+
+/// Overall deadline of one Alertmanager poll.
+const ALERTMANAGER_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A policy's settings file (JSON by convention), if one is given.
 pub fn read_settings(path: Option<&Path>) -> Result<Option<String>> {

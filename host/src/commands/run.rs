@@ -1,10 +1,11 @@
 //! `podlight run`: the DaemonSet's agent.
 
 use super::agent::{AgentArgs, AgentInputs, on_runtime, serve};
-use super::args::ClusterArgs;
+use super::args::{AlertArgs, ClusterArgs, ScopeArg};
 use anyhow::Result;
 use clap::Args;
 use podlight::agent::{ApiPolicies, EventSink, StatusReporter};
+use podlight::alerts::AlertFeed;
 use podlight::cluster::{PolicyConfigMapWatch, ReportLeases};
 use std::time::Duration;
 
@@ -23,12 +24,27 @@ pub struct RunArgs {
     #[arg(long, env = "PODLIGHT_POLICY_CONFIGMAP")]
     policy_configmap: Option<String>,
     #[command(flatten)]
+    alerts: AlertArgs,
+    #[command(flatten)]
     agent: AgentArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    // A malformed Alertmanager flag stops the start, before anything connects.
+    let alertmanager = args.alerts.options()?;
     on_runtime(async {
         let (node, connection) = args.cluster.connect().await?;
+        let alerts =
+            match alertmanager {
+                Some(options) => {
+                    // The cluster light reads every node's alerts; an agent its own node's.
+                    let about = (args.cluster.scope == ScopeArg::Node).then(|| node.clone());
+                    Some(AlertFeed::start(options, about).map_err(|e| {
+                        anyhow::anyhow!("cannot set up the Alertmanager client: {e}")
+                    })?)
+                }
+                None => None,
+            };
         // Unlike `snapshot`, the agent does not give up when the first check fails:
         // the watch retries, so a node added later, a fixed RBAC rule or a server back
         // up need no restart. The error is said once, here; `/readyz` tells the rest.
@@ -73,6 +89,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             events,
             api,
             reporter,
+            alerts,
         };
         serve(&args.agent, inputs, None).await
     })

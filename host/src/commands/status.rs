@@ -202,9 +202,45 @@ fn table(published: &[Published], now_ms: u64) -> String {
     ];
     let mut rows: Vec<[String; 8]> = vec![header.map(str::to_string)];
     let mut errors = Vec::new();
+    let mut stacks = Vec::new();
     for entry in published {
         let report = &entry.report;
         let age = |ms: u64| human_age(now_ms.saturating_sub(ms));
+        if !report.layers.is_empty() {
+            let base = format!("{} ({})", report.policy.name, led_list(&report.base_leds));
+            let above = report.layers.iter().map(|layer| {
+                if let Some(r) = layer.last_reload.as_ref().filter(|r| !r.ok) {
+                    errors.push(format!(
+                        "{}: layer {}: the last reload failed {} ago: {}",
+                        report.node,
+                        layer.layer,
+                        age(r.at_ms),
+                        r.error.as_deref().unwrap_or("(no message)")
+                    ));
+                }
+                if let Some(error) = &layer.evaluation_error {
+                    errors.push(format!(
+                        "{}: layer {}: its last evaluation failed, its last good frame is shown: {error}",
+                        report.node, layer.layer
+                    ));
+                }
+                let sha = short_sha(&layer.policy.sha256);
+                let name = if sha.is_empty() {
+                    layer.layer.clone()
+                } else {
+                    format!("{} {sha}", layer.layer)
+                };
+                format!("{name} ({})", led_list(&layer.leds))
+            });
+            stacks.push(format!(
+                "{} layers: {}",
+                report.node,
+                std::iter::once(base)
+                    .chain(above)
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ));
+        }
         let reload = match &report.last_reload {
             None => "-".to_string(),
             Some(r) if r.ok => format!("ok {} ago", age(r.at_ms)),
@@ -250,11 +286,40 @@ fn table(published: &[Published], now_ms: u64) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    for error in errors {
-        out.push_str(&error);
+    for line in stacks.into_iter().chain(errors) {
+        out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// `LEDs 0-5, 7`, or `no LED`.
+fn led_list(leds: &[u32]) -> String {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &led in leds {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == led => *end = led,
+            _ => runs.push((led, led)),
+        }
+    }
+    if runs.is_empty() {
+        return "no LED".to_string();
+    }
+    let text: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect();
+    format!(
+        "LED{} {}",
+        if leds.len() == 1 { "" } else { "s" },
+        text.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -297,6 +362,35 @@ mod tests {
         assert_eq!(
             lines[3],
             "node-b: the last reload failed 2s ago: not a component"
+        );
+    }
+
+    #[test]
+    fn a_stack_of_layers_names_the_leds_each_sets() {
+        let mut layered = published("node-a", &"a".repeat(64), None);
+        layered.report.base_leds = vec![0, 1, 2, 4];
+        layered.report.layers = vec![
+            podlight::report::LayerReport {
+                layer: "alerts".into(),
+                leds: vec![3],
+                evaluation_error: Some("trapped".into()),
+                ..Default::default()
+            },
+            podlight::report::LayerReport {
+                layer: "incident".into(),
+                ..Default::default()
+            },
+        ];
+        let text = table(&[layered], NOW);
+        assert!(
+            text.contains(
+                "node-a layers: priority (LEDs 0-2, 4) → alerts (LED 3) → incident (no LED)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("layer alerts: its last evaluation failed"),
+            "{text}"
         );
     }
 }

@@ -39,6 +39,9 @@ pub(crate) fn state_json(status: &AgentStatus) -> serde_json::Value {
         "policy": status.policy(),
         // A candidate evaluated beside it (`--shadow-policy`), never shown.
         "shadow": status.shadow(),
+        // Alertmanager: how reading it goes (none when no alerts are read).
+        "alerts": status.alerts.as_ref().map(|a| a.report()),
+        "alertList": snapshot.alerts,
         // What `podlight status` shows of this node, and where it is published.
         "report": status.report(None),
         "publishing": status.publishing(),

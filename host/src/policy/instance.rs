@@ -168,6 +168,7 @@ fn fit_frame(
             pods: within(r.pods, counted.pods, MAX_NAMED),
             nodes: within(r.nodes, counted.nodes, MAX_NAMED),
             alerts: within(r.alerts, counted.alerts, MAX_NAMED),
+            layer: String::new(),
         })
         .filter(|r| !r.leds.is_empty())
         .collect();
@@ -223,6 +224,7 @@ impl LivePolicy {
                                 pods: r.pods,
                                 nodes: r.nodes,
                                 alerts: r.alerts,
+                                layer: String::new(),
                             })
                             .collect(),
                         see_through: f.see_through,

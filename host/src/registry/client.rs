@@ -137,7 +137,7 @@ impl PullError {
 /// The roots registries are checked against, as DER: Mozilla's, built in, so every
 /// node trusts the same authorities whatever its image carries, and the certificates of
 /// `extra_ca_pem` (a private registry's CA).
-fn trusted_roots(extra_ca_pem: &[Vec<u8>]) -> Vec<Vec<u8>> {
+pub(crate) fn trusted_roots(extra_ca_pem: &[Vec<u8>]) -> Vec<Vec<u8>> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots: Vec<Vec<u8>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS

@@ -34,6 +34,26 @@ pub struct NodeReport {
     /// The agent's version.
     #[serde(default)]
     pub version: String,
+    /// With layers: the LEDs the base layer (`policy`) sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_leds: Vec<u32>,
+    /// The layers above the base, bottom up; none without layers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerReport>,
+}
+
+/// A layer above the base: its name in the stack, its policy, the LEDs it sets now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayerReport {
+    pub layer: String,
+    pub policy: ActivePolicy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<ReloadOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation_error: Option<String>,
+    #[serde(default)]
+    pub leds: Vec<u32>,
 }
 
 /// The policy the agent runs.
@@ -116,26 +136,70 @@ impl NodeReport {
     /// The report as safe to show: it was read from the cluster, where anyone allowed
     /// to write the agents' Leases could have written it, and its errors quote plugins.
     pub fn sanitized(self) -> NodeReport {
-        let clean = |text: String| sanitize(&text, MAX_PLUGIN_TEXT);
-        let clean_opt = |text: Option<String>| text.map(clean);
         NodeReport {
             node: clean(self.node),
             pod: clean_opt(self.pod),
-            policy: ActivePolicy {
-                name: clean(self.policy.name),
-                sha256: clean(self.policy.sha256),
-                file_sha256: clean_opt(self.policy.file_sha256),
-                origin: clean(self.policy.origin),
-                since_ms: self.policy.since_ms,
-            },
-            last_reload: self.last_reload.map(|r| ReloadOutcome {
-                file_sha256: clean_opt(r.file_sha256),
-                sha256: clean_opt(r.sha256),
-                error: clean_opt(r.error),
-                ..r
-            }),
+            policy: self.policy.sanitized(),
+            last_reload: self.last_reload.map(ReloadOutcome::sanitized),
             device: self.device,
             version: clean(self.version),
+            base_leds: self.base_leds.into_iter().take(MAX_REPORTED_LEDS).collect(),
+            layers: self
+                .layers
+                .into_iter()
+                .take(MAX_REPORTED_LAYERS)
+                .map(|layer| LayerReport {
+                    layer: clean(layer.layer),
+                    policy: layer.policy.sanitized(),
+                    last_reload: layer.last_reload.map(ReloadOutcome::sanitized),
+                    evaluation_error: clean_opt(layer.evaluation_error),
+                    leds: layer.leds.into_iter().take(MAX_REPORTED_LEDS).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Every policy it runs: the base, then each layer above it.
+    pub fn policies(&self) -> impl Iterator<Item = (&ActivePolicy, Option<&ReloadOutcome>)> {
+        std::iter::once((&self.policy, self.last_reload.as_ref())).chain(
+            self.layers
+                .iter()
+                .map(|l| (&l.policy, l.last_reload.as_ref())),
+        )
+    }
+}
+
+/// Most layers and LED indices shown of a report read back.
+const MAX_REPORTED_LAYERS: usize = 16;
+const MAX_REPORTED_LEDS: usize = 1024;
+
+fn clean(text: String) -> String {
+    sanitize(&text, MAX_PLUGIN_TEXT)
+}
+
+fn clean_opt(text: Option<String>) -> Option<String> {
+    text.map(clean)
+}
+
+impl ActivePolicy {
+    fn sanitized(self) -> ActivePolicy {
+        ActivePolicy {
+            name: clean(self.name),
+            sha256: clean(self.sha256),
+            file_sha256: clean_opt(self.file_sha256),
+            origin: clean(self.origin),
+            since_ms: self.since_ms,
+        }
+    }
+}
+
+impl ReloadOutcome {
+    fn sanitized(self) -> ReloadOutcome {
+        ReloadOutcome {
+            file_sha256: clean_opt(self.file_sha256),
+            sha256: clean_opt(self.sha256),
+            error: clean_opt(self.error),
+            ..self
         }
     }
 }

@@ -25,12 +25,14 @@ pub fn node_verdict(published: &Published, sha256: &str, now_ms: u64) -> NodeVer
             for_ms: now_ms.saturating_sub(published.renewed_ms),
         };
     }
-    if report.policy.is(sha256) {
+    // With layers, the policy may be any layer's.
+    if report.policies().any(|(policy, _)| policy.is(sha256)) {
         return NodeVerdict::Runs;
     }
-    if let Some(reload) = &report.last_reload
-        && !reload.ok
-        && reload.tried(sha256)
+    if let Some(reload) = report
+        .policies()
+        .filter_map(|(_, reload)| reload)
+        .find(|reload| !reload.ok && reload.tried(sha256))
     {
         return NodeVerdict::Refused(reload.error.clone().unwrap_or_default());
     }

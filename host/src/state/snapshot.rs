@@ -236,11 +236,19 @@ pub struct Alert {
     pub severity: String,
     pub state: AlertState,
     pub starts_at_ms: u64,
+    /// When Alertmanager would resolve it unless told again (0: not said); the agent
+    /// keeps an alert it can no longer read until then.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ends_at_ms: u64,
     pub node: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub summary: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The pods a cluster snapshot lists: those that explain a colour. Healthy ones are

@@ -44,8 +44,8 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Starts a child that is killed if the test process dies.
-fn spawn(mut command: Command, log: &Path) -> Child {
+/// Starts a child, its output in `log`, that is killed if the test process dies.
+pub(crate) fn spawn(mut command: Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).expect("log file");
     let err = out.try_clone().expect("log file");
     command.stdin(Stdio::null()).stdout(out).stderr(err);

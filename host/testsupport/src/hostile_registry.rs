@@ -11,6 +11,14 @@
 //! - `lying-layer`: a manifest declaring a 1,000-byte layer, then 512 MB of it;
 //! - `good`: serves the component it was given, correctly.
 //!
+//! It answers as a hostile Alertmanager too, at `http://127.0.0.1:PORT/BEHAVIOUR`
+//! (`GET /BEHAVIOUR/api/v2/alerts`):
+//!
+//! - `huge-alerts`: a JSON array of 512 MB;
+//! - `slow-alerts`: a correct answer, one byte every 2 s;
+//! - `escaped-alerts`: a correct answer whose labels and summary hold terminal
+//!   escapes, newlines, bidi controls and 100 KB values, about node `n1`.
+//!
 //! Large bodies are generated as they are written, never held; every connection ends
 //! when its body is written, the client goes away, or the server is dropped.
 
@@ -135,6 +143,13 @@ fn serve(
             "HTTP/1.1 {status}\r\n{length}Connection: close\r\n{extra}\r\n"
         )
     };
+    if let Some(behaviour) = path
+        .split("/api/v2/alerts")
+        .next()
+        .filter(|_| path.contains("/api/v2/alerts"))
+    {
+        return alertmanager(&mut out, behaviour.trim_start_matches('/'), stopping);
+    }
     if path.starts_with("/token") {
         head(
             &mut out,
@@ -196,6 +211,53 @@ fn serve(
             stream_filler(&mut out, HUGE, b"w", stopping)
         }
         _ => head(&mut out, "404 Not Found", Some(0), ""),
+    }
+}
+
+/// The hostile Alertmanager's answers.
+fn alertmanager(
+    out: &mut TcpStream,
+    behaviour: &str,
+    stopping: &AtomicBool,
+) -> std::io::Result<()> {
+    let escaped = serde_json::json!([{
+        "labels": {
+            "alertname": "\u{1b}[2J\u{1b}[HDiskFull\nforged: level=ERROR",
+            "severity": "critical\u{202e}",
+            "node": "n1",
+            "huge": "v".repeat(100_000),
+        },
+        "annotations": {"summary": format!("\u{1b}[31m{}", "s".repeat(100_000))},
+        "startsAt": "2026-01-01T00:00:00Z",
+        "endsAt": "2999-01-01T00:00:00Z",
+        "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+    }])
+    .to_string()
+    .into_bytes();
+    let head = |out: &mut TcpStream, length: usize| {
+        write!(
+            out,
+            "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+        )
+    };
+    match behaviour {
+        "huge-alerts" => {
+            head(out, HUGE)?;
+            out.write_all(b"[")?;
+            stream_filler(out, HUGE - 1, b"{\"labels\":{}},", stopping)
+        }
+        "slow-alerts" => {
+            head(out, escaped.len())?;
+            trickle(out, &escaped, stopping)
+        }
+        "escaped-alerts" => {
+            head(out, escaped.len())?;
+            out.write_all(&escaped)
+        }
+        _ => write!(
+            out,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
     }
 }
 

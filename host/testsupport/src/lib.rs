@@ -64,6 +64,7 @@ pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("valid WAT")
 }
 
+pub mod alertmanager;
 pub mod atomic_writer;
 pub mod cluster;
 pub mod control_plane;

@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use crate::{Counts, Judged, Settings, decide, parse_settings};
+use crate::{AlertsJudged, Counts, Judged, Settings, decide, parse_settings};
 use exports::podlight::policy::evaluator::{Frame, Guest};
 use podlight::policy::snapshot;
 use podlight::policy::types::{Rgb, StateCounts};
@@ -50,10 +50,10 @@ impl Guest for Priority {
         ) {
             return Ok(cluster_frame());
         }
-        let judged = judged();
         let leds = snapshot::led_count();
         SETTINGS.with(|s| {
             let settings = &s.borrow();
+            let judged = judged(settings);
             let decision = decide(&judged, settings);
             let (colour, again_after_ms) = decision.blinking(settings, snapshot::now_ms());
             let lit = vec![rgb(colour); leds as usize];
@@ -68,45 +68,91 @@ impl Guest for Priority {
 }
 
 /// What the node rule reads from the snapshot.
-fn judged() -> Judged {
+fn judged(settings: &Settings) -> Judged {
     Judged {
         counts: counts_from(snapshot::counts()),
         silenced: with_reasons::silenced_counts(),
         node_silenced: with_reasons::node_silenced(),
+        alerts: with_reasons::alerts_judged(None, settings),
     }
 }
 
 #[cfg(not(feature = "contract-0-2"))]
 fn cluster_frame() -> Frame {
-    let nodes: Vec<crate::cluster::NodeView> = snapshot::nodes()
-        .into_iter()
-        .map(|n| crate::cluster::NodeView {
-            ready: n.node.ready,
-            pressure: n.node.memory_pressure || n.node.disk_pressure || n.node.pid_pressure,
-            cordoned: n.node.unschedulable,
-            counts: counts_from(n.counts),
-            silenced: with_reasons::summary_silenced(&n),
-            node_silenced: with_reasons::summary_node_silenced(&n),
-        })
-        .collect();
-    let (leds, again_after_ms, reasons) = SETTINGS.with(|s| {
-        crate::cluster::explained_frame(
+    SETTINGS.with(|s| {
+        let settings = &s.borrow();
+        let nodes: Vec<crate::cluster::NodeView> = snapshot::nodes()
+            .into_iter()
+            .map(|n| crate::cluster::NodeView {
+                ready: n.node.ready,
+                pressure: n.node.memory_pressure || n.node.disk_pressure || n.node.pid_pressure,
+                cordoned: n.node.unschedulable,
+                counts: counts_from(n.counts),
+                silenced: with_reasons::summary_silenced(&n),
+                node_silenced: with_reasons::summary_node_silenced(&n),
+                alerts: with_reasons::alerts_judged(Some(&n.node.name), settings),
+            })
+            .collect();
+        let frame = crate::cluster::explained_frame(
             &nodes,
-            &s.borrow(),
+            settings,
             snapshot::led_count(),
             snapshot::now_ms(),
-        )
-    });
-    with_reasons::cluster_frame(leds.into_iter().map(rgb).collect(), again_after_ms, reasons)
+        );
+        with_reasons::cluster_frame(frame, &nodes_names(), settings)
+    })
+}
+
+/// The nodes' names, in the snapshot's order.
+#[cfg(not(feature = "contract-0-2"))]
+fn nodes_names() -> Vec<String> {
+    snapshot::nodes().into_iter().map(|n| n.node.name).collect()
 }
 
 /// Contract 0.4: frames say why; snapshots carry silences.
 #[cfg(not(any(feature = "contract-0-2", feature = "contract-0-3")))]
 mod with_reasons {
     use super::*;
-    use crate::{Decision, State};
+    use crate::{AlertView, Decision, State};
     use exports::podlight::policy::evaluator::LedReason;
-    use podlight::policy::types::{NodeSummary, PodState};
+    use podlight::policy::types::{Alert, AlertState, NodeSummary, PodState};
+
+    fn view(alert: &Alert) -> AlertView<'_> {
+        AlertView {
+            severity: &alert.severity,
+            muted: !matches!(alert.state, AlertState::Firing),
+        }
+    }
+
+    /// Which alert rules the alerts about `node` (in node scope: every alert) match.
+    pub(super) fn alerts_judged(node: Option<&str>, settings: &Settings) -> AlertsJudged {
+        if settings.alert_rules.is_empty() {
+            return AlertsJudged::default();
+        }
+        let alerts = snapshot::alerts();
+        AlertsJudged::of(
+            alerts
+                .iter()
+                .filter(|a| node.is_none_or(|n| a.node == n))
+                .map(view),
+            settings,
+        )
+    }
+
+    /// Indices of the alerts about `node` (any, in node scope) behind `decision`.
+    fn alerts_behind(
+        alerts: &[Alert],
+        node: Option<&str>,
+        names: impl Fn(AlertView<'_>) -> bool,
+    ) -> Vec<u32> {
+        alerts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| node.is_none_or(|n| a.node == n) && names(view(a)))
+            .map(|(i, _)| i as u32)
+            .take(64)
+            .collect()
+    }
 
     pub(super) fn silenced_counts() -> Counts {
         counts_from(snapshot::silenced_counts())
@@ -148,40 +194,74 @@ mod with_reasons {
             .flat_map(|state| snapshot::pods_in(pod_state(state), silenced))
             .collect();
         pods.sort_unstable();
+        let alerts = if decision.alert_rule().is_some() {
+            alerts_behind(&snapshot::alerts(), None, |a| {
+                decision.names_alert(settings, a)
+            })
+        } else {
+            Vec::new()
+        };
+        let all: Vec<u32> = (0..leds.len() as u32).collect();
+        let see_through = if decision.see_through(settings) {
+            all.clone()
+        } else {
+            Vec::new()
+        };
         let reason = LedReason {
-            leds: (0..leds.len() as u32).collect(),
+            leds: all,
             rule: decision.rule_text(settings),
             pods,
             nodes: Vec::new(),
-            alerts: Vec::new(),
+            alerts,
         };
         Frame {
             leds,
             again_after_ms,
             reasons: vec![reason],
-            see_through: Vec::new(),
+            see_through,
         }
     }
 
     pub(super) fn cluster_frame(
-        leds: Vec<Rgb>,
-        again_after_ms: Option<u32>,
-        reasons: Vec<crate::cluster::NodeReason>,
+        frame: crate::cluster::ClusterFrame,
+        names: &[String],
+        settings: &Settings,
     ) -> Frame {
+        let all_alerts = if settings.alert_rules.is_empty() {
+            Vec::new()
+        } else {
+            snapshot::alerts()
+        };
         Frame {
-            leds,
-            again_after_ms,
-            reasons: reasons
+            leds: frame.leds.into_iter().map(rgb).collect(),
+            again_after_ms: frame.again_after_ms,
+            reasons: frame
+                .reasons
                 .into_iter()
-                .map(|r| LedReason {
-                    leds: vec![r.led],
-                    rule: r.rule,
-                    pods: Vec::new(),
-                    nodes: r.nodes,
-                    alerts: Vec::new(),
+                .map(|r| {
+                    let alerts = match r.alert_rule {
+                        Some((rule, muted)) => r
+                            .nodes
+                            .iter()
+                            .filter_map(|&n| names.get(n as usize))
+                            .flat_map(|node| {
+                                alerts_behind(&all_alerts, Some(node), |a| {
+                                    settings.alert_behind((rule, muted), a)
+                                })
+                            })
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    LedReason {
+                        leds: vec![r.led],
+                        rule: r.rule,
+                        pods: Vec::new(),
+                        nodes: r.nodes,
+                        alerts,
+                    }
                 })
                 .collect(),
-            see_through: Vec::new(),
+            see_through: frame.see_through,
         }
     }
 }
@@ -197,6 +277,10 @@ mod with_reasons {
 
     pub(super) fn node_silenced() -> bool {
         false
+    }
+
+    pub(super) fn alerts_judged(_: Option<&str>, _: &Settings) -> AlertsJudged {
+        AlertsJudged::default()
     }
 
     #[cfg(feature = "contract-0-3")]
@@ -223,13 +307,13 @@ mod with_reasons {
 
     #[cfg(feature = "contract-0-3")]
     pub(super) fn cluster_frame(
-        leds: Vec<Rgb>,
-        again_after_ms: Option<u32>,
-        _: Vec<crate::cluster::NodeReason>,
+        frame: crate::cluster::ClusterFrame,
+        _: &[String],
+        _: &Settings,
     ) -> Frame {
         Frame {
-            leds,
-            again_after_ms,
+            leds: frame.leds.into_iter().map(rgb).collect(),
+            again_after_ms: frame.again_after_ms,
         }
     }
 }

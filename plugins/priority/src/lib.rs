@@ -2,7 +2,10 @@
 //! state present on the node — failed, then deleting, then pending, then running —
 //! or off when none is. Pods someone silenced (acknowledged) show in a dim
 //! "acknowledged" colour instead, unless something unsilenced matters more; a
-//! silenced node shows its "maintenance" colour. Each frame says why.
+//! silenced node shows its "maintenance" colour. Alert rules (off unless set) put
+//! alerts by severity before every pod rule; alerts silenced or inhibited in
+//! Alertmanager count as acknowledged. As a layer above others the policy can leave
+//! the LEDs it has nothing to say about to the layer below. Each frame says why.
 //!
 //! The rule is plain Rust over plain data ([`Counts`] in, [`Rgb`] out) so the host can
 //! link the same rule natively as a baseline; the Wasm glue lives in `component.rs`.
@@ -82,9 +85,53 @@ pub struct Rule {
     pub color: Rgb,
 }
 
-/// The policy's settings. Rules are tried in order; the first that matches wins.
+/// One alert rule: if an alert of one of `severities` is active about the node, show
+/// `color`. `*` matches any severity (and none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub severities: Vec<String>,
+    pub color: Rgb,
+}
+
+impl AlertRule {
+    fn matches(&self, severity: &str) -> bool {
+        self.severities
+            .iter()
+            .any(|s| s == "*" || s.eq_ignore_ascii_case(severity))
+    }
+}
+
+impl Settings {
+    /// Whether `alert` is one of those behind alert rule `rule.0` — the muted ones when
+    /// `rule.1`: the first alert rule it matches is that one.
+    pub fn alert_behind(&self, rule: (usize, bool), alert: AlertView<'_>) -> bool {
+        alert.muted == rule.1
+            && self
+                .alert_rules
+                .iter()
+                .position(|r| r.matches(alert.severity))
+                == Some(rule.0)
+    }
+}
+
+/// What LEDs show when no rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Otherwise {
+    /// Off (a ready node with nothing to show, in cluster scope: the idle colour).
+    #[default]
+    Off,
+    /// Left to the layer below (contract 0.4's `see-through`): the policy as an
+    /// overlay that only speaks when a rule matches.
+    SeeThrough,
+}
+
+/// The policy's settings. Rules are tried in order — alert rules first — and the
+/// first that matches wins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
+    /// Alerts by severity, before the pod rules; none by default.
+    pub alert_rules: Vec<AlertRule>,
     pub rules: Vec<Rule>,
     /// Multiplies every colour (0.0 ..= 1.0).
     pub brightness: f32,
@@ -97,6 +144,7 @@ pub struct Settings {
     /// Half-period of a blink for LEDs that show failed pods (a second channel
     /// beside colour); 0 keeps them steady.
     pub blink_failed_ms: u32,
+    pub otherwise: Otherwise,
 }
 
 /// The colour sets the `palette` setting chooses from.
@@ -140,12 +188,14 @@ impl Default for Settings {
     /// serving yet.
     fn default() -> Self {
         Settings {
+            alert_rules: Vec::new(),
             rules: default_rules(Palette::Default),
             brightness: 1.0,
             cluster: ClusterSettings::default(),
             acknowledged: Rgb::new(12, 4, 0),
             maintenance: Rgb::new(8, 8, 12),
             blink_failed_ms: 0,
+            otherwise: Otherwise::Off,
         }
     }
 }
@@ -174,12 +224,15 @@ fn default_rules(palette: Palette) -> Vec<Rule> {
 }
 
 /// The settings file's JSON shape, e.g.
-/// `{"brightness": 0.5, "rules": [{"states": ["failed"], "color": "#ff0000"}]}`.
+/// `{"brightness": 0.5, "rules": [{"states": ["failed"], "color": "#ff0000"}],
+///   "alerts": [{"severities": ["critical"], "color": "#320000"}]}`.
 /// Every key is optional; a missing one keeps its default. `palette` chooses the
 /// rules' colours (`rules` given too wins).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct SettingsFile {
+    alerts: Option<Vec<AlertRuleFile>>,
+    otherwise: Option<Otherwise>,
     rules: Option<Vec<RuleFile>>,
     brightness: Option<f32>,
     cluster: Option<ClusterFile>,
@@ -187,6 +240,13 @@ struct SettingsFile {
     acknowledged: Option<String>,
     maintenance: Option<String>,
     blink_failed_ms: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertRuleFile {
+    severities: Vec<String>,
+    color: String,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +315,20 @@ fn settings_from_json(text: &str) -> Result<Settings, String> {
             })
             .collect::<Result<_, String>>()?;
     }
+    if let Some(alerts) = file.alerts {
+        settings.alert_rules = alerts
+            .into_iter()
+            .map(|rule| {
+                Ok(AlertRule {
+                    severities: rule.severities,
+                    color: parse_hex_color(&rule.color)?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+    }
+    if let Some(otherwise) = file.otherwise {
+        settings.otherwise = otherwise;
+    }
     if let Some(cluster) = file.cluster {
         cluster.apply(&mut settings.cluster)?;
     }
@@ -271,13 +345,53 @@ pub fn frame(counts: &Counts, settings: &Settings, led_count: u32) -> Vec<Rgb> {
     vec![node_color(counts, settings); led_count as usize]
 }
 
-/// What the rule looks at: pods per state, those of them silenced, and whether the
-/// node itself is silenced.
+/// What the rule looks at: pods per state, those of them silenced, whether the node
+/// itself is silenced, and which alert rules its alerts match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Judged {
     pub counts: Counts,
     pub silenced: Counts,
     pub node_silenced: bool,
+    pub alerts: AlertsJudged,
+}
+
+/// The first alert rule matched by a firing alert, and the first matched by one
+/// silenced or inhibited in Alertmanager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AlertsJudged {
+    pub firing: Option<usize>,
+    pub muted: Option<usize>,
+}
+
+/// An alert as the rules see it: its severity, and whether Alertmanager silenced or
+/// inhibited it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertView<'a> {
+    pub severity: &'a str,
+    pub muted: bool,
+}
+
+impl AlertsJudged {
+    /// Which alert rules `alerts` match.
+    pub fn of<'a>(alerts: impl IntoIterator<Item = AlertView<'a>>, settings: &Settings) -> Self {
+        let mut judged = AlertsJudged::default();
+        for alert in alerts {
+            let Some(rule) = settings
+                .alert_rules
+                .iter()
+                .position(|r| r.matches(alert.severity))
+            else {
+                continue;
+            };
+            let slot = if alert.muted {
+                &mut judged.muted
+            } else {
+                &mut judged.firing
+            };
+            *slot = Some(slot.map_or(rule, |r| r.min(rule)));
+        }
+        judged
+    }
 }
 
 impl Judged {
@@ -298,6 +412,11 @@ impl Judged {
 /// Why a colour was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
+    /// Alert rule `n` (0-based) matched a firing alert.
+    Alert(usize),
+    /// Alerts silenced or inhibited in Alertmanager would have matched alert rule
+    /// `n`, before anything firing.
+    AlertAcknowledged(usize),
     /// Rule `n` (0-based) matched pods that are not silenced.
     Rule(usize),
     /// Silenced pods would have matched rule `n`, before anything unsilenced.
@@ -315,9 +434,9 @@ pub struct Decision {
     pub why: Why,
 }
 
-/// The node's colour: the node's silence first, then the first rule matched by pods
-/// that are not silenced — unless silenced pods match an earlier rule, which then
-/// shows as acknowledged — then off.
+/// The node's colour: the node's silence first, then the first rule — alert rules
+/// before pod rules — matched by alerts or pods that are not silenced, unless
+/// silenced ones match an earlier rule, which then shows as acknowledged; then off.
 pub fn decide(judged: &Judged, settings: &Settings) -> Decision {
     let brightness = settings.brightness;
     if judged.node_silenced {
@@ -326,27 +445,48 @@ pub fn decide(judged: &Judged, settings: &Settings) -> Decision {
             why: Why::Maintenance,
         };
     }
+    // One ranking: alert rules, then pod rules.
+    let alert_rules = settings.alert_rules.len();
     let first = |count: &dyn Fn(State) -> u32| {
         settings
             .rules
             .iter()
             .position(|rule| rule.states.iter().any(|&state| count(state) > 0))
+            .map(|rule| alert_rules + rule)
     };
-    let unsilenced = first(&|state| judged.unsilenced(state));
-    let silenced = first(&|state| judged.silenced.of(state));
+    let unsilenced = judged
+        .alerts
+        .firing
+        .or_else(|| first(&|state| judged.unsilenced(state)));
+    let silenced = judged
+        .alerts
+        .muted
+        .or_else(|| first(&|state| judged.silenced.of(state)));
+    let shown = |rank: usize| {
+        if rank < alert_rules {
+            Decision {
+                color: settings.alert_rules[rank].color.scaled(brightness),
+                why: Why::Alert(rank),
+            }
+        } else {
+            Decision {
+                color: settings.rules[rank - alert_rules].color.scaled(brightness),
+                why: Why::Rule(rank - alert_rules),
+            }
+        }
+    };
+    let acknowledged = |rank: usize| Decision {
+        color: settings.acknowledged.scaled(brightness),
+        why: if rank < alert_rules {
+            Why::AlertAcknowledged(rank)
+        } else {
+            Why::Acknowledged(rank - alert_rules)
+        },
+    };
     match (unsilenced, silenced) {
-        (Some(rule), None) => Decision {
-            color: settings.rules[rule].color.scaled(brightness),
-            why: Why::Rule(rule),
-        },
-        (Some(rule), Some(acknowledged)) if rule <= acknowledged => Decision {
-            color: settings.rules[rule].color.scaled(brightness),
-            why: Why::Rule(rule),
-        },
-        (_, Some(rule)) => Decision {
-            color: settings.acknowledged.scaled(brightness),
-            why: Why::Acknowledged(rule),
-        },
+        (Some(rank), None) => shown(rank),
+        (Some(rank), Some(muted)) if rank <= muted => shown(rank),
+        (_, Some(muted)) => acknowledged(muted),
         (None, None) => Decision {
             color: Rgb::OFF,
             why: Why::Nothing,
@@ -379,7 +519,20 @@ impl Decision {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let severities = |n: usize| settings.alert_rules[n].severities.join(", ");
         match self.why {
+            Why::Alert(n) => format!(
+                "alert rule {}: {} alerts → {}",
+                n + 1,
+                severities(n),
+                self.color
+            ),
+            Why::AlertAcknowledged(n) => format!(
+                "acknowledged: {} alerts silenced or inhibited in Alertmanager (alert rule {}) → {}",
+                severities(n),
+                n + 1,
+                self.color
+            ),
             Why::Rule(n) => format!("rule {}: {} pods → {}", n + 1, states(n), self.color),
             Why::Acknowledged(n) => format!(
                 "acknowledged: silenced {} pods (rule {}) → {}",
@@ -398,8 +551,30 @@ impl Decision {
         match self.why {
             Why::Rule(n) => (settings.rules[n].states.clone(), false),
             Why::Acknowledged(n) => (settings.rules[n].states.clone(), true),
-            Why::Maintenance | Why::Nothing => (Vec::new(), false),
+            Why::Alert(_) | Why::AlertAcknowledged(_) | Why::Maintenance | Why::Nothing => {
+                (Vec::new(), false)
+            }
         }
+    }
+
+    /// The alert rule behind the colour, and whether its alerts are the muted ones.
+    pub fn alert_rule(&self) -> Option<(usize, bool)> {
+        match self.why {
+            Why::Alert(n) => Some((n, false)),
+            Why::AlertAcknowledged(n) => Some((n, true)),
+            _ => None,
+        }
+    }
+
+    /// Whether `alert` is behind the colour.
+    pub fn names_alert(&self, settings: &Settings, alert: AlertView<'_>) -> bool {
+        self.alert_rule()
+            .is_some_and(|rule| settings.alert_behind(rule, alert))
+    }
+
+    /// The LEDs are left to the layer below: no rule matched and the settings say so.
+    pub fn see_through(&self, settings: &Settings) -> bool {
+        self.why == Why::Nothing && settings.otherwise == Otherwise::SeeThrough
     }
 }
 
@@ -505,6 +680,7 @@ mod tests {
             }),
             silenced: counts(|c| c.failed = 1),
             node_silenced: false,
+            alerts: AlertsJudged::default(),
         };
         let d = decide(&failed_silenced, &s);
         assert_eq!(d.why, Why::Acknowledged(0));
@@ -554,6 +730,63 @@ mod tests {
         assert_eq!(failed.blinking(&s, 500), (Rgb::OFF, Some(300)));
         let running = decide(&Judged::counts(counts(|c| c.running = 1)), &s);
         assert_eq!(running.blinking(&s, 500), (Rgb::new(0, 32, 50), None));
+    }
+
+    #[test]
+    fn alert_rules_come_before_pod_rules_and_muted_alerts_are_acknowledged() {
+        let (s, problem) = parse_settings(Some(
+            r##"{"alerts": [{"severities": ["critical"], "color": "#300000"}, {"severities": ["warning", "*"], "color": "#302000"}], "otherwise": "see-through"}"##,
+        ));
+        assert_eq!(problem, None);
+        let view = |severity, muted| AlertView { severity, muted };
+        let failing = counts(|c| c.failed = 1);
+        let with = |alerts: &[AlertView<'_>], counts: Counts| Judged {
+            counts,
+            alerts: AlertsJudged::of(alerts.iter().copied(), &s),
+            ..Judged::default()
+        };
+        let critical = decide(&with(&[view("CRITICAL", false)], failing), &s);
+        assert_eq!(
+            (critical.why, critical.color),
+            (Why::Alert(0), Rgb::new(48, 0, 0))
+        );
+        assert!(critical.rule_text(&s).contains("critical alerts"));
+        assert!(critical.names_alert(&s, view("critical", false)));
+        assert!(!critical.names_alert(&s, view("warning", false)));
+        let info = decide(&with(&[view("info", false)], Counts::default()), &s);
+        assert_eq!(info.why, Why::Alert(1));
+        // Silenced in Alertmanager: acknowledged, unless something firing ranks higher.
+        let muted = decide(
+            &with(&[view("critical", true)], counts(|c| c.running = 1)),
+            &s,
+        );
+        assert_eq!(
+            (muted.why, muted.color),
+            (Why::AlertAcknowledged(0), s.acknowledged)
+        );
+        let muted_but_warning = decide(
+            &with(&[view("critical", true), view("warning", false)], failing),
+            &s,
+        );
+        assert_eq!(muted_but_warning.why, Why::AlertAcknowledged(0));
+        let firing_first = decide(
+            &with(&[view("critical", false), view("warning", true)], failing),
+            &s,
+        );
+        assert_eq!(firing_first.why, Why::Alert(0));
+        // No alert: the pod rules as before; nothing at all: see-through.
+        assert_eq!(decide(&with(&[], failing), &s).why, Why::Rule(0));
+        let nothing = decide(&with(&[], Counts::default()), &s);
+        assert!(nothing.see_through(&s));
+        assert!(!nothing.see_through(&Settings::default()));
+        // Without alert rules, alerts change nothing.
+        let plain = Settings::default();
+        let judged = Judged {
+            counts: counts(|c| c.running = 1),
+            alerts: AlertsJudged::of([view("critical", false)], &plain),
+            ..Judged::default()
+        };
+        assert_eq!(decide(&judged, &plain).why, Why::Rule(3));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - `read-file`: tries to read `/etc/hostname` through WASI and returns what happened;
 //! - `huge-frame`: returns 10 000 LEDs;
 //! - `print`: writes to stdout and stderr, then returns one white LED;
+//! - `top-led`: an overlay layer: LED 0 lit (#010203), every other LED see-through;
 //! - `hostile-text`: prints terminal escapes and a 100 KB line, then reports an
 //!   error of 10 MiB that starts with escapes (clear screen, cursor home);
 //! - `busy MS`: works for MS milliseconds, then returns one LED and asks to be
@@ -154,6 +155,22 @@ impl Guest for Testkit {
                     again_after_ms: None,
                     reasons: vec![reason; 5_000],
                     see_through: vec![1, 2, 3, 99],
+                })
+            }
+            "top-led" => {
+                // An overlay: LED 0 lit, every other LED left to the layers below.
+                let count = snapshot::led_count();
+                Ok(Frame {
+                    leds: vec![Rgb { r: 1, g: 2, b: 3 }; count as usize],
+                    again_after_ms: None,
+                    reasons: vec![LedReason {
+                        leds: vec![0],
+                        rule: "incident on LED 0".into(),
+                        pods: Vec::new(),
+                        nodes: Vec::new(),
+                        alerts: Vec::new(),
+                    }],
+                    see_through: (1..count).collect(),
                 })
             }
             "silences" => {

@@ -28,7 +28,7 @@ use self::changes::Changes;
 use self::fetch::Tried;
 use self::prepare::{Failed, Prepared, prepare};
 use self::publish::{Origin, publish_active, report_failure, succeeded};
-use super::evaluator::PolicyCommand;
+use super::evaluator::{LayerCommand, PolicyCommand};
 use super::source::{Fingerprint, Found, PolicySource};
 use super::status::PolicyRole;
 use super::{AgentStatus, EventSink};
@@ -56,11 +56,14 @@ pub(crate) struct PolicySlot {
     source: PolicySource,
     status: Arc<AgentStatus>,
     events: EventSink,
-    commands: mpsc::Sender<PolicyCommand>,
+    commands: mpsc::Sender<LayerCommand>,
     role: PolicyRole,
     changes: Changes,
-    /// What is loaded now.
+    /// What was read last: what runs now, or what was refused.
     current: Option<Fingerprint>,
+    /// `current`'s plugin is the one running (not one refused while another runs):
+    /// only then may a settings-only change go to the running policy.
+    current_runs: bool,
     /// Failed pulls in a row from a registry that was down; the next try waits
     /// [`retry_pause`] of them.
     pull_failures: u32,
@@ -81,7 +84,7 @@ impl PolicySlot {
         status: Arc<AgentStatus>,
         events: EventSink,
         role: PolicyRole,
-        commands: mpsc::Sender<PolicyCommand>,
+        commands: mpsc::Sender<LayerCommand>,
     ) -> (PolicyInstance, ReloadWatcher) {
         let changes = Changes::start(&source);
         let mut slot = PolicySlot {
@@ -93,6 +96,7 @@ impl PolicySlot {
             role,
             changes,
             current: None,
+            current_runs: false,
             pull_failures: 0,
         };
         let first = slot.load_first().await;
@@ -121,6 +125,7 @@ impl PolicySlot {
                 Ok(Prepared { instance, origin }) => {
                     publish_active(&self.status, self.role, &instance, origin, &found, None);
                     self.current = Some(found.fingerprint());
+                    self.current_runs = true;
                     return instance;
                 }
                 Err(Failed { error, tried }) => {
@@ -132,10 +137,15 @@ impl PolicySlot {
                 }
             }
         };
+        // Without a plugin the built-in policy runs with these settings; with one, the
+        // plugin was refused and the built-in policy runs instead.
+        self.current_runs = found.plugin.is_none();
         self.current = Some(found.fingerprint());
-        // A shadow without a plugin file is the built-in policy with the shadow's own
-        // settings: how new settings for it are tried before they go live.
-        let builtin_settings = if self.source.name == "priority" || self.role == PolicyRole::Shadow
+        // A shadow or a layer without a plugin file is the built-in policy with its own
+        // settings: how new settings are tried before they go live, and how the
+        // built-in policy serves as an alerts layer.
+        let builtin_settings = if self.source.name == "priority"
+            || matches!(self.role, PolicyRole::Shadow | PolicyRole::Layer(_))
         {
             found.settings.clone()
         } else {
@@ -191,11 +201,20 @@ impl PolicySlot {
         }
     }
 
-    /// The reload metric counts the active policy's reloads only.
+    /// The reload metric counts the reloads of policies that drive the sticks.
     fn count_success(&self) {
-        if self.role == PolicyRole::Active {
+        if self.role.drives_the_sticks() {
             self.status.metrics.reload("ok");
         }
+    }
+
+    /// Sends a command to this slot's evaluator.
+    async fn send(&self, command: PolicyCommand) {
+        let position = match self.role {
+            PolicyRole::Layer(n) => n,
+            PolicyRole::Active | PolicyRole::Shadow => 0,
+        };
+        let _ = self.commands.send((position, command)).await;
     }
 
     async fn run(mut self) {
@@ -247,11 +266,11 @@ impl PolicySlot {
             if current == Some(&fingerprint) && self.pull_failures == 0 {
                 return None;
             }
-            if current.is_some_and(|c| *c != fingerprint && fingerprint.same_plugin(c)) {
+            if self.current_runs
+                && current.is_some_and(|c| *c != fingerprint && fingerprint.same_plugin(c))
+            {
                 tracing::info!("policy settings changed; applying without recompiling");
-                let _ = self
-                    .commands
-                    .send(PolicyCommand::Settings(found.settings.clone()))
+                self.send(PolicyCommand::Settings(found.settings.clone()))
                     .await;
                 self.count_success();
                 self.status.update_policy_of(self.role, |p| {
@@ -283,8 +302,9 @@ impl PolicySlot {
                         Some(outcome),
                     );
                     self.count_success();
-                    let _ = self.commands.send(PolicyCommand::Swap(instance)).await;
+                    self.send(PolicyCommand::Swap(instance)).await;
                     self.current = Some(fingerprint);
+                    self.current_runs = true;
                     return None;
                 }
                 Err(Failed { error, tried }) => {
@@ -305,11 +325,13 @@ impl PolicySlot {
                             1
                         };
                         self.current = Some(fingerprint);
+                        self.current_runs = false;
                         return Some(retry_pause(self.pull_failures));
                     }
                     self.pull_failures = 0;
                     report_failure(&self.status, self.role, &self.events, &error, tried).await;
                     self.current = Some(fingerprint);
+                    self.current_runs = false;
                     return None;
                 }
             }

@@ -36,6 +36,9 @@ pub(super) fn publish_active(
         PolicyRole::Active => {
             tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
         }
+        PolicyRole::Layer(layer) => {
+            tracing::info!(layer, policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "layer policy active");
+        }
         PolicyRole::Shadow => {
             tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "shadow policy loaded (evaluated beside the active one, never shown)");
         }
@@ -77,6 +80,11 @@ pub(super) async fn report_failure(
     let reason = match role {
         PolicyRole::Active => {
             tracing::error!(%error, "policy reload failed; keeping the last good policy");
+            status.metrics.reload(error.metric_result());
+            "PolicyReloadFailed"
+        }
+        PolicyRole::Layer(layer) => {
+            tracing::error!(%error, layer, "layer policy reload failed; keeping the layer's last good policy");
             status.metrics.reload(error.metric_result());
             "PolicyReloadFailed"
         }
