@@ -173,25 +173,31 @@ impl Connection {
 impl ClusterError {
     /// A failed request, said the way people can act on: refused credentials, denied
     /// access, or no connection.
+    /// The API server's words are a remote party's: bounded and stripped of control
+    /// characters before they reach a log, a page or a terminal.
     pub fn of_request(url: String, error: kube::Error) -> ClusterError {
+        use crate::policy::untrusted::sanitize;
         match error {
             kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized { url },
             kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
                 url,
-                message: status.message,
+                message: sanitize(&status.message, MAX_SERVER_TEXT),
             },
             kube::Error::Api(status) => ClusterError::Answered {
                 url,
                 code: status.code,
-                message: status.message,
+                message: sanitize(&status.message, MAX_SERVER_TEXT),
             },
             error => ClusterError::Connect {
                 url,
-                reason: error_chain(&error),
+                reason: sanitize(&error_chain(&error), MAX_SERVER_TEXT),
             },
         }
     }
 }
+
+/// Characters of an API server's message kept.
+const MAX_SERVER_TEXT: usize = 500;
 
 /// An error and its sources in one line: kube's transport errors keep the OS error
 /// ("Connection refused (os error 111)") at the bottom of the chain.
@@ -212,6 +218,23 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_api_servers_words_are_bounded_and_stripped() {
+        let status = kube::core::Status::failure(
+            &format!(
+                "\u{1b}[2Jforbidden\nforged: level=ERROR{}",
+                "x".repeat(5_000)
+            ),
+            "Forbidden",
+        )
+        .with_code(403);
+        let error = ClusterError::of_request("https://api".into(), kube::Error::Api(status.into()));
+        let text = error.to_string();
+        assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
+        assert!(text.len() < 1_500, "{} bytes", text.len());
+        assert!(text.contains("forbidden"), "{text}");
+    }
 
     #[test]
     fn the_flag_wins_and_blank_is_no_name() {
