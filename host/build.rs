@@ -204,6 +204,11 @@ fn build_plugins(
             || key == "RUSTFLAGS"
             || key == "CARGO_TARGET_DIR"
             || key.starts_with("CARGO_PROFILE_")
+            // A lint pass of the outer build (clippy-driver wrapping rustc) is not for the
+            // plugins: clippy compiles without MIR optimisations, so the embedded plugin
+            // would differ from the one every other build makes.
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+            || key.starts_with("CLIPPY_")
         {
             command.env_remove(key);
         }

@@ -321,12 +321,20 @@ fn assert_image_matches_dockerfile(archive: &Path, dir: &Path) {
     let json = |path: PathBuf| -> Value {
         serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("JSON blob")
     };
-    let index = json(layout.join("index.json"));
-    let manifest = json(blob(
-        index["manifests"][0]["digest"]
+    // index.json names the tag's image index; its entries, one image per platform.
+    let top = json(layout.join("index.json"));
+    let index = json(blob(
+        top["manifests"][0]["digest"]
             .as_str()
-            .expect("a manifest"),
+            .expect("an image index"),
     ));
+    let entry = &index["manifests"][0];
+    assert_eq!(
+        entry["platform"],
+        serde_json::json!({"os": "linux", "architecture": "amd64"}),
+        "{index}"
+    );
+    let manifest = json(blob(entry["digest"].as_str().expect("a manifest")));
     let config = json(blob(
         manifest["config"]["digest"].as_str().expect("a config"),
     ));

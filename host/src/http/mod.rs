@@ -45,6 +45,9 @@ pub(crate) fn state_json(status: &AgentStatus) -> serde_json::Value {
         // What `podlight status` shows of this node, and where it is published.
         "report": status.report(None),
         "publishing": status.publishing(),
+        // Which build answers: a mixed cluster runs one image name on several
+        // architectures (Rust's names: x86_64, aarch64, arm).
+        "agent": {"version": env!("CARGO_PKG_VERSION"), "arch": std::env::consts::ARCH},
         "nowMs": crate::state::wall_clock_ms(),
         "ready": ready,
         "readyReason": reason,
