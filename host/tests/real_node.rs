@@ -57,14 +57,7 @@ impl RealNode {
 
     /// kubectl that must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded("kubectl", args, self.kubectl(args))
     }
 
     fn import(&self, archive: &Path, repo: &str) {
@@ -164,6 +157,24 @@ impl RealNode {
             &file.to_string_lossy(),
         ]);
     }
+}
+
+impl RealNode {
+    /// Helm against the node that must succeed (its home under `home`); its stdout.
+    fn helm(&self, home: &Path, args: &[&str]) -> String {
+        succeeded("helm", args, helm::helm(&self.kubeconfig, home, args))
+    }
+}
+
+/// The stdout of a command that must have succeeded (else its output, in the panic).
+fn succeeded(program: &str, args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 impl Drop for RealNode {
@@ -378,26 +389,10 @@ fn assert_image_matches_dockerfile(archive: &Path, dir: &Path) {
 
 #[test]
 fn the_daemonset_runs_on_a_real_node() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the real node needs root (cgroups, bridges, iptables)"
-    );
+    assert_root("cgroups, bridges, iptables");
     let images = tempfile::tempdir().expect("temp dir");
     let archive = images.path().join("podlight.tar");
-    let build = Command::new("bash")
-        .arg(repo_root().join("scripts/build-image"))
-        .args(["amd64", "test"])
-        .arg(&archive)
-        .output()
-        .expect("scripts/build-image runs");
-    assert!(
-        build.status.success(),
-        "building the image: {}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    eprintln!("{}", String::from_utf8_lossy(&build.stdout).trim());
+    eprintln!("{}", build_image("amd64", "test", &archive).trim());
     assert_image_matches_dockerfile(&archive, images.path());
 
     // The kubelet syncs pods every 2 s, so a ConfigMap swap reaches the volume in ≤ 3 s.
@@ -912,16 +907,7 @@ fn helm_install(node: &RealNode) {
     let home = tempfile::tempdir().expect("temp dir");
     let chart = helm::chart();
     let chart = chart.to_string_lossy();
-    let helm = |args: &[&str]| {
-        let out = helm::helm(&node.kubeconfig, home.path(), args);
-        assert!(
-            out.status.success(),
-            "helm {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let helm = |args: &[&str]| node.helm(home.path(), args);
     // As the chart's README says: the base's namespace file, then the chart; the image
     // built here and the emulated stick, since the node has none.
     let installed = Instant::now();
@@ -1164,5 +1150,370 @@ fn device_plugin_overlay(node: &RealNode) {
             "the patched DaemonSet never rolled out"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The node's own registry (scripts/real-node), which containerd pulls from over HTTP.
+const NODE_REGISTRY: &str = "10.200.0.1:5000";
+
+/// `scripts/build-image PLATFORMS TAG OUT`; its output.
+fn build_image(platforms: &str, tag: &str, out: &Path) -> String {
+    let build = Command::new("bash")
+        .arg(repo_root().join("scripts/build-image"))
+        .args([platforms, tag])
+        .arg(out)
+        .output()
+        .expect("scripts/build-image runs");
+    assert!(
+        build.status.success(),
+        "building the {platforms} image: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    String::from_utf8_lossy(&build.stdout).into_owned()
+}
+
+/// An image archive's index (the one its index.json names), its digest, and each
+/// platform's manifest digest with the manifest and its config.
+struct ImageArchive {
+    digest: String,
+    index: Value,
+    images: Vec<(Value, String, Value, Value)>,
+}
+
+fn read_archive(archive: &Path) -> ImageArchive {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(dir.path())
+        .status();
+    assert!(
+        untar.is_ok_and(|s| s.success()),
+        "untar {}",
+        archive.display()
+    );
+    let json = |digest: &str| -> Value {
+        let path = dir
+            .path()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(&path).expect("blob")).expect("JSON blob")
+    };
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).expect("index.json"))
+            .expect("index.json is JSON");
+    let digest = top["manifests"][0]["digest"]
+        .as_str()
+        .expect("an index")
+        .to_string();
+    let index = json(&digest);
+    let images = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|entry| {
+            let digest = entry["digest"].as_str().expect("digest").to_string();
+            let manifest = json(&digest);
+            let config = json(manifest["config"]["digest"].as_str().expect("config"));
+            (entry["platform"].clone(), digest, manifest, config)
+        })
+        .collect();
+    ImageArchive {
+        digest,
+        index,
+        images,
+    }
+}
+
+fn assert_root(why: &str) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the real node needs root ({why})"
+    );
+}
+
+/// Waits for a Ready podlight pod other than `old` (a rollout); its name and IP.
+fn rolled_out(node: &RealNode, old: &str, limit: Duration) -> (String, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (pod, ip) = node.ready_podlight(limit);
+        if pod != old {
+            return (pod, ip);
+        }
+        assert!(Instant::now() < deadline, "the DaemonSet never rolled out");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The image as a user with a mixed cluster gets it: three platforms under one index
+/// (reproducibly), pushed to a registry by scripts/publish-image, installed by Helm and
+/// pulled by the kubelet by tag and by digest; then the arm64 and arm/v7 images run as
+/// the DaemonSet's pod on this amd64 node through qemu-user (binfmt_misc).
+#[test]
+fn one_image_for_every_platform_pulled_by_the_kubelet() {
+    assert_root("cgroups, bridges, iptables, binfmt_misc");
+    let images = tempfile::tempdir().expect("temp dir");
+    let platforms = "amd64,arm64,armv7";
+    let first = images.path().join("first.tar");
+    eprintln!("{}", build_image(platforms, "test", &first).trim());
+    let second = images.path().join("second.tar");
+    build_image(platforms, "test", &second);
+    let archive = read_archive(&first);
+    assert_eq!(
+        read_archive(&second).digest,
+        archive.digest,
+        "two builds, one index digest"
+    );
+    let wanted = [
+        serde_json::json!({"os": "linux", "architecture": "amd64"}),
+        serde_json::json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+        serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v7"}),
+    ];
+    assert_eq!(archive.images.len(), 3, "{}", archive.index);
+    let (user, entrypoint, cmd, _) = dockerfile_final_stage();
+    for ((platform, _, manifest, config), want) in archive.images.iter().zip(&wanted) {
+        assert_eq!(platform, want, "{}", archive.index);
+        assert_eq!(config["architecture"], want["architecture"]);
+        assert_eq!(config["config"]["User"], user.as_str());
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(entrypoint)
+        );
+        assert_eq!(config["config"]["Cmd"], serde_json::json!(cmd));
+        println!(
+            "real node: image {}: layer {} bytes compressed",
+            want, manifest["layers"][0]["size"]
+        );
+    }
+    println!(
+        "real node: index {} (the same in two builds)",
+        archive.digest
+    );
+    let manifest_of = |architecture: &str| {
+        archive
+            .images
+            .iter()
+            .find(|(p, ..)| p["architecture"] == architecture)
+            .map(|(_, digest, ..)| digest.clone())
+            .expect("a manifest for the platform")
+    };
+
+    let node = RealNode::up("2s");
+    let repository = format!("{NODE_REGISTRY}/podlight");
+    let publish = Command::new("bash")
+        .arg(repo_root().join("scripts/publish-image"))
+        .arg(format!("{repository}:test"))
+        .arg("--to-plain-http")
+        .env("PODLIGHT_PLATFORMS", platforms)
+        .output()
+        .expect("scripts/publish-image runs");
+    let said = String::from_utf8_lossy(&publish.stdout);
+    assert!(
+        publish.status.success(),
+        "publishing: {said}{}",
+        String::from_utf8_lossy(&publish.stderr)
+    );
+    assert!(
+        said.contains(&format!("{repository}:test@{}", archive.digest)),
+        "publish-image names the index it pushed:\n{said}"
+    );
+    // The registry serves the same index under the tag.
+    let head = Command::new("curl")
+        .args(["-sfI", "-H"])
+        .arg("Accept: application/vnd.oci.image.index.v1+json")
+        .arg(format!("http://{NODE_REGISTRY}/v2/podlight/manifests/test"))
+        .output()
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&head.stdout).to_lowercase();
+    assert!(
+        headers.contains(&format!("docker-content-digest: {}", archive.digest)),
+        "{headers}"
+    );
+
+    // By tag, pulled by the kubelet (imagePullPolicy Always), installed with Helm as
+    // the chart's README says: it picks amd64 from the index.
+    let home = tempfile::tempdir().expect("temp dir");
+    let chart = helm::chart();
+    let chart = chart.to_string_lossy().into_owned();
+    let helm = |args: &[&str]| {
+        node.helm(home.path(), args);
+    };
+    let upgrade = |more: &[&str]| {
+        let mut args = vec![
+            "upgrade",
+            "podlight",
+            chart.as_str(),
+            "--namespace",
+            "podlight",
+            "--reuse-values",
+        ];
+        args.extend(more);
+        helm(&args);
+    };
+    // A policy swap by `helm upgrade --set-file`, as the chart's README has it.
+    let encoded = home.path().join("testkit.b64");
+    let base64 = Command::new("base64")
+        .args(["-w0", TESTKIT_WASM])
+        .output()
+        .expect("base64 runs");
+    assert!(base64.status.success(), "base64 {TESTKIT_WASM}");
+    std::fs::write(&encoded, &base64.stdout).expect("write");
+    let testkit = format!("policy.wasmBase64={}", encoded.display());
+    node.ok(&["label", "node", "realnode", "podlight.dev/blinkstick=true"]);
+    node.ok(&[
+        "apply",
+        "-f",
+        &repo_root()
+            .join("deploy/base/namespace.yaml")
+            .to_string_lossy(),
+    ]);
+    let pulled = Instant::now();
+    helm(&[
+        "install",
+        "podlight",
+        &chart,
+        "--namespace",
+        "podlight",
+        "--set",
+        &format!("image.repository={repository}"),
+        "--set",
+        "image.tag=test",
+        "--set",
+        "image.pullPolicy=Always",
+        "--set",
+        "device.access=virtual",
+    ]);
+    let (pod, ip) = node.ready_podlight(Duration::from_secs(180));
+    println!(
+        "real node: helm install, pulled by tag → Ready in {:.1} s",
+        pulled.elapsed().as_secs_f64()
+    );
+    let image_id = node.ok(&[
+        "-n",
+        "podlight",
+        "get",
+        "pod",
+        &pod,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].imageID}",
+    ]);
+    assert!(
+        image_id.ends_with(&archive.digest),
+        "the pod runs the pushed index: {image_id}"
+    );
+    let state = agent_state(&ip).expect("the status API");
+    assert_eq!(state["agent"]["arch"], "x86_64", "{state}");
+    shows(
+        &ip,
+        "pulled by tag: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+
+    // By digest (image.digest).
+    let by_digest = Instant::now();
+    upgrade(&["--set", &format!("image.digest={}", archive.digest)]);
+    let (pod, ip) = rolled_out(&node, &pod, Duration::from_secs(180));
+    println!(
+        "real node: helm upgrade to image.digest, pulled → Ready in {:.1} s",
+        by_digest.elapsed().as_secs_f64()
+    );
+    shows(
+        &ip,
+        "pulled by digest: green",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+
+    // The ARM images, each by its own manifest's digest, under qemu-user. Emulation
+    // costs memory (qemu's translated code) and time: the limit is raised for it and
+    // the waits are long.
+    let binfmt = Command::new("bash")
+        .arg(repo_root().join("scripts/real-node"))
+        .arg("binfmt")
+        .output()
+        .expect("scripts/real-node binfmt runs");
+    assert!(
+        binfmt.status.success(),
+        "binfmt_misc: {}",
+        String::from_utf8_lossy(&binfmt.stderr)
+    );
+    eprintln!("{}", String::from_utf8_lossy(&binfmt.stderr).trim());
+    let mut previous = pod;
+    let mut crasher = false;
+    for (architecture, rust_arch) in [("arm64", "aarch64"), ("arm", "arm")] {
+        let started = Instant::now();
+        upgrade(&[
+            "--set",
+            &format!("image.digest={}", manifest_of(architecture)),
+            "--set",
+            "resources.limits.memory=512Mi",
+        ]);
+        let (pod, ip) = rolled_out(&node, &previous, Duration::from_secs(300));
+        let ready = started.elapsed();
+        // Green, or red once the crash-looping workload exists.
+        let first = if crasher { RED } else { GREEN };
+        shows(
+            &ip,
+            &format!("{architecture} under qemu: its first right frame"),
+            &all(first),
+            Duration::from_secs(120),
+        );
+        let state = agent_state(&ip).expect("the status API");
+        assert_eq!(state["agent"]["arch"], rust_arch, "{state}");
+        println!(
+            "real node: {architecture} image by digest → Ready in {:.1} s, first right frame {:.1} s (qemu-user)",
+            ready.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+        if !crasher {
+            workload(&node, "crasher", &["exit", "1", "1"], None);
+            crasher = true;
+        }
+        shows(
+            &ip,
+            &format!("{architecture}: a crash loop is red"),
+            &all(RED),
+            Duration::from_secs(120),
+        );
+        // A policy swap through the ConfigMap applies: the testkit, then back.
+        let swap = Instant::now();
+        upgrade(&["--set-file", &testkit]);
+        let state = {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let state = agent_state(&ip);
+                if state
+                    .as_ref()
+                    .is_some_and(|s| s["policy"]["origin"] != "builtin")
+                {
+                    break state;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{architecture}: the swap never applied: {state:?}"
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        };
+        println!(
+            "real node: {architecture}: ConfigMap swap → new policy in {:.1} s (qemu-user)",
+            swap.elapsed().as_secs_f64()
+        );
+        assert!(
+            state.is_some_and(|s| leds(&s) != all(RED)),
+            "{architecture}: the testkit's frame replaced the built-in one"
+        );
+        upgrade(&["--set", "policy.wasmBase64="]);
+        shows(
+            &ip,
+            &format!("{architecture}: the built-in policy again"),
+            &all(RED),
+            Duration::from_secs(120),
+        );
+        previous = pod;
     }
 }
