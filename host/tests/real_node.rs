@@ -1507,6 +1507,25 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
             state.is_some_and(|s| leds(&s) != all(RED)),
             "{architecture}: the testkit's frame replaced the built-in one"
         );
+        // The kubelet's copy of the ConfigMap follows the API within its sync period;
+        // the next change waits for it, so the two updates are not in flight together.
+        let uid = node
+            .podlight_pod()
+            .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+            .expect("the pod's uid");
+        let mounted = PathBuf::from(format!(
+            "/var/tmp/podlight-real-node/kubelet/pods/{uid}/volumes/kubernetes.io~configmap/policies/priority.wasm"
+        ));
+        let wanted = std::fs::read(TESTKIT_WASM).expect("testkit");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read(&mounted).ok().as_deref() != Some(&wanted[..]) {
+            assert!(
+                Instant::now() < deadline,
+                "the kubelet never updated {}",
+                mounted.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         upgrade(&["--set", "policy.wasmBase64="]);
         shows(
             &ip,
