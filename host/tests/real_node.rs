@@ -160,6 +160,28 @@ impl RealNode {
 }
 
 impl RealNode {
+    /// Waits until the kubelet's copy of the policies ConfigMap in the podlight pod's
+    /// volume holds the testkit plugin.
+    fn wait_for_mounted_testkit(&self) {
+        let uid = self
+            .podlight_pod()
+            .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+            .expect("the pod's uid");
+        let mounted = PathBuf::from(format!(
+            "/var/tmp/podlight-real-node/kubelet/pods/{uid}/volumes/kubernetes.io~configmap/policies/priority.wasm"
+        ));
+        let testkit = std::fs::read(TESTKIT_WASM).expect("testkit");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read(&mounted).ok().as_deref() != Some(&testkit[..]) {
+            assert!(
+                Instant::now() < deadline,
+                "the kubelet never updated {}",
+                mounted.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Helm against the node that must succeed (its home under `home`); its stdout.
     fn helm(&self, home: &Path, args: &[&str]) -> String {
         succeeded("helm", args, helm::helm(&self.kubeconfig, home, args))
@@ -508,23 +530,7 @@ fn the_daemonset_runs_on_a_real_node() {
         })
     };
     let before = reloads_ok();
-    let uid = node
-        .podlight_pod()
-        .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
-        .expect("the pod's uid");
-    let mounted = PathBuf::from(format!(
-        "/var/tmp/podlight-real-node/kubelet/pods/{uid}/volumes/kubernetes.io~configmap/policies/priority.wasm"
-    ));
-    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read(&mounted).ok().as_deref() != Some(&testkit[..]) {
-        assert!(
-            Instant::now() < deadline,
-            "the kubelet never updated {}",
-            mounted.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    node.wait_for_mounted_testkit();
     let kubelet_swap = swap.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
@@ -1509,23 +1515,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
         );
         // The kubelet's copy of the ConfigMap follows the API within its sync period;
         // the next change waits for it, so the two updates are not in flight together.
-        let uid = node
-            .podlight_pod()
-            .and_then(|p| p["metadata"]["uid"].as_str().map(str::to_string))
-            .expect("the pod's uid");
-        let mounted = PathBuf::from(format!(
-            "/var/tmp/podlight-real-node/kubelet/pods/{uid}/volumes/kubernetes.io~configmap/policies/priority.wasm"
-        ));
-        let wanted = std::fs::read(TESTKIT_WASM).expect("testkit");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::fs::read(&mounted).ok().as_deref() != Some(&wanted[..]) {
-            assert!(
-                Instant::now() < deadline,
-                "the kubelet never updated {}",
-                mounted.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        node.wait_for_mounted_testkit();
         upgrade(&["--set", "policy.wasmBase64="]);
         shows(
             &ip,
