@@ -14,6 +14,7 @@ use crate::device::DeviceStatus;
 use crate::explain::{Explanation, PolicyName, explain};
 use crate::frame::Frame;
 use crate::lock::lock;
+use crate::policy::PrecompiledUse;
 use crate::report::{ActivePolicy, DeviceReport, LayerReport, NodeReport, ReloadOutcome};
 use crate::state::Snapshot;
 
@@ -37,6 +38,8 @@ pub struct PolicyStatus {
     /// While the policy asks for evaluations more often than its share of a core
     /// allows: the spacing they are given instead.
     pub throttled_spacing_ms: Option<u64>,
+    /// What became of the precompiled artifact pulled with the plugin, if any.
+    pub precompiled: Option<PrecompiledUse>,
 }
 
 /// A shadow policy (`--shadow-policy`): evaluated on the same snapshots as the active

@@ -132,6 +132,7 @@ impl EngineArgs {
             } else {
                 Backend::native()
             },
+            cross_target: None,
             parallel_compilation: true,
             compiler: Compiler::Child(ChildCompiler {
                 program,

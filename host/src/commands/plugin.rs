@@ -4,9 +4,12 @@ use super::args::EngineArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use podlight::policy::compile::{EXIT_INVALID, limit_this_process};
-use podlight::policy::{Backend, CompileBudget, EngineOptions, PolicyEngine, PolicyError};
+use podlight::policy::{
+    Backend, CompileBudget, CompileTarget, EngineOptions, Policy, PolicyEngine, PolicyError,
+    precompiled,
+};
 use podlight::state::Snapshot;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +19,15 @@ pub struct CheckArgs {
     plugin: String,
     #[command(flatten)]
     engine: EngineArgs,
+    /// Load the compiled form from this precompiled artifact (`plugin compile
+    /// --target`) instead of compiling, as an agent would: only when FILE.sig verifies
+    /// with a --verify-key; otherwise the plugin is compiled and the output says why.
+    #[arg(long, requires = "verify_keys")]
+    precompiled: Option<PathBuf>,
+    /// A cosign public key the precompiled artifact must be signed with (repeat for
+    /// several).
+    #[arg(long = "verify-key")]
+    verify_keys: Vec<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -24,7 +36,11 @@ pub struct CheckArgs {
 pub fn plugin_check(args: CheckArgs) -> Result<()> {
     let json = args.json;
     let engine = args.engine.engine()?;
-    let policy = Arc::new(args.engine.load(&engine, &args.plugin)?);
+    let policy = match &args.precompiled {
+        Some(artifact) => load_precompiled(&engine, &args.plugin, artifact, &args.verify_keys)?,
+        None => args.engine.load(&engine, &args.plugin)?,
+    };
+    let policy = Arc::new(policy);
     // A plugin that cannot even start on an empty node is not valid.
     let mut instance = policy.instantiate(None)?;
     let empty = Arc::new(Snapshot::new(Default::default(), Vec::new(), 0));
@@ -51,6 +67,9 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     outln!("size:       {size}")?;
     outln!("sha256:     {}", info.sha256)?;
     outln!("backend:    {}", engine.options().backend.name())?;
+    if let Some(precompiled) = &info.precompiled {
+        outln!("compiled:   {precompiled}")?;
+    }
     outln!("imports:    {}", info.imports.len())?;
     for import in &info.imports {
         outln!("  {import}")?;
@@ -59,15 +78,46 @@ pub fn plugin_check(args: CheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// Loads `plugin` with the compiled form from a precompiled artifact whose
+/// signature (`ARTIFACT.sig`) verifies with one of `keys`; compiles when it does not.
+fn load_precompiled(
+    engine: &PolicyEngine,
+    plugin: &str,
+    artifact: &Path,
+    keys: &[PathBuf],
+) -> Result<Policy> {
+    let file = std::fs::read(plugin).with_context(|| format!("cannot read {plugin}"))?;
+    let name = Path::new(plugin)
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(".gz")
+                .trim_end_matches(".wasm")
+                .to_string()
+        })
+        .unwrap_or_default();
+    let bytes =
+        std::fs::read(artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
+    let signature = std::fs::read(format!("{}.sig", artifact.display())).ok();
+    let keys = super::build::trusted_keys(keys)?;
+    let offered = precompiled::verified(&keys, &name, &bytes, signature.as_deref());
+    Ok(engine.load_bytes_offered(&name, &file, offered)?)
+}
+
 #[derive(Args)]
 pub struct CompileArgs {
     /// The component to compile (.wasm, uncompressed).
     input: PathBuf,
-    /// Where to write the compiled artifact.
+    /// Where to write the precompiled artifact.
     output: PathBuf,
-    /// Compile for the Pulley interpreter.
-    #[arg(long)]
+    /// Compile for this machine's Pulley interpreter.
+    #[arg(long, conflicts_with = "target")]
     pulley: bool,
+    /// Compile for another machine: x86_64, aarch64 (64-bit ARM), armv7 (32-bit ARM,
+    /// Pulley bytecode) or pulley64. Sign the artifact with `cosign sign-blob` and
+    /// push it beside the component with `podlight plugin push --precompiled`.
+    #[arg(long, value_parser = CompileTarget::parse)]
+    target: Option<CompileTarget>,
     /// Refuse to use more memory than this, in MiB.
     #[arg(long)]
     memory_budget_mib: Option<usize>,
@@ -89,12 +139,14 @@ pub fn plugin_compile(args: CompileArgs) -> Result<()> {
     .context("cannot apply the compile budget")?;
     let bytes = std::fs::read(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
+    let backend = match args.target {
+        Some(target) => target.backend(),
+        None if args.pulley => Backend::Pulley,
+        None => Backend::native(),
+    };
     let engine = PolicyEngine::new(EngineOptions {
-        backend: if args.pulley {
-            Backend::Pulley
-        } else {
-            Backend::native()
-        },
+        backend,
+        cross_target: args.target,
         // One thread: a lower memory peak within the budget, and the agent's other
         // core stays free.
         parallel_compilation: false,

@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use podlight::policy::inspect;
-use podlight::registry::PolicyReference;
+use podlight::policy::{CompileTarget, inspect, precompiled};
+use podlight::registry::{PolicyReference, PrecompiledPush};
 
 use super::args::RegistryArgs;
 
@@ -21,6 +23,12 @@ pub struct PushArgs {
     file: PathBuf,
     /// Where to push: oci://REGISTRY/REPOSITORY:TAG.
     reference: String,
+    /// A precompiled artifact of this component (`podlight plugin compile --target`),
+    /// pushed beside it for agents on that machine; its cosign signature must be
+    /// beside it as FILE.sig (`cosign sign-blob --key cosign.key --output-signature
+    /// FILE.sig FILE`). Repeat for each machine.
+    #[arg(long = "precompiled")]
+    precompiled: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -59,10 +67,58 @@ pub fn plugin_push(args: PushArgs) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().trim_end_matches(".gz").to_string())
         .unwrap_or_else(|| "policy.wasm".into());
-    let digest =
-        super::runtime()?.block_on(client.push(&reference, &component, &title, &created))?;
+    let artifacts = args
+        .precompiled
+        .iter()
+        .map(|path| precompiled_push(path, &component))
+        .collect::<Result<Vec<_>>>()?;
+    let digest = super::runtime()?.block_on(
+        client.push_with_precompiled(&reference, &component, &title, &created, &artifacts),
+    )?;
     outln!("{}", reference.pinned(&digest))?;
+    for artifact in &artifacts {
+        outln!(
+            "  precompiled for {}: {}",
+            artifact.target.name(),
+            artifact.title
+        )?;
+    }
     Ok(())
+}
+
+/// A precompiled artifact to push: it must be of `component` and signed.
+fn precompiled_push(path: &Path, component: &[u8]) -> Result<PrecompiledPush> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let artifact =
+        precompiled::parse(&bytes).map_err(|why| anyhow!("{}: {why}", path.display()))?;
+    let header = &artifact.header;
+    let target =
+        CompileTarget::parse(&header.target).map_err(|why| anyhow!("{}: {why}", path.display()))?;
+    if let Some(mismatch) = header.mismatch(component, target) {
+        bail!(
+            "{}: {mismatch}; compile it again from this component",
+            path.display()
+        );
+    }
+    let signature_path = PathBuf::from(format!("{}.sig", path.display()));
+    let signature = std::fs::read_to_string(&signature_path).with_context(|| {
+        format!(
+            "{} is not signed: agents run precompiled code only when a trusted key signed it. Sign it with `cosign sign-blob --key cosign.key --output-signature {} {}`",
+            path.display(),
+            signature_path.display(),
+            path.display()
+        )
+    })?;
+    let title = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("policy.{}.cwasm", target.name()));
+    Ok(PrecompiledPush {
+        bytes,
+        target,
+        signature,
+        title,
+    })
 }
 
 pub fn plugin_pull(args: PullArgs) -> Result<()> {

@@ -42,6 +42,85 @@ impl Backend {
     }
 }
 
+/// The machines a compiled plugin can run on, one per kind of code: what
+/// `podlight plugin compile --target` writes and what a precompiled artifact is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompileTarget {
+    /// Native x86-64 code (Cranelift).
+    X86_64,
+    /// Native 64-bit ARM code (Cranelift).
+    Aarch64,
+    /// Pulley bytecode for 32-bit hosts: what 32-bit ARM (a Raspberry Pi on a 32-bit
+    /// OS, `linux/arm/v7`) runs.
+    Armv7,
+    /// Pulley bytecode for 64-bit hosts (`--pulley` on a 64-bit machine).
+    Pulley64,
+}
+
+impl CompileTarget {
+    pub const ALL: [CompileTarget; 4] = [
+        CompileTarget::X86_64,
+        CompileTarget::Aarch64,
+        CompileTarget::Armv7,
+        CompileTarget::Pulley64,
+    ];
+
+    /// What code this machine runs with `backend`.
+    pub fn native(backend: Backend) -> CompileTarget {
+        let pointer_64 = cfg!(target_pointer_width = "64");
+        match backend {
+            Backend::Pulley if pointer_64 => CompileTarget::Pulley64,
+            Backend::Pulley => CompileTarget::Armv7,
+            Backend::Cranelift if cfg!(target_arch = "aarch64") => CompileTarget::Aarch64,
+            Backend::Cranelift if cfg!(target_arch = "x86_64") => CompileTarget::X86_64,
+            // Cranelift hosts without a target of their own here (riscv64, s390x)
+            // take no precompiled artifacts; they compile for themselves.
+            Backend::Cranelift if pointer_64 => CompileTarget::Pulley64,
+            Backend::Cranelift => CompileTarget::Armv7,
+        }
+    }
+
+    /// The name used on the command line, in artifacts and in registries.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompileTarget::X86_64 => "x86_64",
+            CompileTarget::Aarch64 => "aarch64",
+            CompileTarget::Armv7 => "armv7",
+            CompileTarget::Pulley64 => "pulley64",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<CompileTarget, String> {
+        CompileTarget::ALL
+            .into_iter()
+            .find(|t| t.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown target {name:?}: one of {}",
+                    CompileTarget::ALL.map(CompileTarget::name).join(", ")
+                )
+            })
+    }
+
+    pub fn backend(self) -> Backend {
+        match self {
+            CompileTarget::X86_64 | CompileTarget::Aarch64 => Backend::Cranelift,
+            CompileTarget::Armv7 | CompileTarget::Pulley64 => Backend::Pulley,
+        }
+    }
+
+    /// wasmtime's `Config::target` for it. Only the architecture and the OS of a
+    /// triple must match when an artifact is loaded, so glibc and musl agree.
+    pub(super) fn wasmtime_target(self) -> &'static str {
+        match self {
+            CompileTarget::X86_64 => "x86_64-unknown-linux-gnu",
+            CompileTarget::Aarch64 => "aarch64-unknown-linux-gnu",
+            CompileTarget::Armv7 => "pulley32",
+            CompileTarget::Pulley64 => "pulley64",
+        }
+    }
+}
+
 /// Limits and locations, set once per engine.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -54,11 +133,22 @@ pub struct EngineOptions {
     /// Where compiled plugins are kept; none disables the cache.
     pub cache_dir: Option<PathBuf>,
     pub backend: Backend,
+    /// Compile for another machine than this one (only compiles: such an engine
+    /// cannot run what it compiles). None: this machine, with `backend`.
+    pub cross_target: Option<CompileTarget>,
     /// Where plugins are compiled (the built-in one always in this process).
     pub compiler: Compiler,
     /// Compile a plugin's functions on several threads: faster, but with a higher
     /// memory peak. The compiling child turns it off.
     pub parallel_compilation: bool,
+}
+
+impl EngineOptions {
+    /// What code this engine compiles to.
+    pub fn target(&self) -> CompileTarget {
+        self.cross_target
+            .unwrap_or_else(|| CompileTarget::native(self.backend))
+    }
 }
 
 impl Default for EngineOptions {
@@ -69,6 +159,7 @@ impl Default for EngineOptions {
             max_plugin_size: 32 << 20,
             cache_dir: None,
             backend: Backend::native(),
+            cross_target: None,
             compiler: Compiler::InProcess,
             parallel_compilation: true,
         }

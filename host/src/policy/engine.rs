@@ -13,10 +13,11 @@ use super::bindings::{current, v0_2, v0_3};
 use super::cache::CompileCache;
 use super::compile::Compiler;
 use super::component::{LinkedPolicy, Policy};
-use super::config::{Backend, EngineOptions, allow_only_toolchain_features};
+use super::config::{Backend, CompileTarget, EngineOptions, allow_only_toolchain_features};
 use super::epoch::{EpochTicker, deadline_ticks, spawn_epoch_ticker};
-use super::inspect::{self, PluginInfo, WasmKind};
+use super::inspect::{self, PluginInfo, PrecompiledUse, WasmKind};
 use super::output::PluginOutput;
+use super::precompiled;
 use super::sandbox::PluginState;
 use super::untrusted::{MAX_PLUGIN_TEXT, sanitize};
 
@@ -37,14 +38,11 @@ impl PolicyEngine {
         config.wasm_component_model(true);
         allow_only_toolchain_features(&mut config);
         config.parallel_compilation(options.parallel_compilation);
-        if options.backend == Backend::Pulley {
-            let target = if cfg!(target_pointer_width = "64") {
-                "pulley64"
-            } else {
-                "pulley32"
-            };
+        // Native Cranelift code is left to wasmtime's own detection of this CPU;
+        // Pulley and other machines' code are named.
+        if options.cross_target.is_some() || options.backend == Backend::Pulley {
             config
-                .target(target)
+                .target(options.target().wasmtime_target())
                 .map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
         }
         let engine = Engine::new(&config).map_err(|e| PolicyError::Engine(format!("{e:#}")))?;
@@ -76,18 +74,27 @@ impl PolicyEngine {
             super::BUILTIN_NAME,
             super::BUILTIN_PRIORITY,
             &Compiler::InProcess,
+            None,
         )
     }
 
-    /// Compiles a component into an artifact for this engine, in this process: what
-    /// `podlight plugin compile` (the compiling child) runs.
+    /// What code this engine compiles to and runs.
+    pub fn target(&self) -> CompileTarget {
+        self.options.target()
+    }
+
+    /// Compiles a component into a precompiled artifact for this engine's target, in
+    /// this process: what `podlight plugin compile` (the compiling child, or a
+    /// cross-compile) runs.
     pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, PolicyError> {
-        self.engine
+        let code = self
+            .engine
             .precompile_component(bytes)
             .map_err(|e| PolicyError::Invalid {
                 name: name.to_string(),
                 reason: sanitize(&format!("{e:#}"), MAX_PLUGIN_TEXT),
-            })
+            })?;
+        Ok(precompiled::write(bytes, self.target(), &code))
     }
 
     /// Loads a `.wasm` or `.wasm.gz` file; the plugin is named after the file.
@@ -115,10 +122,30 @@ impl PolicyEngine {
 
     /// Checks, compiles (or fetches from the cache) and links a plugin.
     pub fn load_bytes(&self, name: &str, file: &[u8]) -> Result<Policy, PolicyError> {
-        self.load(name, file, &self.options.compiler)
+        self.load(name, file, &self.options.compiler, None)
     }
 
-    fn load(&self, name: &str, file: &[u8], compiler: &Compiler) -> Result<Policy, PolicyError> {
+    /// [`load_bytes`](Self::load_bytes) with a precompiled artifact on offer: its
+    /// compiled form is taken when the artifact was verified (see
+    /// [`precompiled::verified`]) and stands for this plugin on this engine; otherwise
+    /// the plugin is compiled, and [`PluginInfo::precompiled`] says why (unless the
+    /// compile cache had it, when no artifact was needed).
+    pub fn load_bytes_offered(
+        &self,
+        name: &str,
+        file: &[u8],
+        offered: Result<&[u8], String>,
+    ) -> Result<Policy, PolicyError> {
+        self.load(name, file, &self.options.compiler, Some(offered))
+    }
+
+    fn load(
+        &self,
+        name: &str,
+        file: &[u8],
+        compiler: &Compiler,
+        offered: Option<Result<&[u8], String>>,
+    ) -> Result<Policy, PolicyError> {
         let gzip = inspect::is_gzip(file);
         let unpacked = inspect::unpacked(name, file, self.options.max_plugin_size)?;
         let bytes = &unpacked[..];
@@ -141,10 +168,24 @@ impl PolicyEngine {
             .as_ref()
             .and_then(|c| c.load(&self.engine, &sha256));
         let cache_hit = cached.is_some();
+        let mut precompiled = None;
         let component = match cached {
             Some(component) => component,
             None => {
-                let component = self.compile(name, bytes, compiler)?;
+                let from_artifact =
+                    offered.map(|o| o.and_then(|a| self.deserialize_artifact(bytes, a)));
+                let component = match from_artifact {
+                    Some(Ok(component)) => {
+                        precompiled = Some(PrecompiledUse::Loaded);
+                        component
+                    }
+                    Some(Err(reason)) => {
+                        tracing::warn!(plugin = %name, %reason, "the precompiled artifact cannot be used; compiling the component");
+                        precompiled = Some(PrecompiledUse::Refused { reason });
+                        self.compile(name, bytes, compiler)?
+                    }
+                    None => self.compile(name, bytes, compiler)?,
+                };
                 if let Some(cache) = &self.cache {
                     cache.store(&self.engine, &sha256, &component);
                 }
@@ -176,6 +217,7 @@ impl PolicyEngine {
             sha256,
             imports,
             cache_hit,
+            precompiled,
         };
         Ok(Policy {
             engine: self.engine.clone(),
@@ -191,6 +233,25 @@ impl PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// The component in a verified precompiled artifact, or why it cannot stand for
+    /// `component` on this engine.
+    fn deserialize_artifact(&self, component: &[u8], artifact: &[u8]) -> Result<Component, String> {
+        let artifact = precompiled::parse(artifact)?;
+        if let Some(mismatch) = artifact.header.mismatch(component, self.target()) {
+            return Err(mismatch);
+        }
+        // SAFETY: the caller verified the artifact's signature with a key the agent
+        // trusts (see `precompiled`'s trust model); the header binds it to this
+        // component, target and wasmtime version, and wasmtime checks its own
+        // version, settings and this CPU's features before using the code.
+        unsafe { Component::deserialize(&self.engine, artifact.code) }.map_err(|e| {
+            format!(
+                "wasmtime refuses it: {}",
+                sanitize(&format!("{e:#}"), MAX_PLUGIN_TEXT)
+            )
+        })
+    }
+
     fn compile(
         &self,
         name: &str,
@@ -212,16 +273,20 @@ impl PolicyEngine {
             .clone()
             .unwrap_or_else(std::env::temp_dir);
         let artifact = child.compile(self.options.backend, name, bytes, &work)?;
+        let unusable = |reason: String| PolicyError::Compiler {
+            name: name.to_string(),
+            reason: format!("the compiled artifact does not load: {reason}"),
+        };
+        let artifact = precompiled::parse(&artifact).map_err(unusable)?;
+        if let Some(mismatch) = artifact.header.mismatch(bytes, self.target()) {
+            return Err(unusable(mismatch));
+        }
         // SAFETY: the artifact was just written by this same binary's
         // `plugin compile` (Engine::precompile_component) for this engine's
         // configuration, into a file only this process and its child use; wasmtime
         // checks its header and compatibility before using it.
-        unsafe { Component::deserialize(&self.engine, &artifact) }.map_err(|e| {
-            PolicyError::Compiler {
-                name: name.to_string(),
-                reason: format!("the compiled artifact does not load: {e:#}"),
-            }
-        })
+        unsafe { Component::deserialize(&self.engine, artifact.code) }
+            .map_err(|e| unusable(format!("{e:#}")))
     }
 }
 

@@ -55,6 +55,34 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Whether the compiled form came from the compile cache.
     pub cache_hit: bool,
+    /// What became of a precompiled artifact offered with the plugin; none when
+    /// there was none (or the compile cache had the plugin already).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<PrecompiledUse>,
+}
+
+/// What became of a precompiled artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum PrecompiledUse {
+    /// Its code runs: nothing was compiled.
+    Loaded,
+    /// Not used — the component was compiled instead — and why.
+    Refused { reason: String },
+}
+
+impl std::fmt::Display for PrecompiledUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrecompiledUse::Loaded => f.write_str("precompiled artifact loaded, nothing compiled"),
+            PrecompiledUse::Refused { reason } => {
+                write!(
+                    f,
+                    "precompiled artifact not used ({reason}); compiled instead"
+                )
+            }
+        }
+    }
 }
 
 /// What a byte string is, judged by its header.

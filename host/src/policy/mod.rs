@@ -21,16 +21,17 @@ mod instance;
 #[cfg(feature = "test-support")]
 pub mod native;
 mod output;
+pub mod precompiled;
 mod sandbox;
 pub mod signature;
 pub mod untrusted;
 
 pub use compile::{ChildCompiler, CompileBudget, Compiler};
 pub use component::Policy;
-pub use config::{Backend, EngineOptions};
+pub use config::{Backend, CompileTarget, EngineOptions};
 pub use engine::PolicyEngine;
 pub use error::PolicyError;
-pub use inspect::{CONTRACT_VERSION, PluginInfo, supported_versions};
+pub use inspect::{CONTRACT_VERSION, PluginInfo, PrecompiledUse, supported_versions};
 pub use instance::PolicyInstance;
 
 /// The default policy ("priority"), built from `plugins/priority` by the build script.

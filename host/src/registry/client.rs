@@ -19,6 +19,7 @@ use super::reference::PolicyReference;
 use super::transport::{
     Exchange, MANIFEST_DEADLINE, MAX_MANIFEST_BYTES, Transport, TransportError, blob_deadline,
 };
+use crate::policy::CompileTarget;
 use crate::policy::untrusted::sanitize;
 
 /// The media type of an OCI image manifest.
@@ -69,6 +70,19 @@ pub struct Pulled {
     pub layer_digest: String,
     /// The manifest and layer came from the cache: no request was made.
     pub from_cache: bool,
+    /// The precompiled artifact asked for, or why there is none; none when none was
+    /// asked for (or the policy came from the cache).
+    pub precompiled: Option<Result<PulledArtifact, String>>,
+}
+
+/// A precompiled artifact as pulled: not yet verified.
+#[derive(Debug, Clone)]
+pub struct PulledArtifact {
+    pub bytes: Vec<u8>,
+    /// The cosign signature its manifest carries (base64).
+    pub signature: Option<Vec<u8>>,
+    /// `sha256:…` of its manifest.
+    pub manifest_digest: String,
 }
 
 /// Why a pull or push failed. Each says what to do; the running policy is never
@@ -167,26 +181,35 @@ pub fn certificates_in(pem: &[u8]) -> Result<usize, String> {
     }
 }
 
-/// An OCI content descriptor: what a manifest says of its config and layers.
+/// An OCI content descriptor: what a manifest says of its config, layers and
+/// subject, and an index of its manifests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Descriptor {
-    media_type: String,
-    digest: String,
-    size: i64,
+pub(super) struct Descriptor {
+    pub(super) media_type: String,
+    pub(super) digest: String,
+    pub(super) size: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    annotations: Option<std::collections::BTreeMap<String, String>>,
+    pub(super) artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// An OCI image manifest: only what podlight reads and writes.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
-    schema_version: u32,
+pub(super) struct Manifest {
+    pub(super) schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    media_type: Option<String>,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
+    pub(super) media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) artifact_type: Option<String>,
+    pub(super) config: Descriptor,
+    pub(super) layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) annotations: Option<std::collections::BTreeMap<String, String>>,
 }
 
 pub struct RegistryClient {
@@ -204,7 +227,7 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
+pub(super) fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
@@ -221,8 +244,12 @@ impl RegistryClient {
         }
     }
 
+    pub(super) fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
     /// The HTTP transport, or why there is none.
-    fn transport(&self, reference: &PolicyReference) -> Result<&Transport, PullError> {
+    pub(super) fn transport(&self, reference: &PolicyReference) -> Result<&Transport, PullError> {
         let built = self.transport.get_or_init(|| {
             super::transport::use_ring_crypto();
             let options = &self.options;
@@ -239,7 +266,7 @@ impl RegistryClient {
         })
     }
 
-    fn classify(&self, reference: &PolicyReference, error: TransportError) -> PullError {
+    pub(super) fn classify(&self, reference: &PolicyReference, error: TransportError) -> PullError {
         let registry = reference.registry.clone();
         let text = reference.to_string();
         match error {
@@ -288,17 +315,17 @@ impl RegistryClient {
     }
 
     /// `repository:REPO:ACTIONS`, the token scope of an operation on `reference`.
-    fn scope(reference: &PolicyReference, actions: &str) -> String {
+    pub(super) fn scope(reference: &PolicyReference, actions: &str) -> String {
         format!("repository:{}:{actions}", reference.repository)
     }
 
-    fn cached(&self, kind: &str, digest: &str) -> Option<Vec<u8>> {
+    pub(super) fn cached(&self, kind: &str, digest: &str) -> Option<Vec<u8>> {
         let dir = self.options.cache_dir.as_ref()?;
         std::fs::read(dir.join("oci").join(kind).join(cache_name(digest))).ok()
     }
 
     /// Keeps `bytes` under `oci/KIND/DIGEST`, written whole or not at all.
-    fn keep(&self, kind: &str, digest: &str, bytes: &[u8]) {
+    pub(super) fn keep(&self, kind: &str, digest: &str, bytes: &[u8]) {
         let Some(dir) = &self.options.cache_dir else {
             return;
         };
@@ -312,6 +339,17 @@ impl RegistryClient {
     /// no request is made. The manifest is read within [`MAX_MANIFEST_BYTES`] and the
     /// deadline, the layer within the plugin limit and its [`blob_deadline`].
     pub async fn pull(&self, reference: &PolicyReference) -> Result<Pulled, PullError> {
+        self.pull_for(reference, None).await
+    }
+
+    /// [`pull`](Self::pull), and the precompiled artifact for `target` pushed beside
+    /// the policy, if any (see [`precompiled`](super::precompiled)). A missing or
+    /// unreadable artifact never fails the pull: the policy is compiled instead.
+    pub async fn pull_for(
+        &self,
+        reference: &PolicyReference,
+        target: Option<CompileTarget>,
+    ) -> Result<Pulled, PullError> {
         if let Some(pulled) = self.pull_cached(reference) {
             return Ok(pulled);
         }
@@ -377,18 +415,33 @@ impl RegistryClient {
             Some(bytes) => bytes,
             None => {
                 let bytes = self
-                    .pull_layer(transport, reference, &scope, &mut auth, &layer)
+                    .pull_blob(
+                        transport,
+                        reference,
+                        &mut auth,
+                        &layer,
+                        "Wasm layer",
+                        self.options.max_bytes,
+                    )
                     .await?;
                 self.keep("blobs", &layer.digest, &bytes);
                 bytes
             }
         };
         self.keep("manifests", &manifest_digest, layer.digest.as_bytes());
+        let precompiled = match target {
+            Some(target) => Some(
+                self.pull_precompiled(transport, reference, &mut auth, &manifest_digest, target)
+                    .await,
+            ),
+            None => None,
+        };
         Ok(Pulled {
             bytes,
             manifest_digest,
             layer_digest: layer.digest,
             from_cache: false,
+            precompiled,
         })
     }
 
@@ -403,6 +456,7 @@ impl RegistryClient {
                 manifest_digest: manifest_digest.clone(),
                 layer_digest,
                 from_cache: true,
+                precompiled: None,
             },
         )
     }
@@ -447,35 +501,38 @@ impl RegistryClient {
         Ok(layer.clone())
     }
 
-    async fn pull_layer(
+    /// A layer's bytes, read within `limit` and checked against its digest.
+    pub(super) async fn pull_blob(
         &self,
         transport: &Transport,
         reference: &PolicyReference,
-        scope: &str,
         auth: &mut Option<String>,
         layer: &Descriptor,
+        what: &'static str,
+        limit: usize,
     ) -> Result<Vec<u8>, PullError> {
+        let scope = Self::scope(reference, "pull");
         let url = transport
             .url(
                 &reference.registry,
                 &format!("{}/blobs/{}", reference.repository, layer.digest),
             )
             .map_err(|e| self.classify(reference, e))?;
-        let declared = usize::try_from(layer.size).unwrap_or(0);
+        let declared = usize::try_from(layer.size).unwrap_or(0).min(limit);
         let pulled = transport
             .send(
                 &reference.registry,
-                scope,
+                &scope,
                 auth,
                 Exchange {
                     method: Method::GET,
                     url,
-                    what: "Wasm layer",
+                    what,
                     accept: None,
                     content_type: None,
                     body: None,
                     // The manifest's size is the registry's word; the bytes are counted.
-                    limit: self.options.max_bytes,
+                    limit,
                     hint: " (--max-plugin-mib)",
                     expected: declared,
                 },
@@ -487,8 +544,8 @@ impl RegistryClient {
             Err(TransportError::TooLarge { .. }) => {
                 return Err(PullError::TooLarge {
                     reference: reference.to_string(),
-                    size: self.options.max_bytes as u64 + 1,
-                    max: self.options.max_bytes,
+                    size: limit as u64 + 1,
+                    max: limit,
                 });
             }
             Err(e) => return Err(self.classify(reference, e)),
@@ -497,7 +554,7 @@ impl RegistryClient {
         if actual != layer.digest {
             return Err(PullError::DigestMismatch {
                 reference: reference.to_string(),
-                what: "Wasm layer",
+                what,
                 expected: layer.digest.clone(),
                 actual,
             });
@@ -508,7 +565,7 @@ impl RegistryClient {
     /// Uploads a blob unless the registry has it: `POST …/blobs/uploads/`, then `PUT`
     /// to the location it answers with the digest (the distribution spec's monolithic
     /// upload).
-    async fn push_blob(
+    pub(super) async fn push_blob(
         &self,
         transport: &Transport,
         reference: &PolicyReference,
@@ -605,6 +662,20 @@ impl RegistryClient {
         title: &str,
         created: &str,
     ) -> Result<String, PullError> {
+        self.push_with_precompiled(reference, component, title, created, &[])
+            .await
+    }
+
+    /// [`push`](Self::push), then `artifacts` as its referrers (see
+    /// [`precompiled`](super::precompiled)).
+    pub async fn push_with_precompiled(
+        &self,
+        reference: &PolicyReference,
+        component: &[u8],
+        title: &str,
+        created: &str,
+        artifacts: &[super::PrecompiledPush],
+    ) -> Result<String, PullError> {
         let transport = self.transport(reference)?;
         let mut auth = None;
         let layer_digest = sha256_digest(component);
@@ -633,41 +704,74 @@ impl RegistryClient {
                 media_type: WASM_CONFIG.to_string(),
                 digest: config_digest,
                 size: config.len() as i64,
+                artifact_type: None,
                 annotations: None,
             },
             layers: vec![Descriptor {
                 media_type: WASM_LAYER.to_string(),
                 digest: layer_digest,
                 size: component.len() as i64,
+                artifact_type: None,
                 annotations: Some(std::collections::BTreeMap::from([(
                     "org.opencontainers.image.title".to_string(),
                     title.to_string(),
                 )])),
             }],
+            artifact_type: None,
+            subject: None,
+            annotations: None,
         };
         let manifest = serde_json::to_vec(&manifest).map_err(|e| PullError::Invalid {
             reference: reference.to_string(),
             why: e.to_string(),
         })?;
         let tag = reference.tag.as_deref().unwrap_or("latest");
+        let digest = self
+            .put_manifest(
+                transport,
+                reference,
+                &mut auth,
+                tag,
+                OCI_MANIFEST,
+                &manifest,
+            )
+            .await?;
+        if !artifacts.is_empty() {
+            self.push_precompiled(reference, (&digest, manifest.len()), artifacts)
+                .await?;
+        }
+        Ok(digest)
+    }
+
+    /// Uploads a manifest (or index) under `tag_or_digest`; its digest (registries
+    /// store a manifest as sent: the digest is that of these bytes).
+    pub(super) async fn put_manifest(
+        &self,
+        transport: &Transport,
+        reference: &PolicyReference,
+        auth: &mut Option<String>,
+        tag_or_digest: &str,
+        media_type: &str,
+        manifest: &[u8],
+    ) -> Result<String, PullError> {
         let url = transport
             .url(
                 &reference.registry,
-                &format!("{}/manifests/{tag}", reference.repository),
+                &format!("{}/manifests/{tag_or_digest}", reference.repository),
             )
             .map_err(|e| self.classify(reference, e))?;
         transport
             .send(
                 &reference.registry,
                 &Self::scope(reference, "pull,push"),
-                &mut auth,
+                auth,
                 Exchange {
                     method: Method::PUT,
                     url,
                     what: "manifest upload",
                     accept: None,
-                    content_type: Some(OCI_MANIFEST),
-                    body: Some(Bytes::from(manifest.clone())),
+                    content_type: Some(media_type),
+                    body: Some(Bytes::copy_from_slice(manifest)),
                     limit: super::transport::MAX_ERROR_BYTES,
                     hint: "",
                     expected: 0,
@@ -676,7 +780,6 @@ impl RegistryClient {
             )
             .await
             .map_err(|e| self.classify(reference, e))?;
-        // Registries store a manifest as sent: its digest is that of these bytes.
-        Ok(sha256_digest(&manifest))
+        Ok(sha256_digest(manifest))
     }
 }

@@ -5,9 +5,11 @@
 
 pub mod auth;
 pub mod client;
+pub mod precompiled;
 pub mod reference;
 pub mod transport;
 
 pub use auth::{Credentials, CredentialsError};
-pub use client::{PullError, Pulled, RegistryClient, RegistryOptions};
+pub use client::{PullError, Pulled, PulledArtifact, RegistryClient, RegistryOptions};
+pub use precompiled::PrecompiledPush;
 pub use reference::{PolicyReference, ReferenceError};

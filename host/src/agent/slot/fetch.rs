@@ -5,7 +5,8 @@ use sha2::{Digest, Sha256};
 
 use super::ReloadError;
 use crate::agent::source::{PluginContent, PluginFile, PolicySource};
-use crate::registry::PolicyReference;
+use crate::policy::CompileTarget;
+use crate::registry::{PolicyReference, PulledArtifact};
 
 /// A plugin's bytes as the agent got them — read, or pulled for a reference — and
 /// checked against the trusted keys before anything compiles them.
@@ -16,6 +17,9 @@ pub(super) struct Fetched {
     pub(super) origin: String,
     /// For a pull: the layer's sha256, reported as the plugin file's.
     pub(super) pulled_layer: Option<String>,
+    /// For a pull: the precompiled artifact for this agent's machine pushed beside
+    /// it (not yet verified), or why there is none.
+    pub(super) precompiled: Option<Result<PulledArtifact, String>>,
 }
 
 impl Fetched {
@@ -45,9 +49,11 @@ pub(super) struct Tried {
     pub(super) sha256: Option<String>,
 }
 
+/// Reads or pulls `file`; a pull also looks for a precompiled artifact for `target`.
 pub(super) async fn fetch(
     source: &PolicySource,
     file: &PluginFile,
+    target: CompileTarget,
 ) -> Result<Fetched, ReloadError> {
     let fetched = match &file.content {
         PluginContent::Bytes(bytes) => Fetched {
@@ -55,6 +61,7 @@ pub(super) async fn fetch(
             bytes: bytes.clone(),
             origin: file.origin.clone(),
             pulled_layer: None,
+            precompiled: None,
         },
         PluginContent::Reference(text) => {
             let reference = PolicyReference::parse(text)?;
@@ -67,7 +74,7 @@ pub(super) async fn fetch(
                         name: file.name.clone(),
                         reference: reference.to_string(),
                     })?;
-            let pulled = registry.pull(&reference).await?;
+            let pulled = registry.pull_for(&reference, Some(target)).await?;
             tracing::info!(%reference, manifest = %pulled.manifest_digest, layer = %pulled.layer_digest, bytes = pulled.bytes.len(), from_cache = pulled.from_cache, "policy pulled");
             Fetched {
                 name: file.name.clone(),
@@ -88,6 +95,7 @@ pub(super) async fn fetch(
                         .to_string(),
                 ),
                 bytes: pulled.bytes,
+                precompiled: pulled.precompiled,
             }
         }
     };

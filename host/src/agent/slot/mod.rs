@@ -173,6 +173,7 @@ impl PolicySlot {
             Origin {
                 text: BUILTIN_NAME.to_string(),
                 pulled_layer: None,
+                precompiled: None,
             },
             &fallback,
             None,

@@ -8,7 +8,8 @@ use super::fetch::{Fetched, Tried, fetch};
 use super::publish::Origin;
 use crate::agent::source::Found;
 use crate::agent::source::PolicySource;
-use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance};
+use crate::policy::signature::TrustedKeys;
+use crate::policy::{BUILTIN_NAME, Policy, PolicyEngine, PolicyError, PolicyInstance, precompiled};
 use crate::state::{Snapshot, wall_clock_ms};
 
 /// A policy ready to run: compiled, started and trial-evaluated.
@@ -43,7 +44,7 @@ pub(super) async fn prepare(
     leds: u32,
 ) -> Result<Prepared, Failed> {
     let fetched = match &found.plugin {
-        Some(file) => Some(fetch(source, file).await?),
+        Some(file) => Some(fetch(source, file, engine.target()).await?),
         None => None,
     };
     let max_plugin_size = engine.options().max_plugin_size;
@@ -64,9 +65,10 @@ pub(super) async fn prepare(
             .map_err(|e| failed(e.into(), &fetched))?;
         tracing::info!(plugin = %plugin.name, %key, "policy signature verified");
     }
+    let keys = Arc::clone(&source.trust.keys);
     let settings = found.settings.clone();
     let (started, fetched) = tokio::task::spawn_blocking(move || {
-        let started = start(&engine, fetched.as_ref(), settings, &snapshot, leds);
+        let started = start(&engine, fetched.as_ref(), &keys, settings, &snapshot, leds);
         (started, fetched)
     })
     .await
@@ -74,28 +76,48 @@ pub(super) async fn prepare(
     started.map_err(|e| failed(e.into(), &fetched))
 }
 
-/// Compiles (or takes from the cache) the fetched plugin, or the built-in one, starts
-/// it and evaluates it once.
+/// Compiles (or takes from the cache, or from its precompiled artifact when one of
+/// `keys` signed it) the fetched plugin, or the built-in one, starts it and evaluates it once.
 fn start(
     engine: &PolicyEngine,
     fetched: Option<&Fetched>,
+    keys: &TrustedKeys,
     settings: Option<String>,
     snapshot: &Arc<Snapshot>,
     leds: u32,
 ) -> Result<Prepared, PolicyError> {
     let (policy, origin) = match fetched {
-        Some(fetched) => (
-            engine.load_bytes(&fetched.name, &fetched.bytes)?,
-            Origin {
-                text: fetched.origin.clone(),
-                pulled_layer: fetched.pulled_layer.clone(),
-            },
-        ),
+        Some(fetched) => {
+            let policy = match &fetched.precompiled {
+                Some(pulled) => {
+                    let offered = pulled.as_ref().map_err(Clone::clone).and_then(|pulled| {
+                        precompiled::verified(
+                            keys,
+                            &fetched.name,
+                            &pulled.bytes,
+                            pulled.signature.as_deref(),
+                        )
+                    });
+                    engine.load_bytes_offered(&fetched.name, &fetched.bytes, offered)?
+                }
+                None => engine.load_bytes(&fetched.name, &fetched.bytes)?,
+            };
+            let precompiled = policy.info().precompiled.clone();
+            (
+                policy,
+                Origin {
+                    text: fetched.origin.clone(),
+                    pulled_layer: fetched.pulled_layer.clone(),
+                    precompiled,
+                },
+            )
+        }
         None => (
             engine.builtin()?,
             Origin {
                 text: BUILTIN_NAME.to_string(),
                 pulled_layer: None,
+                precompiled: None,
             },
         ),
     };

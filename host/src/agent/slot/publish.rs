@@ -6,7 +6,7 @@ use super::fetch::Tried;
 use crate::agent::source::Found;
 use crate::agent::status::PolicyRole;
 use crate::agent::{AgentStatus, EventSink};
-use crate::policy::PolicyInstance;
+use crate::policy::{PolicyInstance, PrecompiledUse};
 use crate::report::ReloadOutcome;
 use crate::state::wall_clock_ms;
 
@@ -15,6 +15,8 @@ use crate::state::wall_clock_ms;
 pub(crate) struct Origin {
     pub(super) text: String,
     pub(super) pulled_layer: Option<String>,
+    /// What became of a precompiled artifact pulled with it.
+    pub(super) precompiled: Option<PrecompiledUse>,
 }
 
 /// Makes `instance` the policy the agent reports; `reload` when it came from a reload
@@ -31,10 +33,11 @@ pub(super) fn publish_active(
     let Origin {
         text: origin,
         pulled_layer,
+        precompiled,
     } = origin;
     match role {
         PolicyRole::Active => {
-            tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "policy active");
+            tracing::info!(policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, precompiled = ?info.precompiled, "policy active");
         }
         PolicyRole::Layer(layer) => {
             tracing::info!(layer, policy = %info.name, sha256 = %info.sha256, %origin, cache_hit = info.cache_hit, "layer policy active");
@@ -51,6 +54,7 @@ pub(super) fn publish_active(
         p.sha256 = info.sha256;
         p.file_sha256 = file_sha256;
         p.origin = origin;
+        p.precompiled = precompiled;
         p.settings = found.settings.clone();
         p.last_error = None;
         p.since_ms = wall_clock_ms();
