@@ -136,7 +136,7 @@ async fn refused(
 }
 
 /// GET from the registry's own API with an Accept header; the body.
-fn registry_get(port: u16, path: &str, accept: &str) -> String {
+pub(crate) fn registry_get(port: u16, path: &str, accept: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     write!(
@@ -473,7 +473,7 @@ async fn credentials_from_docker_config_json_and_refusals() {
 }
 
 /// Real cosign (scripts/build-control-plane): a key pair in `dir`, password-less.
-fn cosign(dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn cosign(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(support::control_plane::binary("cosign"))
         .args(args)
         .current_dir(dir)
@@ -483,7 +483,7 @@ fn cosign(dir: &Path, args: &[&str]) -> std::process::Output {
         .expect("cosign runs")
 }
 
-fn signed_by_cosign(dir: &Path, plugin: &Path) -> Vec<u8> {
+pub(crate) fn signed_by_cosign(dir: &Path, plugin: &Path) -> Vec<u8> {
     let signature = dir.join("signature");
     let out = cosign(
         dir,

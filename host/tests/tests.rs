@@ -14,6 +14,7 @@ mod example_policies;
 mod explain_silences;
 mod oci_policies;
 mod policy_engine;
+mod precompiled;
 mod real_node;
 mod registry_bounds;
 mod snapshot_cli;

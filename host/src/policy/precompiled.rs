@@ -189,7 +189,7 @@ mod tests {
         assert!(parse(&long).is_err_and(|e| e.contains("at most")));
         let mut hostile = MAGIC.to_vec();
         hostile.extend_from_slice(
-            b"{\"component\":\"\x1b[31m\",\"target\":\"x\",\"wasmtime\":\"1\"}\n",
+            b"{\"component\":\"\\u001b[31m\",\"target\":\"x\",\"wasmtime\":\"1\"}\n",
         );
         let parsed = parse(&hostile).expect("parses");
         assert!(!parsed.header.component.contains('\x1b'));
