@@ -589,6 +589,48 @@ async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
     wait_for_failed_reloads(&state, 2).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trial_past_its_deadline_is_tried_again_until_the_node_lets_it_run() {
+    let bus = EmulatorBus::new();
+    bus.plug(Firmware::new(Model::Strip, SERIAL));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_agent, state, snapshots) =
+        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
+    // A policy whose evaluation cannot finish while the node has a failed pod: as on
+    // a node too slow or busy for it for a while.
+    std::fs::write(dir.path().join("priority.json"), "loop-while-failed").expect("settings");
+    std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
+    wait_for_failed_reloads(&state, 1).await;
+    assert!(
+        state
+            .policy()
+            .last_error
+            .is_some_and(|e| e.contains("deadline")),
+        "{:?}",
+        state.policy()
+    );
+    assert_eq!(
+        bus.leds(SERIAL),
+        Some(vec![RED; 8]),
+        "the built-in policy runs on"
+    );
+    // The policy does not change; the node does. The background retry takes it, and
+    // the failure was reported once.
+    snapshots.send_replace(support::sample("all-running"));
+    let testkit = hex::encode(Sha256::digest(
+        std::fs::read(TESTKIT_WASM).expect("testkit"),
+    ));
+    eventually("the policy tried again and taken", || {
+        state.policy().sha256 == testkit
+    })
+    .await;
+    assert!(
+        failed_reloads(&state, 1),
+        "reported once: {}",
+        state.metrics.render(&state)
+    );
+}
+
 /// The testkit's `counts` frame for a snapshot, on the 8-LED strip.
 fn counts_frame(snapshot: &podlight::state::Snapshot) -> Vec<Rgb> {
     let c = &snapshot.counts;

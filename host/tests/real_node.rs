@@ -236,7 +236,11 @@ fn shows(pod_ip: &str, what: &str, want: &[&str], limit: Duration) -> Duration {
         }
         assert!(
             start.elapsed() < limit,
-            "timed out waiting for {what}: the agent shows {now:?}, want {want:?}; pods: {}",
+            "timed out waiting for {what}: the agent shows {now:?}, want {want:?}; policy: {}; pods: {}",
+            state
+                .as_ref()
+                .map(|s| s["policy"].to_string())
+                .unwrap_or_default(),
             state.map(|s| s["pods"].to_string()).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -1522,6 +1526,56 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
             &format!("{architecture}: the built-in policy again"),
             &all(RED),
             Duration::from_secs(120),
+        );
+        // Two changes inside one kubelet sync period, three times: the testkit, and
+        // back as soon as the agent runs it — before the kubelet has copied it into
+        // the volume. The newer wins, and stays when the kubelet's copies of both reach
+        // the volume after it.
+        let is_builtin = |state: &Option<Value>| {
+            state
+                .as_ref()
+                .is_some_and(|s| s["policy"]["origin"] == "builtin")
+        };
+        for _ in 0..3 {
+            upgrade(&["--set-file", &testkit]);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while is_builtin(&agent_state(&ip)) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{architecture}: the testkit never ran: {:?}; agent log:\n{}",
+                    agent_state(&ip).map(|s| s["policy"].to_string()),
+                    String::from_utf8_lossy(
+                        &node
+                            .kubectl(&["-n", "podlight", "logs", &pod, "--tail", "80"])
+                            .stdout
+                    )
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            upgrade(&["--set", "policy.wasmBase64="]);
+            // The kubelet's copies follow within about 1.5 sync periods (3 s).
+            std::thread::sleep(Duration::from_secs(5));
+            let settled = Instant::now() + Duration::from_secs(120);
+            loop {
+                let state = agent_state(&ip);
+                if is_builtin(&state) && state.as_ref().is_some_and(|s| leds(s) == all(RED)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < settled,
+                    "{architecture}: two quick changes left {:?}; agent log:\n{}",
+                    state.map(|s| s["policy"].to_string()),
+                    String::from_utf8_lossy(
+                        &node
+                            .kubectl(&["-n", "podlight", "logs", &pod, "--tail", "80"])
+                            .stdout
+                    )
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+        println!(
+            "real node: {architecture}: two policy changes inside one sync period: the newer holds"
         );
         previous = pod;
     }

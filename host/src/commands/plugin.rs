@@ -104,6 +104,13 @@ fn load_precompiled(
     Ok(engine.load_bytes_offered(&name, &file, offered)?)
 }
 
+/// The budget of `plugin compile --target` unless one is given.
+const AHEAD_OF_TIME_BUDGET: CompileBudget = CompileBudget {
+    memory: 2 << 30,
+    cpu: Duration::from_secs(600),
+    wall: Duration::from_secs(1200),
+};
+
 #[derive(Args)]
 pub struct CompileArgs {
     /// The component to compile (.wasm, uncompressed).
@@ -118,10 +125,12 @@ pub struct CompileArgs {
     /// push it beside the component with `podlight plugin push --precompiled`.
     #[arg(long, value_parser = CompileTarget::parse)]
     target: Option<CompileTarget>,
-    /// Refuse to use more memory than this, in MiB.
+    /// Refuse to use more memory than this, in MiB (default: the agent's compile
+    /// budget; with --target, 2048).
     #[arg(long)]
     memory_budget_mib: Option<usize>,
-    /// Refuse to use more CPU time than this, in seconds.
+    /// Refuse to use more CPU time than this, in seconds (default: the agent's; with
+    /// --target, 600).
     #[arg(long)]
     cpu_budget_seconds: Option<u64>,
 }
@@ -130,7 +139,12 @@ pub struct CompileArgs {
 /// process: the agent and the other commands run this as their compiling child, and
 /// load only what it writes.
 pub fn plugin_compile(args: CompileArgs) -> Result<()> {
-    let defaults = CompileBudget::default();
+    // Ahead of time (`--target`), on the machine where policies are built, the
+    // node's budget does not apply: a Python policy needs about 330 MB to compile.
+    let defaults = match args.target {
+        Some(_) => AHEAD_OF_TIME_BUDGET,
+        None => CompileBudget::default(),
+    };
     limit_this_process(
         args.memory_budget_mib.map_or(defaults.memory, |m| m << 20),
         args.cpu_budget_seconds

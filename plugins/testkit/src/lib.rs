@@ -18,6 +18,8 @@
 //! - `silences`: one LED per pod, r = 1 when the pod has a silence, g = silenced
 //!   failed count, b = the silence's reason length; with a reason naming every
 //!   LED and the failed unsilenced pods;
+//! - `loop-while-failed`: never returns while the node has a failed pod (a node too
+//!   busy for the policy, for a while), else as below;
 //! - anything else: one LED per state count (r = failed, g = running, b = deleting).
 #![cfg(target_family = "wasm")]
 
@@ -86,6 +88,12 @@ impl Guest for Testkit {
             MODE.with(|m| m.borrow().clone())
         };
         match mode.as_str() {
+            "loop-while-failed" if snapshot::counts().failed > 0 => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
             "loop" => {
                 let mut n: u64 = 0;
                 loop {

@@ -40,8 +40,15 @@ impl ReloadError {
         }
     }
 
-    /// Worth trying again with nothing changed: a registry that was down.
+    /// Worth trying again with nothing changed: a registry that was down, or a trial
+    /// evaluation that ran past its deadline (twice) — on a node busy or slow for a
+    /// while, not necessarily a slow policy. Tried again with backoff, the running
+    /// policy kept meanwhile; a policy that is always too slow costs one trial a minute.
     pub(super) fn is_transient(&self) -> bool {
-        matches!(self, ReloadError::Pull(error) if error.is_transient())
+        match self {
+            ReloadError::Pull(error) => error.is_transient(),
+            ReloadError::Policy(PolicyError::Timeout { .. }) => true,
+            _ => false,
+        }
     }
 }

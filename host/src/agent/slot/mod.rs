@@ -64,12 +64,12 @@ pub(crate) struct PolicySlot {
     /// `current`'s plugin is the one running (not one refused while another runs):
     /// only then may a settings-only change go to the running policy.
     current_runs: bool,
-    /// Failed pulls in a row from a registry that was down; the next try waits
-    /// [`retry_pause`] of them.
-    pull_failures: u32,
+    /// Transient failures in a row (a registry that was down, a trial evaluation past
+    /// its deadline); the next try waits [`retry_pause`] of them.
+    transient_failures: u32,
 }
 
-/// The wait before pull number `failures + 1`: 1 s, doubling to a minute.
+/// The wait before try number `failures + 1`: 1 s, doubling to a minute.
 fn retry_pause(failures: u32) -> Duration {
     crate::timing::doubling(Duration::from_secs(1), Duration::from_secs(60), failures)
 }
@@ -97,7 +97,7 @@ impl PolicySlot {
             changes,
             current: None,
             current_runs: false,
-            pull_failures: 0,
+            transient_failures: 0,
         };
         let first = slot.load_first().await;
         let task = tokio::spawn(slot.run());
@@ -131,7 +131,7 @@ impl PolicySlot {
                 Err(Failed { error, tried }) => {
                     report_failure(&self.status, self.role, &self.events, &error, tried).await;
                     if error.is_transient() {
-                        self.pull_failures = 1;
+                        self.transient_failures = 1;
                     }
                     break (found, Some(error.to_string()));
                 }
@@ -219,8 +219,8 @@ impl PolicySlot {
     }
 
     async fn run(mut self) {
-        let mut retry_at = (self.pull_failures > 0)
-            .then(|| tokio::time::Instant::now() + retry_pause(self.pull_failures));
+        let mut retry_at = (self.transient_failures > 0)
+            .then(|| tokio::time::Instant::now() + retry_pause(self.transient_failures));
         // A change between the first read and now is caught by this first pass.
         let mut pending = true;
         loop {
@@ -230,7 +230,7 @@ impl PolicySlot {
                 }
                 tokio::select! {
                     () = sleep_until_opt(retry_at) => {
-                        tracing::info!(attempt = self.pull_failures + 1, "pulling the policy again");
+                        tracing::info!(attempt = self.transient_failures + 1, "trying the policy again");
                     }
                     () = self.changes.next() => {}
                 }
@@ -264,7 +264,7 @@ impl PolicySlot {
             };
             let fingerprint = found.fingerprint();
             let current = self.current.as_ref();
-            if current == Some(&fingerprint) && self.pull_failures == 0 {
+            if current == Some(&fingerprint) && self.transient_failures == 0 {
                 return None;
             }
             if self.current_runs
@@ -287,7 +287,7 @@ impl PolicySlot {
             };
             match prepared {
                 Ok(Prepared { instance, origin }) => {
-                    self.pull_failures = 0;
+                    self.transient_failures = 0;
                     let outcome = succeeded(
                         origin
                             .pulled_layer
@@ -313,23 +313,24 @@ impl PolicySlot {
                         continue;
                     }
                     let same = self.current.as_ref() == Some(&fingerprint);
-                    // A registry that is down: said once, then tried again in the
-                    // background until it answers or the policy changes.
+                    // A registry that is down, a node too busy for the trial: said
+                    // once, then tried again in the background until it works or the
+                    // policy changes.
                     if error.is_transient() {
-                        if self.pull_failures == 0 || !same {
+                        if self.transient_failures == 0 || !same {
                             report_failure(&self.status, self.role, &self.events, &error, tried)
                                 .await;
                         }
-                        self.pull_failures = if same {
-                            self.pull_failures.saturating_add(1)
+                        self.transient_failures = if same {
+                            self.transient_failures.saturating_add(1)
                         } else {
                             1
                         };
                         self.current = Some(fingerprint);
                         self.current_runs = false;
-                        return Some(retry_pause(self.pull_failures));
+                        return Some(retry_pause(self.transient_failures));
                     }
-                    self.pull_failures = 0;
+                    self.transient_failures = 0;
                     report_failure(&self.status, self.role, &self.events, &error, tried).await;
                     self.current = Some(fingerprint);
                     self.current_runs = false;
