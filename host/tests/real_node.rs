@@ -1474,6 +1474,27 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
         );
         let state = agent_state(&ip).expect("the status API");
         assert_eq!(state["agent"]["arch"], rust_arch, "{state}");
+        let restarts = node.ok(&[
+            "-n",
+            "podlight",
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState}",
+        ]);
+        if !restarts.starts_with("0 ") {
+            // Said, not failed: emulation makes a slow start; why it restarted is what
+            // matters.
+            eprintln!(
+                "real node: {architecture}: the agent restarted under qemu: {restarts}; its previous log:\n{}",
+                String::from_utf8_lossy(
+                    &node
+                        .kubectl(&["-n", "podlight", "logs", &pod, "--previous", "--tail", "40"])
+                        .stdout
+                )
+            );
+        }
         println!(
             "real node: {architecture} image by digest → Ready in {:.1} s, first right frame {:.1} s (qemu-user)",
             ready.as_secs_f64(),
