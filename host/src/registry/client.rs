@@ -231,6 +231,14 @@ pub(super) fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
+/// `sha256:` and 64 lowercase hex digits: the only digests podlight puts in a URL or
+/// a file name (a registry's text could otherwise steer either).
+pub(super) fn is_sha256_digest(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// `sha256:HEX` → a file name.
 fn cache_name(digest: &str) -> String {
     digest.replace(':', "-")
@@ -488,8 +496,7 @@ impl RegistryClient {
                 max: self.options.max_bytes,
             });
         }
-        let hex = layer.digest.strip_prefix("sha256:").unwrap_or_default();
-        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_sha256_digest(&layer.digest) {
             return Err(PullError::Invalid {
                 reference: reference.to_string(),
                 why: format!(

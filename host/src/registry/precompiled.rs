@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use reqwest::Method;
 
 use super::client::{
-    Descriptor, Manifest, OCI_MANIFEST, PullError, PulledArtifact, RegistryClient, sha256_digest,
+    Descriptor, Manifest, OCI_MANIFEST, PullError, PulledArtifact, RegistryClient,
+    is_sha256_digest, sha256_digest,
 };
 use super::reference::PolicyReference;
 use super::transport::{Exchange, MAX_MANIFEST_BYTES, Transport, TransportError};
@@ -227,6 +228,7 @@ impl RegistryClient {
             .iter()
             .take(MAX_REFERRERS)
             .filter(|d| d.artifact_type.as_deref() == Some(PRECOMPILED_ARTIFACT))
+            .filter(|d| is_sha256_digest(&d.digest))
             .collect();
         let ours = precompiled.iter().find(|d| {
             target_of(d) == Some(target.name())
@@ -281,8 +283,10 @@ impl RegistryClient {
         let layer = manifest
             .layers
             .iter()
-            .find(|l| l.media_type == PRECOMPILED_ARTIFACT)
-            .ok_or("the precompiled artifact's manifest has no artifact layer")?;
+            .find(|l| l.media_type == PRECOMPILED_ARTIFACT && is_sha256_digest(&l.digest))
+            .ok_or(
+                "the precompiled artifact's manifest has no artifact layer with a sha256 digest",
+            )?;
         let signature = manifest
             .annotations
             .as_ref()
