@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podlight::agent::PolicyTrust;
+use podlight::policy::PrecompiledUse;
 use podlight::registry::{RegistryClient, RegistryOptions};
 use support::hostile_registry::HostileRegistry;
 use support::process::run_measured;
@@ -168,16 +169,41 @@ async fn a_change_while_the_first_policy_loads_is_not_lost() {
     agent.stop(false).await;
 }
 
+/// An agent whose policy is a reference to the hostile registry's `behaviour`.
+struct OnHostile {
+    registry: HostileRegistry,
+    _policies: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    agent: podlight::agent::RunningAgent,
+    state: Arc<podlight::agent::AgentStatus>,
+    _bus: podlight::device::sim::emulator::EmulatorBus,
+}
+
+impl OnHostile {
+    async fn start(behaviour: &str) -> OnHostile {
+        let registry = HostileRegistry::start(read(TESTKIT_WASM));
+        let (policies, cache) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        set_reference(policies.path(), &registry.reference(behaviour));
+        let trust = trusting(&[registry.host()], cache.path(), None);
+        let (agent, state, bus) = start_agent(policies.path(), trust).await;
+        OnHostile {
+            registry,
+            _policies: policies,
+            cache,
+            agent,
+            state,
+            _bus: bus,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registrys_words_reach_no_log_page_or_report_raw() {
-    let hostile = HostileRegistry::start(read(TESTKIT_WASM));
-    let (policies, cache) = (
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    );
-    set_reference(policies.path(), &hostile.reference("noisy"));
-    let trust = trusting(&[hostile.host()], cache.path(), None);
-    let (agent, state, _bus) = start_agent(policies.path(), trust).await;
+    let on = OnHostile::start("noisy").await;
+    let (hostile, cache, agent, state) = (&on.registry, on.cache.path(), on.agent, &on.state);
     let policy = state.policy();
     let error = policy.last_error.clone().unwrap_or_default();
     assert!(error.contains("500"), "{error}");
@@ -193,7 +219,7 @@ async fn a_registrys_words_reach_no_log_page_or_report_raw() {
     // The command line says the same, on one line.
     let out = Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args(["plugin", "pull", &hostile.reference("noisy")])
-        .arg(cache.path().join("out.wasm"))
+        .arg(cache.join("out.wasm"))
         .args(["--insecure-registry", &hostile.host()])
         .output()
         .expect("podlight runs");
@@ -204,6 +230,28 @@ async fn a_registrys_words_reach_no_log_page_or_report_raw() {
         "{said}"
     );
     assert!(said.len() < 2_000, "{} bytes", said.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_referrers_index_steers_no_request_and_the_policy_is_compiled() {
+    let on = OnHostile::start("hostile-referrers").await;
+    let (agent, state) = (on.agent, &on.state);
+    eventually("the policy", Duration::from_secs(60), || {
+        state.policy().sha256 == sha256(&read(TESTKIT_WASM))
+    })
+    .await;
+    // An artifact whose digest would steer the request elsewhere is not one; 30,000
+    // entries are read only as far as the first 64; nothing of theirs is said raw.
+    match state.policy().precompiled {
+        Some(PrecompiledUse::Refused { reason }) => {
+            assert!(reason.contains("no precompiled artifact for"), "{reason}");
+            assert!(reason.contains("(it has: none)"), "{reason}");
+            assert!(!reason.chars().any(char::is_control), "{reason:?}");
+            assert!(reason.len() < 2_000, "{} bytes", reason.len());
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    agent.stop(false).await;
 }
 
 /// The DaemonSet's memory limit, as `RLIMIT_DATA`: a child that needs more fails.

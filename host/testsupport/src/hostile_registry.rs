@@ -9,7 +9,9 @@
 //! - `huge-error`: 500 with a 512 MB body;
 //! - `huge-token`: asks for a bearer token, whose service answers 512 MB;
 //! - `lying-layer`: a manifest declaring a 1,000-byte layer, then 512 MB of it;
-//! - `good`: serves the component it was given, correctly.
+//! - `good`: serves the component it was given, correctly;
+//! - `hostile-referrers`: `good`, and a referrers index (precompiled artifacts) whose
+//!   entries name digests with path segments and escapes, and a million entries.
 //!
 //! It answers as a hostile Alertmanager too, at `http://127.0.0.1:PORT/BEHAVIOUR`
 //! (`GET /BEHAVIOUR/api/v2/alerts`):
@@ -160,7 +162,43 @@ fn serve(
         out.write_all(b"{\"token\": \"")?;
         return stream_filler(&mut out, HUGE - 11, b"t", stopping);
     }
+    let is_referrers = path.contains("/manifests/sha256-");
     match (behaviour, is_manifest) {
+        ("hostile-referrers", true) if is_referrers => {
+            let steering = serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "artifactType": "application/vnd.podlight.precompiled.v1",
+                "digest": "sha256:../../../v2/elsewhere/blobs/x?\u{1b}[2J",
+                "size": 1,
+                "annotations": {
+                    "dev.podlight.precompiled.target": "x86_64",
+                    "dev.podlight.precompiled.wasmtime": "48.0.8",
+                },
+            });
+            let filler = serde_json::json!({
+                "mediaType": "x", "digest": "sha256:0", "size": 0,
+                "annotations": {"dev.podlight.precompiled.target": "\u{1b}[31mforged"},
+            })
+            .to_string();
+            let mut body = format!("{{\"schemaVersion\": 2, \"manifests\": [{steering}");
+            // About 100 bytes each, under the 4 MiB manifest limit.
+            for _ in 0..30_000 {
+                body.push(',');
+                body.push_str(&filler);
+            }
+            body.push_str("]}");
+            head(&mut out, "200 OK", Some(body.len()), "")?;
+            out.write_all(body.as_bytes())
+        }
+        ("hostile-referrers", true) => {
+            let body = manifest(served, served.component.len());
+            head(&mut out, "200 OK", Some(body.len()), "")?;
+            out.write_all(&body)
+        }
+        ("hostile-referrers", false) => {
+            head(&mut out, "200 OK", Some(served.component.len()), "")?;
+            out.write_all(&served.component)
+        }
         ("slow-manifest", true) => {
             let body = manifest(served, served.component.len());
             head(&mut out, "200 OK", Some(body.len()), "")?;
