@@ -549,25 +549,39 @@ async fn animated_policies_move_on_an_unchanged_node() {
     assert_animation_cadence("go-restart-heat", pulse);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
+/// An agent on the crash-loop sample, given the testkit with `settings` as a plain
+/// copy into its policy directory, once its first refusal says what `says` accepts.
+async fn refused_testkit(
+    settings: &str,
+    says: impl Fn(&str) -> bool,
+) -> (
+    RunningAgent,
+    Arc<AgentStatus>,
+    SnapshotSender,
+    EmulatorBus,
+    tempfile::TempDir,
+) {
     let bus = EmulatorBus::new();
     bus.plug(Firmware::new(Model::Strip, SERIAL));
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_agent, state, _snapshots) =
+    let (agent, state, snapshots) =
         agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
-    // A plain copy (not a kubelet-style swap) of a plugin whose trial evaluation traps.
-    std::fs::write(dir.path().join("priority.json"), "trap").expect("settings");
+    std::fs::write(dir.path().join("priority.json"), settings).expect("settings");
     std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
     wait_for_failed_reloads(&state, 1).await;
     assert!(
-        state
-            .policy()
-            .last_error
-            .is_some_and(|e| e.contains("unreachable") || e.contains("trap")),
+        state.policy().last_error.is_some_and(|e| says(&e)),
         "{:?}",
         state.policy()
     );
+    (agent, state, snapshots, bus, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
+    // A plain copy (not a kubelet-style swap) of a plugin whose trial evaluation traps.
+    let (_agent, state, _snapshots, bus, dir) =
+        refused_testkit("trap", |e| e.contains("unreachable") || e.contains("trap")).await;
     // Reading the file again must not count as a change: no retry, no new report.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
@@ -591,24 +605,10 @@ async fn a_failing_plugin_is_reported_once_and_retried_only_when_it_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trial_past_its_deadline_is_tried_again_until_the_node_lets_it_run() {
-    let bus = EmulatorBus::new();
-    bus.plug(Firmware::new(Model::Strip, SERIAL));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (_agent, state, snapshots) =
-        agent_without_cluster(&bus, "crash-loop", Some(dir.path()), "priority", None).await;
     // A policy whose evaluation cannot finish while the node has a failed pod: as on
     // a node too slow or busy for it for a while.
-    std::fs::write(dir.path().join("priority.json"), "loop-while-failed").expect("settings");
-    std::fs::copy(TESTKIT_WASM, dir.path().join("priority.wasm")).expect("plugin");
-    wait_for_failed_reloads(&state, 1).await;
-    assert!(
-        state
-            .policy()
-            .last_error
-            .is_some_and(|e| e.contains("deadline")),
-        "{:?}",
-        state.policy()
-    );
+    let (_agent, state, snapshots, bus, _dir) =
+        refused_testkit("loop-while-failed", |e| e.contains("deadline")).await;
     assert_eq!(
         bus.leds(SERIAL),
         Some(vec![RED; 8]),

@@ -506,8 +506,9 @@ pub(crate) fn signed_by_cosign(dir: &Path, plugin: &Path) -> Vec<u8> {
     std::fs::read(signature).expect("the signature")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_plugins_signed_with_a_trusted_key_run() {
+/// A password-less key pair made by cosign in a new directory, and its public key
+/// as the agent trusts it.
+pub(crate) fn cosign_key_pair() -> (tempfile::TempDir, TrustedKeys) {
     let keys = tempfile::tempdir().expect("temp dir");
     let out = cosign(keys.path(), &["generate-key-pair"]);
     assert!(
@@ -522,6 +523,12 @@ async fn only_plugins_signed_with_a_trusted_key_run() {
             &std::fs::read_to_string(keys.path().join("cosign.pub")).expect("cosign.pub"),
         )
         .expect("a cosign public key");
+    (keys, trusted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_plugins_signed_with_a_trusted_key_run() {
+    let (keys, trusted) = cosign_key_pair();
     let testkit = std::fs::read(TESTKIT_WASM).expect("testkit");
     let breathe = std::fs::read(BREATHE_WASM).expect("breathe");
     let policies = tempfile::tempdir().expect("temp dir");

@@ -18,8 +18,8 @@ use support::registry::Registry;
 use support::{BREATHE_WASM, TESTKIT_WASM};
 
 use crate::oci_policies::{
-    client, cosign, eventually, podlight, registry_get, set_reference, sha256, signed_by_cosign,
-    start_agent,
+    client, cosign_key_pair, eventually, podlight, registry_get, set_reference, sha256,
+    signed_by_cosign, start_agent,
 };
 
 /// `podlight plugin compile --target TARGET PLUGIN OUT`, then signed as OUT.sig.
@@ -110,13 +110,7 @@ fn refused_because(outcome: &PrecompiledUse, says: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_loads_its_machines_signed_artifact_and_compiles_otherwise() {
     let registry = Registry::start(None);
-    let keys = tempfile::tempdir().expect("temp dir");
-    let out = cosign(keys.path(), &["generate-key-pair"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (keys, trusted) = cosign_key_pair();
     let work = tempfile::tempdir().expect("temp dir");
     let artifacts: Vec<PathBuf> = ["x86_64", "aarch64", "armv7"]
         .iter()
@@ -156,13 +150,6 @@ async fn an_agent_loads_its_machines_signed_artifact_and_compiles_otherwise() {
     assert_eq!(targets, ["aarch64", "armv7", "x86_64"]);
 
     // A trusting agent: the component signed, the artifacts signed by the same key.
-    let mut trusted = TrustedKeys::default();
-    trusted
-        .add_pem(
-            "cosign.pub",
-            &std::fs::read_to_string(keys.path().join("cosign.pub")).expect("key"),
-        )
-        .expect("a cosign public key");
     let policies = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         policies.path().join("priority.sig"),

@@ -160,6 +160,16 @@ impl RealNode {
 }
 
 impl RealNode {
+    /// The last lines of the podlight pod's log (of its previous container with
+    /// `previous`), for a failure's message.
+    fn agent_log(&self, pod: &str, previous: bool) -> String {
+        let mut args = vec!["-n", "podlight", "logs", pod, "--tail", "80"];
+        if previous {
+            args.push("--previous");
+        }
+        String::from_utf8_lossy(&self.kubectl(&args).stdout).into_owned()
+    }
+
     /// Waits until the kubelet's copy of the policies ConfigMap in the podlight pod's
     /// volume holds the testkit plugin.
     fn wait_for_mounted_testkit(&self) {
@@ -1488,11 +1498,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
             // matters.
             eprintln!(
                 "real node: {architecture}: the agent restarted under qemu: {restarts}; its previous log:\n{}",
-                String::from_utf8_lossy(
-                    &node
-                        .kubectl(&["-n", "podlight", "logs", &pod, "--previous", "--tail", "40"])
-                        .stdout
-                )
+                node.agent_log(&pod, true)
             );
         }
         println!(
@@ -1565,11 +1571,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
                     Instant::now() < deadline,
                     "{architecture}: the testkit never ran: {:?}; agent log:\n{}",
                     agent_state(&ip).map(|s| s["policy"].to_string()),
-                    String::from_utf8_lossy(
-                        &node
-                            .kubectl(&["-n", "podlight", "logs", &pod, "--tail", "80"])
-                            .stdout
-                    )
+                    node.agent_log(&pod, false)
                 );
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -1586,11 +1588,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
                     Instant::now() < settled,
                     "{architecture}: two quick changes left {:?}; agent log:\n{}",
                     state.map(|s| s["policy"].to_string()),
-                    String::from_utf8_lossy(
-                        &node
-                            .kubectl(&["-n", "podlight", "logs", &pod, "--tail", "80"])
-                            .stdout
-                    )
+                    node.agent_log(&pod, false)
                 );
                 std::thread::sleep(Duration::from_millis(250));
             }

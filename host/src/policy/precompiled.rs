@@ -117,13 +117,9 @@ pub fn verified<'a>(
         );
     }
     let what = format!("{plugin}'s precompiled artifact");
-    match keys.verify(&what, artifact, signature) {
-        Ok(key) => {
-            tracing::info!(plugin, %key, "precompiled artifact signature verified");
-            Ok(artifact)
-        }
-        Err(error) => Err(error.to_string()),
-    }
+    keys.verify(&what, artifact, signature)
+        .map(|_| artifact)
+        .map_err(|error| error.to_string())
 }
 
 impl ArtifactHeader {

@@ -367,35 +367,17 @@ impl RegistryClient {
             .as_deref()
             .or(reference.tag.as_deref())
             .unwrap_or("latest");
-        let url = transport
-            .url(
-                &reference.registry,
-                &format!("{}/manifests/{tag_or_digest}", reference.repository),
-            )
-            .map_err(|e| self.classify(reference, e))?;
-        let scope = Self::scope(reference, "pull");
         let mut auth = None;
-        let manifest_bytes = transport
-            .send(
-                &reference.registry,
-                &scope,
+        let manifest_bytes = self
+            .get_manifest(
+                transport,
+                reference,
                 &mut auth,
-                Exchange {
-                    method: Method::GET,
-                    url,
-                    what: "manifest",
-                    accept: Some(OCI_MANIFEST),
-                    content_type: None,
-                    body: None,
-                    limit: MAX_MANIFEST_BYTES,
-                    hint: " (the OCI distribution spec's manifest limit)",
-                    expected: 0,
-                },
-                self.options.deadline,
+                tag_or_digest,
+                OCI_MANIFEST,
+                "pull",
             )
-            .await
-            .map_err(|e| self.classify(reference, e))?
-            .bytes;
+            .await?;
         let manifest_digest = sha256_digest(&manifest_bytes);
         if let Some(expected) = &reference.digest
             && *expected != manifest_digest
@@ -416,26 +398,16 @@ impl RegistryClient {
                 ),
             })?;
         let layer = self.wasm_layer(reference, &manifest)?;
-        let bytes = match self
-            .cached("blobs", &layer.digest)
-            .filter(|b| sha256_digest(b) == layer.digest)
-        {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = self
-                    .pull_blob(
-                        transport,
-                        reference,
-                        &mut auth,
-                        &layer,
-                        "Wasm layer",
-                        self.options.max_bytes,
-                    )
-                    .await?;
-                self.keep("blobs", &layer.digest, &bytes);
-                bytes
-            }
-        };
+        let bytes = self
+            .pull_blob(
+                transport,
+                reference,
+                &mut auth,
+                &layer,
+                "Wasm layer",
+                self.options.max_bytes,
+            )
+            .await?;
         self.keep("manifests", &manifest_digest, layer.digest.as_bytes());
         let precompiled = match target {
             Some(target) => Some(
@@ -508,8 +480,72 @@ impl RegistryClient {
         Ok(layer.clone())
     }
 
-    /// A layer's bytes, read within `limit` and checked against its digest.
+    /// A manifest (or index) by tag or digest, read within [`MAX_MANIFEST_BYTES`] and
+    /// the deadline; its bytes, unchecked.
+    pub(super) async fn get_manifest(
+        &self,
+        transport: &Transport,
+        reference: &PolicyReference,
+        auth: &mut Option<String>,
+        tag_or_digest: &str,
+        accept: &str,
+        actions: &str,
+    ) -> Result<Vec<u8>, PullError> {
+        let url = transport
+            .url(
+                &reference.registry,
+                &format!("{}/manifests/{tag_or_digest}", reference.repository),
+            )
+            .map_err(|e| self.classify(reference, e))?;
+        transport
+            .send(
+                &reference.registry,
+                &Self::scope(reference, actions),
+                auth,
+                Exchange {
+                    method: Method::GET,
+                    url,
+                    what: "manifest",
+                    accept: Some(accept),
+                    content_type: None,
+                    body: None,
+                    limit: MAX_MANIFEST_BYTES,
+                    hint: " (the OCI distribution spec's manifest limit)",
+                    expected: 0,
+                },
+                self.options.deadline,
+            )
+            .await
+            .map(|body| body.bytes)
+            .map_err(|e| self.classify(reference, e))
+    }
+
+    /// A layer's bytes: from the cache when it holds them (checked again), else
+    /// pulled within `limit`, checked against its digest and kept.
     pub(super) async fn pull_blob(
+        &self,
+        transport: &Transport,
+        reference: &PolicyReference,
+        auth: &mut Option<String>,
+        layer: &Descriptor,
+        what: &'static str,
+        limit: usize,
+    ) -> Result<Vec<u8>, PullError> {
+        if let Some(bytes) = self
+            .cached("blobs", &layer.digest)
+            .filter(|b| sha256_digest(b) == layer.digest)
+        {
+            return Ok(bytes);
+        }
+        let bytes = self
+            .download_blob(transport, reference, auth, layer, what, limit)
+            .await?;
+        self.keep("blobs", &layer.digest, &bytes);
+        Ok(bytes)
+    }
+
+    /// A layer's bytes, read within `limit` and checked against its digest.
+    async fn download_blob(
         &self,
         transport: &Transport,
         reference: &PolicyReference,

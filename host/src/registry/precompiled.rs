@@ -9,14 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::Method;
-
 use super::client::{
     Descriptor, Manifest, OCI_MANIFEST, PullError, PulledArtifact, RegistryClient,
     is_sha256_digest, sha256_digest,
 };
 use super::reference::PolicyReference;
-use super::transport::{Exchange, MAX_MANIFEST_BYTES, Transport, TransportError};
+use super::transport::Transport;
 use crate::policy::CompileTarget;
 use crate::policy::precompiled::WASMTIME_VERSION;
 use crate::policy::untrusted::sanitize;
@@ -297,27 +295,17 @@ impl RegistryClient {
             .options()
             .max_bytes
             .saturating_mul(ARTIFACT_SIZE_FACTOR);
-        let bytes = match self
-            .cached("blobs", &layer.digest)
-            .filter(|b| sha256_digest(b) == layer.digest)
-        {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = self
-                    .pull_blob(
-                        transport,
-                        &pinned,
-                        auth,
-                        layer,
-                        "precompiled artifact",
-                        limit,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                self.keep("blobs", &layer.digest, &bytes);
-                bytes
-            }
-        };
+        let bytes = self
+            .pull_blob(
+                transport,
+                &pinned,
+                auth,
+                layer,
+                "precompiled artifact",
+                limit,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(PulledArtifact {
             bytes,
             signature,
@@ -344,44 +332,6 @@ impl RegistryClient {
                 sanitize(&e.to_string(), 200)
             ),
         })
-    }
-
-    async fn get_manifest(
-        &self,
-        transport: &Transport,
-        reference: &PolicyReference,
-        auth: &mut Option<String>,
-        tag_or_digest: &str,
-        accept: &str,
-        actions: &str,
-    ) -> Result<Vec<u8>, PullError> {
-        let url = transport
-            .url(
-                &reference.registry,
-                &format!("{}/manifests/{tag_or_digest}", reference.repository),
-            )
-            .map_err(|e| self.classify(reference, e))?;
-        transport
-            .send(
-                &reference.registry,
-                &Self::scope(reference, actions),
-                auth,
-                Exchange {
-                    method: Method::GET,
-                    url,
-                    what: "manifest",
-                    accept: Some(accept),
-                    content_type: None,
-                    body: None,
-                    limit: MAX_MANIFEST_BYTES,
-                    hint: " (the OCI distribution spec's manifest limit)",
-                    expected: 0,
-                },
-                self.options().deadline,
-            )
-            .await
-            .map(|body| body.bytes)
-            .map_err(|e: TransportError| self.classify(reference, e))
     }
 }
 
