@@ -86,12 +86,22 @@ fn load_precompiled(
     artifact: &Path,
     keys: &[PathBuf],
 ) -> Result<Policy> {
+    let file = std::fs::read(plugin).with_context(|| format!("cannot read {plugin}"))?;
+    let name = Path::new(plugin)
+        .file_name()
+        .map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(".gz")
+                .trim_end_matches(".wasm")
+                .to_string()
+        })
+        .unwrap_or_default();
     let bytes =
         std::fs::read(artifact).with_context(|| format!("cannot read {}", artifact.display()))?;
     let signature = std::fs::read(format!("{}.sig", artifact.display())).ok();
     let keys = super::build::trusted_keys(keys)?;
-    let offered = precompiled::verified(&keys, plugin, &bytes, signature.as_deref());
-    Ok(engine.load_file_offered(Path::new(plugin), offered)?)
+    let offered = precompiled::verified(&keys, &name, &bytes, signature.as_deref());
+    Ok(engine.load_bytes_offered(&name, &file, offered)?)
 }
 
 /// The budget of `plugin compile --target` unless one is given.

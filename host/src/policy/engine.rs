@@ -99,23 +99,6 @@ impl PolicyEngine {
 
     /// Loads a `.wasm` or `.wasm.gz` file; the plugin is named after the file.
     pub fn load_file(&self, path: &Path) -> Result<Policy, PolicyError> {
-        let (name, bytes) = self.read_plugin(path)?;
-        self.load_bytes(&name, &bytes)
-    }
-
-    /// [`load_file`](Self::load_file) with a precompiled artifact on offer (see
-    /// [`load_bytes_offered`](Self::load_bytes_offered)).
-    pub fn load_file_offered(
-        &self,
-        path: &Path,
-        offered: Result<&[u8], String>,
-    ) -> Result<Policy, PolicyError> {
-        let (name, bytes) = self.read_plugin(path)?;
-        self.load_bytes_offered(&name, &bytes, offered)
-    }
-
-    /// A plugin file's name and bytes, refused when over the size limit.
-    fn read_plugin(&self, path: &Path) -> Result<(String, Vec<u8>), PolicyError> {
         let name = plugin_name(path);
         let size = std::fs::metadata(path)
             .map_err(|source| PolicyError::Read {
@@ -134,7 +117,7 @@ impl PolicyEngine {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok((name, bytes))
+        self.load_bytes(&name, &bytes)
     }
 
     /// Checks, compiles (or fetches from the cache) and links a plugin.
