@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod device;
 pub mod explain;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod layers;
 mod lock;

@@ -117,10 +117,10 @@ fn evaluate_in(
 }
 
 /// How many of each thing a reason may point at.
-struct Counted {
-    pods: usize,
-    nodes: usize,
-    alerts: usize,
+pub(crate) struct Counted {
+    pub(crate) pods: usize,
+    pub(crate) nodes: usize,
+    pub(crate) alerts: usize,
 }
 
 /// Most reasons a frame keeps, and most pods, nodes or alerts one reason names.
@@ -132,7 +132,7 @@ pub const MAX_RULE_TEXT: usize = 200;
 /// Applies the contract's frame rule: over [`MAX_FRAME_LEDS`] is invalid; otherwise
 /// pad with off or truncate to the device. Reasons are kept only where they point at
 /// something that exists, bounded, their text sanitised.
-fn fit_frame(
+pub(crate) fn fit_frame(
     name: &str,
     frame: Frame,
     led_count: u32,

@@ -18,6 +18,8 @@ mod epoch;
 mod error;
 pub mod inspect;
 mod instance;
+#[cfg(feature = "fuzzing")]
+pub(crate) use instance::{Counted, MAX_RULE_TEXT, fit_frame};
 #[cfg(feature = "test-support")]
 pub mod native;
 mod output;

@@ -77,22 +77,33 @@ pub struct PlanError {
 impl Plan {
     /// Reads a test file and everything it names, relative to its directory.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PlanError {
+            path: path.to_path_buf(),
+            problem: FileProblem {
+                line: 0,
+                message: format!("cannot read the test file: {e}"),
+            },
+        })?;
+        Plan::from_text(path, &text, &|target| std::fs::read_to_string(target))
+    }
+
+    /// A test file's `text` (read from `path`); `read_file` reads what it names,
+    /// relative to the file's directory.
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        read_file: &dyn Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Plan, PlanError> {
         let fail = |problem: FileProblem| PlanError {
             path: path.to_path_buf(),
             problem,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            fail(FileProblem {
-                line: 0,
-                message: format!("cannot read the test file: {e}"),
-            })
-        })?;
-        let file = TestFile::parse(&text).map_err(fail)?;
-        let lines = Lines(&text);
+        let file = TestFile::parse(text).map_err(fail)?;
+        let lines = Lines(text);
         let dir = path.parent().unwrap_or(Path::new("."));
         let read = |name: &toml::Spanned<String>, what: &str| {
             let target = dir.join(name.get_ref());
-            std::fs::read_to_string(&target).map_err(|e| {
+            read_file(&target).map_err(|e| {
                 lines.problem(
                     name.span().start,
                     format!("cannot read the {what} {}: {e}", target.display()),

@@ -185,10 +185,10 @@ pub fn certificates_in(pem: &[u8]) -> Result<usize, String> {
 /// subject, and an index of its manifests.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Descriptor {
+pub(crate) struct Descriptor {
     pub(super) media_type: String,
-    pub(super) digest: String,
-    pub(super) size: i64,
+    pub(crate) digest: String,
+    pub(crate) size: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,7 +198,7 @@ pub(super) struct Descriptor {
 /// An OCI image manifest: only what podlight reads and writes.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Manifest {
+pub(crate) struct Manifest {
     pub(super) schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) media_type: Option<String>,
@@ -210,6 +210,61 @@ pub(super) struct Manifest {
     pub(super) subject: Option<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A registry's manifest for a policy: an OCI image manifest, or why not.
+pub(crate) fn parse_manifest(
+    reference: &PolicyReference,
+    bytes: &[u8],
+) -> Result<Manifest, PullError> {
+    serde_json::from_slice(bytes).map_err(|e| PullError::Invalid {
+        reference: reference.to_string(),
+        why: format!(
+            "the manifest is not an OCI image manifest: {}",
+            sanitize(&e.to_string(), 200)
+        ),
+    })
+}
+
+/// The policy's Wasm layer in its manifest, within `max_bytes` and with a digest
+/// podlight may put in a URL.
+pub(crate) fn wasm_layer(
+    reference: &PolicyReference,
+    manifest: &Manifest,
+    max_bytes: usize,
+) -> Result<Descriptor, PullError> {
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == WASM_LAYER)
+        .ok_or_else(|| PullError::NotWasm {
+            reference: reference.to_string(),
+            found: manifest
+                .layers
+                .iter()
+                .take(8)
+                .map(|l| sanitize(&l.media_type, 80))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
+    if size > max_bytes as u64 {
+        return Err(PullError::TooLarge {
+            reference: reference.to_string(),
+            size,
+            max: max_bytes,
+        });
+    }
+    if !is_sha256_digest(&layer.digest) {
+        return Err(PullError::Invalid {
+            reference: reference.to_string(),
+            why: format!(
+                "the Wasm layer's digest {} is not sha256:<64 hex digits>",
+                sanitize(&layer.digest, 80)
+            ),
+        });
+    }
+    Ok(layer.clone())
 }
 
 pub struct RegistryClient {
@@ -233,7 +288,7 @@ pub(super) fn sha256_digest(bytes: &[u8]) -> String {
 
 /// `sha256:` and 64 lowercase hex digits: the only digests podlight puts in a URL or
 /// a file name (a registry's text could otherwise steer either).
-pub(super) fn is_sha256_digest(digest: &str) -> bool {
+pub(crate) fn is_sha256_digest(digest: &str) -> bool {
     digest.strip_prefix("sha256:").is_some_and(|hex| {
         hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
@@ -389,15 +444,8 @@ impl RegistryClient {
                 actual: manifest_digest,
             });
         }
-        let manifest: Manifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|e| PullError::Invalid {
-                reference: reference.to_string(),
-                why: format!(
-                    "the manifest is not an OCI image manifest: {}",
-                    sanitize(&e.to_string(), 200)
-                ),
-            })?;
-        let layer = self.wasm_layer(reference, &manifest)?;
+        let manifest = parse_manifest(reference, &manifest_bytes)?;
+        let layer = wasm_layer(reference, &manifest, self.options.max_bytes)?;
         let bytes = self
             .pull_blob(
                 transport,
@@ -439,45 +487,6 @@ impl RegistryClient {
                 precompiled: None,
             },
         )
-    }
-
-    fn wasm_layer(
-        &self,
-        reference: &PolicyReference,
-        manifest: &Manifest,
-    ) -> Result<Descriptor, PullError> {
-        let layer = manifest
-            .layers
-            .iter()
-            .find(|l| l.media_type == WASM_LAYER)
-            .ok_or_else(|| PullError::NotWasm {
-                reference: reference.to_string(),
-                found: manifest
-                    .layers
-                    .iter()
-                    .take(8)
-                    .map(|l| sanitize(&l.media_type, 80))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
-        let size = u64::try_from(layer.size).unwrap_or(u64::MAX);
-        if size > self.options.max_bytes as u64 {
-            return Err(PullError::TooLarge {
-                reference: reference.to_string(),
-                size,
-                max: self.options.max_bytes,
-            });
-        }
-        if !is_sha256_digest(&layer.digest) {
-            return Err(PullError::Invalid {
-                reference: reference.to_string(),
-                why: format!(
-                    "the Wasm layer's digest {} is not sha256:<64 hex digits>",
-                    sanitize(&layer.digest, 80)
-                ),
-            });
-        }
-        Ok(layer.clone())
     }
 
     /// A manifest (or index) by tag or digest, read within [`MAX_MANIFEST_BYTES`] and

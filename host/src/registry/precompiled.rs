@@ -54,7 +54,7 @@ pub struct PrecompiledPush {
 /// An OCI image index: what the referrers tag holds.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Index {
+pub(crate) struct Index {
     schema_version: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     media_type: Option<String>,
@@ -221,39 +221,7 @@ impl RegistryClient {
             }
             Err(error) => return Err(format!("cannot list its precompiled artifacts: {error}")),
         };
-        let precompiled: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .take(MAX_REFERRERS)
-            .filter(|d| d.artifact_type.as_deref() == Some(PRECOMPILED_ARTIFACT))
-            .filter(|d| is_sha256_digest(&d.digest))
-            .collect();
-        let ours = precompiled.iter().find(|d| {
-            target_of(d) == Some(target.name())
-                && annotation(d, WASMTIME_ANNOTATION) == Some(WASMTIME_VERSION)
-        });
-        let Some(listed) = ours else {
-            let offered: Vec<String> = precompiled
-                .iter()
-                .take(8)
-                .map(|d| {
-                    format!(
-                        "{} (wasmtime {})",
-                        sanitize(target_of(d).unwrap_or("?"), 40),
-                        sanitize(annotation(d, WASMTIME_ANNOTATION).unwrap_or("?"), 40)
-                    )
-                })
-                .collect();
-            return Err(format!(
-                "{reference} has no precompiled artifact for {} by wasmtime {WASMTIME_VERSION} (it has: {})",
-                target.name(),
-                if offered.is_empty() {
-                    "none".to_string()
-                } else {
-                    offered.join(", ")
-                }
-            ));
-        };
+        let listed = choose_precompiled(reference, &index, target)?;
         let pinned = reference.pinned(&listed.digest);
         let manifest_bytes = self
             .get_manifest(
@@ -278,19 +246,7 @@ impl RegistryClient {
                 sanitize(&e.to_string(), 200)
             )
         })?;
-        let layer = manifest
-            .layers
-            .iter()
-            .find(|l| l.media_type == PRECOMPILED_ARTIFACT && is_sha256_digest(&l.digest))
-            .ok_or(
-                "the precompiled artifact's manifest has no artifact layer with a sha256 digest",
-            )?;
-        let signature = manifest
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(SIGNATURE_ANNOTATION))
-            .filter(|s| s.len() <= MAX_SIGNATURE_CHARS)
-            .map(|s| s.as_bytes().to_vec());
+        let (layer, signature) = artifact_layer(&manifest)?;
         let limit = self
             .options()
             .max_bytes
@@ -333,6 +289,68 @@ impl RegistryClient {
             ),
         })
     }
+}
+
+/// The artifact for `target` by this wasmtime among a referrers index's first
+/// [`MAX_REFERRERS`] entries, or what the index offers instead.
+pub(crate) fn choose_precompiled<'a>(
+    reference: &PolicyReference,
+    index: &'a Index,
+    target: CompileTarget,
+) -> Result<&'a Descriptor, String> {
+    let precompiled: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .take(MAX_REFERRERS)
+        .filter(|d| d.artifact_type.as_deref() == Some(PRECOMPILED_ARTIFACT))
+        .filter(|d| is_sha256_digest(&d.digest))
+        .collect();
+    let ours = precompiled.iter().find(|d| {
+        target_of(d) == Some(target.name())
+            && annotation(d, WASMTIME_ANNOTATION) == Some(WASMTIME_VERSION)
+    });
+    let Some(listed) = ours else {
+        let offered: Vec<String> = precompiled
+            .iter()
+            .take(8)
+            .map(|d| {
+                format!(
+                    "{} (wasmtime {})",
+                    sanitize(target_of(d).unwrap_or("?"), 40),
+                    sanitize(annotation(d, WASMTIME_ANNOTATION).unwrap_or("?"), 40)
+                )
+            })
+            .collect();
+        return Err(format!(
+            "{reference} has no precompiled artifact for {} by wasmtime {WASMTIME_VERSION} (it has: {})",
+            target.name(),
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ));
+    };
+    Ok(listed)
+}
+
+/// The artifact's layer in its manifest, with a digest podlight may put in a URL, and
+/// its signature annotation when one of a plausible size is there.
+pub(crate) fn artifact_layer(
+    manifest: &Manifest,
+) -> Result<(&Descriptor, Option<Vec<u8>>), String> {
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == PRECOMPILED_ARTIFACT && is_sha256_digest(&l.digest))
+        .ok_or("the precompiled artifact's manifest has no artifact layer with a sha256 digest")?;
+    let signature = manifest
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SIGNATURE_ANNOTATION))
+        .filter(|s| s.len() <= MAX_SIGNATURE_CHARS)
+        .map(|s| s.as_bytes().to_vec());
+    Ok((layer, signature))
 }
 
 fn annotation<'a>(descriptor: &'a Descriptor, key: &str) -> Option<&'a str> {

@@ -301,24 +301,7 @@ impl Transport {
             hint: "",
         };
         let bytes = read_bounded(response, bound, &mut 0).await?;
-        #[derive(serde::Deserialize)]
-        struct TokenAnswer {
-            token: Option<String>,
-            access_token: Option<String>,
-        }
-        let answer: TokenAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| TransportError::Token(format!("not JSON with a token: {e}")))?;
-        let token = answer
-            .token
-            .or(answer.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| TransportError::Token("it holds no token".into()))?;
-        // A header value cannot carry control characters: refuse rather than send one.
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TransportError::Token(
-                "the token has characters a header cannot carry".into(),
-            ));
-        }
+        let token = token_of(&bytes)?;
         Ok(Some(format!("Bearer {token}")))
     }
 }
@@ -354,6 +337,72 @@ async fn read_bounded(
     Ok(bytes)
 }
 
+/// The bearer token in a token endpoint's answer (`token` or `access_token`), if it
+/// is one a header can carry.
+pub(crate) fn token_of(bytes: &[u8]) -> Result<String, TransportError> {
+    #[derive(serde::Deserialize)]
+    struct TokenAnswer {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let answer: TokenAnswer = serde_json::from_slice(bytes)
+        .map_err(|e| TransportError::Token(format!("not JSON with a token: {e}")))?;
+    let token = answer
+        .token
+        .or(answer.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TransportError::Token("it holds no token".into()))?;
+    // A header value cannot carry control characters: refuse rather than send one.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(TransportError::Token(
+            "the token has characters a header cannot carry".into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// The message and error codes of a failed answer's body (its start): the
+/// distribution spec's `errors[]` when it is that JSON envelope, else the text;
+/// sanitised and bounded.
+pub(crate) fn error_message(prefix: &[u8]) -> (String, Vec<String>) {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<EnvelopeError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct EnvelopeError {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let (message, codes): (String, Vec<String>) = match serde_json::from_slice::<Envelope>(prefix) {
+        Ok(envelope) => (
+            envelope
+                .errors
+                .iter()
+                .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            envelope
+                .errors
+                .into_iter()
+                .map(|e| sanitize(&e.code, 40))
+                .collect(),
+        ),
+        Err(_) => (
+            String::from_utf8_lossy(prefix).trim().to_string(),
+            Vec::new(),
+        ),
+    };
+    let message = if message.is_empty() {
+        "(no message)".to_string()
+    } else {
+        sanitize(&message, MAX_ERROR_TEXT)
+    };
+    (message, codes)
+}
+
 /// A non-2xx answer: its status, and the start of its body as the registry's message
 /// (the distribution spec's `errors[].message`s when the body is its JSON envelope).
 async fn failure(what: &'static str, mut response: reqwest::Response) -> TransportError {
@@ -370,41 +419,7 @@ async fn failure(what: &'static str, mut response: reqwest::Response) -> Transpo
     }
     // The rest is never read: dropping the response closes the connection.
     drop(response);
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        errors: Vec<EnvelopeError>,
-    }
-    #[derive(serde::Deserialize)]
-    struct EnvelopeError {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    let (message, codes) = match serde_json::from_slice::<Envelope>(&prefix) {
-        Ok(envelope) => (
-            envelope
-                .errors
-                .iter()
-                .map(|e| format!("{} {}", e.code, e.message).trim().to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-            envelope
-                .errors
-                .into_iter()
-                .map(|e| sanitize(&e.code, 40))
-                .collect(),
-        ),
-        Err(_) => (
-            String::from_utf8_lossy(&prefix).trim().to_string(),
-            Vec::new(),
-        ),
-    };
-    let message = if message.is_empty() {
-        "(no message)".to_string()
-    } else {
-        sanitize(&message, MAX_ERROR_TEXT)
-    };
+    let (message, codes) = error_message(&prefix);
     TransportError::Status {
         what,
         status,
@@ -415,7 +430,7 @@ async fn failure(what: &'static str, mut response: reqwest::Response) -> Transpo
 
 /// A `WWW-Authenticate` challenge: its scheme and parameters.
 #[derive(Debug, PartialEq, Eq)]
-struct Challenge {
+pub(crate) struct Challenge {
     scheme: String,
     params: Vec<(String, String)>,
 }
@@ -423,7 +438,7 @@ struct Challenge {
 impl Challenge {
     /// `Bearer realm="…",service="…",scope="…"` (RFC 7235's auth-param list; quoted
     /// values may hold commas and escaped quotes).
-    fn parse(header: &str) -> Challenge {
+    pub(crate) fn parse(header: &str) -> Challenge {
         let header = header.trim();
         let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
         let mut params = Vec::new();
@@ -464,7 +479,7 @@ impl Challenge {
         }
     }
 
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(key, _)| key == name)
