@@ -44,10 +44,15 @@ impl Fade {
     }
 }
 
+/// Rounded away from the start: once any time has passed, every channel that differs
+/// has moved at least one step. A fade restarted from what is shown before it ends (an
+/// animation's frames come faster than the fade) therefore always gets there; rounded
+/// to the nearest, a channel 1–3 steps from its target would stay where it is forever.
 fn mix(a: Rgb, b: Rgb, t: f64) -> Rgb {
     let channel = |x: u8, y: u8| {
-        let v = f64::from(x) + (f64::from(y) - f64::from(x)) * t;
-        v.round().clamp(f64::from(x.min(y)), f64::from(x.max(y))) as u8
+        let step = (f64::from(y) - f64::from(x)) * t;
+        let v = f64::from(x) + step.abs().ceil().copysign(step);
+        v.clamp(f64::from(x.min(y)), f64::from(x.max(y))) as u8
     };
     Rgb::new(channel(a.r, b.r), channel(a.g, b.g), channel(a.b, b.b))
 }
@@ -68,6 +73,21 @@ mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn a_fade_restarted_before_it_ends_still_reaches_its_target() {
+        // An animation's frames every 40 ms, each starting a 300 ms fade from what is
+        // shown: near-by channels used to round back to where they were.
+        let target = vec![Rgb::new(0, 0, 40)];
+        let mut shown = vec![Rgb::new(2, 20, 41)];
+        for _ in 0..40 {
+            shown = Fade::new(&shown, target.clone(), MS(300)).at(MS(40));
+        }
+        assert_eq!(shown, target);
+        let one_step = Fade::new(&[Rgb::new(0, 1, 0)], vec![Rgb::OFF], MS(300));
+        assert_eq!(one_step.at(MS(1)), vec![Rgb::OFF]);
+        assert_eq!(one_step.at(MS(0)), vec![Rgb::new(0, 1, 0)]);
+    }
 
     #[test]
     fn fade_starts_at_the_source_and_ends_exactly_on_target() {
