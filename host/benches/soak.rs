@@ -175,7 +175,7 @@ async fn soak(duration: Duration, out: &Path) -> bool {
         let signature = base64::engine::general_purpose::STANDARD.encode(signature.as_bytes());
         volume.publish(&[
             ("priority.wasm", plugin),
-            ("priority.wasm.sig", signature.as_bytes()),
+            ("priority.sig", signature.as_bytes()),
         ]);
     };
     publish(&mut volume, Change::Priority);
@@ -288,6 +288,13 @@ async fn soak(duration: Duration, out: &Path) -> bool {
                 api_away: api_away.load(Ordering::SeqCst),
             };
             if let Err(why) = converged {
+                let running = status.policy();
+                let why = format!(
+                    "{why}; the agent runs {} ({}), last reload error: {}",
+                    running.name,
+                    running.origin,
+                    running.last_error.as_deref().unwrap_or("none")
+                );
                 println!("soak: {at_s:.0} s: wrong: {why}");
                 failures.push(format!("at {at_s:.0} s: {why}"));
             }
@@ -355,7 +362,9 @@ async fn churn(client: kube::Client, stop: Arc<AtomicBool>) -> ChurnWrites {
         let i = turn % POD_POOL;
         turn += 1;
         let name = format!("pod-{i}");
-        let lifecycle: &[&str] = match cycle[i] % 7 {
+        // Lifecycles of different lengths, shifted per pod, so the pods drift apart
+        // instead of changing state in step.
+        let lifecycle: &[&str] = match (cycle[i] + i) % 7 {
             0 => &[
                 "create",
                 "pending",

@@ -1239,3 +1239,81 @@ async fn a_busy_plugin_gets_at_most_a_quarter_of_a_core_and_says_so() {
     assert!(spacing.is_some_and(|ms| ms >= 160), "{spacing:?}");
     agent.stop(false).await;
 }
+
+/// A small tmpfs mounted for a test and unmounted however the test ends.
+struct TinyDisk {
+    path: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    /// A 256 KiB tmpfs at `path`, filled to the last byte. Needs root (the suite runs
+    /// as root for the real node).
+    fn full(path: &Path) -> TinyDisk {
+        std::fs::create_dir_all(path).expect("mount point");
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=256k",
+                "podlight-test",
+                &path.to_string_lossy(),
+            ])
+            .status()
+            .expect("mount runs");
+        assert!(mounted.success(), "mount a tmpfs (the test needs root)");
+        let disk = TinyDisk {
+            path: path.to_path_buf(),
+        };
+        let filler = vec![0u8; 4096];
+        let mut file = std::fs::File::create(path.join("filler")).expect("filler");
+        use std::io::Write as _;
+        while file.write_all(&filler).is_ok() {}
+        disk
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_compile_cache_is_said_and_the_policy_runs() {
+    let (dirs, policies) = temp_policies();
+    let _disk = TinyDisk::full(&dirs.path().join("cache"));
+    let mut volume = AtomicDir::new(&policies);
+    let testkit = std::fs::read(TESTKIT_WASM).expect("testkit built");
+    volume.publish(&[("priority.wasm", &testkit)]);
+    let run = Running::start(&policies, dirs, false).await;
+    let admin = run.plane.client().await;
+    create_pod(&admin, NS, "web", NODE, json!({"app": "web"})).await;
+    set_status(&admin, NS, "web", status_for("running")).await;
+    // The testkit's frame (running pods on LED 0): the policy runs without a cache.
+    let mut counts = vec![Rgb::OFF; 8];
+    counts[0] = Rgb::new(0, 1, 0);
+    run.shows("the policy, compiled but not cached", &counts)
+        .await;
+    let policy = run.state.policy();
+    assert_eq!(
+        policy.sha256,
+        hex::encode(Sha256::digest(&testkit)),
+        "{policy:?}"
+    );
+    let problem = policy.cache_problem.unwrap_or_default();
+    assert!(
+        problem.contains("cannot write the compile cache") && problem.contains("No space left"),
+        "the status says why nothing is cached: {problem:?}"
+    );
+    assert!(run.state.ready().0, "{}", run.state.ready().1);
+    // The agent keeps working: a change still reaches the stick.
+    set_status(&admin, NS, "web", status_for("crashloop")).await;
+    let mut failed = vec![Rgb::OFF; 8];
+    failed[0] = Rgb::new(1, 0, 0);
+    run.shows("a change after the failed cache write", &failed)
+        .await;
+}

@@ -40,6 +40,8 @@ pub struct PolicyStatus {
     pub throttled_spacing_ms: Option<u64>,
     /// What became of the precompiled artifact pulled with the plugin, if any.
     pub precompiled: Option<PrecompiledUse>,
+    /// Why the policy's compiled form is not in the compile cache, if it is not.
+    pub cache_problem: Option<String>,
 }
 
 /// A shadow policy (`--shadow-policy`): evaluated on the same snapshots as the active

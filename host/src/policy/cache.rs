@@ -45,16 +45,26 @@ impl CompileCache {
         }
     }
 
-    /// Writes a compiled component whole or not at all. Failures are logged, not
-    /// returned: the cache only saves time.
-    pub fn store(&self, engine: &Engine, sha256: &str, component: &Component) {
+    /// Writes a compiled component whole or not at all. A failure (a full disk, a
+    /// read-only directory) is logged and said, never fatal: the cache only saves
+    /// time.
+    pub fn store(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        component: &Component,
+    ) -> Result<(), String> {
         let path = self.path(engine, sha256);
         let written = component
             .serialize()
             .map_err(|e| format!("{e:#}"))
             .and_then(|bytes| crate::atomic_file::write(&path, &bytes).map_err(|e| e.to_string()));
-        if let Err(error) = written {
+        written.map_err(|error| {
             tracing::warn!(dir = %self.dir.display(), %error, "cannot write the compile cache; plugins will be recompiled on restart");
-        }
+            format!(
+                "cannot write the compile cache in {}: {error}; the policy runs, but a restart compiles it again",
+                self.dir.display()
+            )
+        })
     }
 }

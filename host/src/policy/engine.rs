@@ -169,6 +169,7 @@ impl PolicyEngine {
             .and_then(|c| c.load(&self.engine, &sha256));
         let cache_hit = cached.is_some();
         let mut precompiled = None;
+        let mut cache_problem = None;
         let component = match cached {
             Some(component) => component,
             None => {
@@ -187,7 +188,7 @@ impl PolicyEngine {
                     None => self.compile(name, bytes, compiler)?,
                 };
                 if let Some(cache) = &self.cache {
-                    cache.store(&self.engine, &sha256, &component);
+                    cache_problem = cache.store(&self.engine, &sha256, &component).err();
                 }
                 component
             }
@@ -217,6 +218,7 @@ impl PolicyEngine {
             sha256,
             imports,
             cache_hit,
+            cache_problem,
             precompiled,
         };
         Ok(Policy {

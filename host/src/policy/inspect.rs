@@ -55,6 +55,8 @@ pub struct PluginInfo {
     pub imports: Vec<String>,
     /// Whether the compiled form came from the compile cache.
     pub cache_hit: bool,
+    /// Why the compiled form could not be kept in the compile cache, if it could not.
+    pub cache_problem: Option<String>,
     /// What became of a precompiled artifact offered with the plugin; none when
     /// there was none (or the compile cache had the plugin already).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,7 @@ pub(super) fn publish_active(
         p.file_sha256 = file_sha256;
         p.origin = origin;
         p.precompiled = precompiled;
+        p.cache_problem = info.cache_problem;
         p.settings = found.settings.clone();
         p.last_error = None;
         p.since_ms = wall_clock_ms();
