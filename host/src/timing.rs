@@ -24,6 +24,18 @@ pub fn spread(pause: Duration) -> Duration {
     pause - pause / 10 + pause / 5 * random_permille() / 1000
 }
 
+/// Longest a wait for a moment of wall-clock time sleeps before it looks at the clock
+/// again: sleeps run on the monotonic clock, so a wall clock stepped forward (NTP, a
+/// VM resumed, an operator) is noticed within this, not when the old wait ends.
+pub const WALL_CLOCK_RECHECK: Duration = Duration::from_secs(10);
+
+/// How long to sleep until wall-clock `at_ms`, seen at `now_ms`: at most
+/// [`WALL_CLOCK_RECHECK`]. Waking early is harmless (what is due is decided by the
+/// clock when waking); a clock stepped back only makes the wait longer.
+pub fn until_wall_clock(at_ms: u64, now_ms: u64) -> Duration {
+    Duration::from_millis(at_ms.saturating_sub(now_ms)).min(WALL_CLOCK_RECHECK)
+}
+
 /// A number in 0..1000, different each call.
 fn random_permille() -> u32 {
     use std::hash::{BuildHasher, Hasher};

@@ -32,6 +32,18 @@ pub(crate) fn spawn_agent(
     policy_dir: &Path,
     extra: &[&str],
 ) -> (Child, mpsc::Receiver<String>) {
+    spawn_agent_with_env(kubeconfig, node, port, policy_dir, extra, &[])
+}
+
+/// [`spawn_agent`] with more environment variables.
+pub(crate) fn spawn_agent_with_env(
+    kubeconfig: &Path,
+    node: &str,
+    port: u16,
+    policy_dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
         .args([
             "run",
@@ -50,6 +62,7 @@ pub(crate) fn spawn_agent(
         .env("NODE_NAME", node)
         .env("POD_NAME", format!("podlight-{node}"))
         .env("POD_NAMESPACE", "podlight")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -680,8 +680,292 @@ fn the_daemonset_runs_on_a_real_node() {
         swapped_mib.unwrap_or(f64::NAN)
     );
 
+    faults(&node);
     device_plugin_overlay(&node);
     helm_install(&node);
+}
+
+impl RealNode {
+    /// `scripts/real-node stop|resume NAME`.
+    fn component(&self, action: &str, name: &str) {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/real-node"))
+            .args([action, name])
+            .output()
+            .expect("scripts/real-node runs");
+        assert!(
+            out.status.success(),
+            "scripts/real-node {action} {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The last `lines` of a component's log (scripts/real-node keeps them).
+    fn component_log(&self, name: &str, lines: usize) -> String {
+        let log = std::fs::read_to_string(format!("/var/tmp/podlight-real-node/logs/{name}.log"))
+            .unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The podlight container's restart count.
+    fn agent_restarts(&self) -> u32 {
+        self.podlight_pod()
+            .and_then(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64())
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(u32::MAX)
+    }
+
+    /// Waits until the API server answers and the node is Ready again; how long.
+    fn node_ready_again(&self, limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let out = self.kubectl(&[
+                "get",
+                "node",
+                "realnode",
+                "-o",
+                r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+            ]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "the node is not Ready again");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// What the agent showed, every 100 ms, while `during` ran: the frames that were not
+/// `want` (an unreachable agent counts as one).
+fn watched_while(ip: &str, want: &[&str], during: impl FnOnce()) -> (usize, Vec<Vec<String>>) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = std::sync::Arc::clone(&stop);
+        let ip = ip.to_string();
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        std::thread::spawn(move || {
+            let (mut samples, mut wrong) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let now = agent_state(&ip).map(|s| leds(&s)).unwrap_or_default();
+                samples += 1;
+                if now != want {
+                    wrong.push(now);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (samples, wrong)
+        })
+    };
+    during();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    sampler.join().expect("the sampler")
+}
+
+/// Faults of a real node, one at a time, on a node whose light is green (podlight and
+/// the sleeper run): the light must stay right through each and be right after it,
+/// with nothing lost. Prints how long each took to be right again.
+fn faults(node: &RealNode) {
+    let (pod, ip) = node.ready_podlight(Duration::from_secs(60));
+    shows(
+        &ip,
+        "green before the faults",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    let restarts = node.agent_restarts();
+    let (pid, _, _) = agent_process().expect("the agent's process");
+
+    // The kubelet restarted: the pods keep running, the light does not flicker.
+    let started = Instant::now();
+    let (samples, wrong) = watched_while(&ip, &all(GREEN), || {
+        node.component("stop", "kubelet");
+        std::thread::sleep(Duration::from_secs(2));
+        node.component("resume", "kubelet");
+        node.node_ready_again(Duration::from_secs(120));
+    });
+    assert!(
+        wrong.is_empty(),
+        "the light flickered while the kubelet restarted: {wrong:?}"
+    );
+    assert_eq!(
+        node.agent_restarts(),
+        restarts,
+        "the kubelet's restart restarted podlight"
+    );
+    assert_eq!(
+        agent_process().map(|p| p.0),
+        Some(pid),
+        "the same agent process"
+    );
+    println!(
+        "real node fault: kubelet restarted → node Ready again in {:.1} s; {samples} frames read, all right",
+        started.elapsed().as_secs_f64()
+    );
+
+    // containerd restarted: the containers live on in their shims.
+    let started = Instant::now();
+    let (samples, wrong) = watched_while(&ip, &all(GREEN), || {
+        node.component("stop", "containerd");
+        std::thread::sleep(Duration::from_secs(2));
+        node.component("resume", "containerd");
+        node.node_ready_again(Duration::from_secs(120));
+    });
+    assert!(
+        wrong.is_empty(),
+        "the light flickered while containerd restarted: {wrong:?}"
+    );
+    assert_eq!(
+        agent_process().map(|p| p.0),
+        Some(pid),
+        "the same agent process"
+    );
+    // The kubelet sees the runtime again: a new pod starts, and the light shows it.
+    workload(node, "after-containerd", &[], None);
+    let waited = node.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/after-containerd",
+        "--timeout=180s",
+    ]);
+    assert!(
+        waited.status.success(),
+        "no new pod after containerd's restart: {}\n{}\nkubelet: {}",
+        String::from_utf8_lossy(&waited.stderr),
+        String::from_utf8_lossy(
+            &node
+                .kubectl(&["describe", "pod", "after-containerd"])
+                .stdout
+        ),
+        node.component_log("kubelet", 40)
+    );
+    shows(
+        &ip,
+        "green with the new pod running",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    node.ok(&["delete", "pod", "after-containerd", "--wait=true"]);
+    println!(
+        "real node fault: containerd restarted → a new pod Ready in {:.1} s; {samples} frames read, all right",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The API server away for 60 s: the last good state stays on the stick; when it
+    // is back, a change reaches the stick.
+    let (samples, wrong) = watched_while(&ip, &all(GREEN), || {
+        node.component("stop", "kube-apiserver");
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    assert!(
+        wrong.is_empty(),
+        "the light changed while the API server was away: {wrong:?}"
+    );
+    node.component("resume", "kube-apiserver");
+    let back = Instant::now();
+    node.node_ready_again(Duration::from_secs(120));
+    let answering = back.elapsed();
+    // A minute without the API server is longer than the node controller's grace
+    // period: when it answers again, the controller may mark the node's pods not
+    // ready until the kubelet reports them again. The light follows the cluster:
+    // green once they are Ready again.
+    for (namespace, what) in [("default", "pod/sleeper"), ("podlight", "pods")] {
+        let mut args = vec!["-n", namespace, "wait", "--for=condition=Ready"];
+        args.extend(if what == "pods" {
+            vec!["pods", "-l", "app.kubernetes.io/name=podlight"]
+        } else {
+            vec![what]
+        });
+        args.push("--timeout=240s");
+        node.ok(&args);
+    }
+    shows(
+        &ip,
+        "green when the pods are Ready again after the outage",
+        &all(GREEN),
+        Duration::from_secs(60),
+    );
+    let settled = back.elapsed();
+    let ghost = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ghost", "namespace": "default"},
+        "spec": {"containers": [{"name": "main", "image": "realnode.local/missing:1",
+                                 "imagePullPolicy": "Never"}],
+                 "terminationGracePeriodSeconds": 1},
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("ghost.json");
+    std::fs::write(&file, ghost.to_string()).expect("write");
+    node.ok(&["apply", "-f", &file.to_string_lossy()]);
+    let to_red = shows(
+        &ip,
+        "a pod that cannot start, after the outage: red",
+        &all(RED),
+        Duration::from_secs(120),
+    );
+    node.ok(&["delete", "pod", "ghost", "--wait=true"]);
+    shows(&ip, "green again", &all(GREEN), Duration::from_secs(60));
+    assert_eq!(
+        node.agent_restarts(),
+        restarts,
+        "the outage restarted podlight"
+    );
+    println!(
+        "real node fault: API server stopped 60 s ({samples} frames read, all right) → answering in {:.1} s, the pods Ready and the light green again {:.1} s after it was back, a new failing pod red {:.1} s after its apply",
+        answering.as_secs_f64(),
+        settled.as_secs_f64(),
+        to_red.as_secs_f64()
+    );
+
+    // The agent killed with SIGKILL: the kubelet starts it again; the first right
+    // frame comes from the compiled policy in its cache volume.
+    let killed = Instant::now();
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -KILL {pid}");
+    // The pod keeps its IP: the new container answers on it. Timed from the kill to
+    // the new process, and to its first right frame (not to the pod's Ready
+    // condition, which waits for the kubelet's next probe).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut started_again = None;
+    loop {
+        if started_again.is_none() && agent_process().is_some_and(|p| p.0 != pid) {
+            started_again = Some(killed.elapsed());
+        }
+        if started_again.is_some() && agent_state(&ip).is_some_and(|s| leds(&s) == all(GREEN)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no right frame within 180 s of SIGKILL (process started again: {started_again:?})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first_right = killed.elapsed();
+    let started_again = started_again.unwrap_or_default();
+    // The kubelet reports the restart in its next status update.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while node.agent_restarts() != restarts + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "one restart, by the kubelet: {}",
+            node.agent_restarts()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = node.agent_log(&pod, false);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("policy active") && l.contains(r#""cache_hit":true"#)),
+        "the restarted agent did not load its policy from the compile cache:\n{log}"
+    );
+    println!(
+        "real node fault: agent SIGKILLed → started again by the kubelet after {:.1} s, first right frame {:.1} s after the kill (policy from the compile cache)",
+        started_again.as_secs_f64(),
+        first_right.as_secs_f64()
+    );
 }
 
 /// deploy/helm/podlight on the node, where kustomize's install was: `helm install`
@@ -1074,6 +1358,49 @@ fn devices_in_pod(node: &RealNode, pod: &str) -> String {
 /// stick, the kubelet grants it to the unprivileged podlight pod, and podlight (UID
 /// 65532) can open it read-write — because of the overlay's supplementalGroups, as
 /// the pod without them shows.
+impl RealNode {
+    /// Waits until the device plugin advertises the stand-in stick on the node.
+    fn stick_advertised(&self, otherwise: &str) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let allocatable = self.ok(&[
+                "get",
+                "node",
+                "realnode",
+                "-o",
+                r"jsonpath={.status.allocatable.squat\.ai/blinkstick}",
+            ]);
+            if allocatable.trim() == "1" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{otherwise}: allocatable {allocatable:?}\n{}",
+                self.ok(&[
+                    "-n",
+                    "kube-system",
+                    "logs",
+                    "daemonset/generic-device-plugin"
+                ])
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// podlight (UID 65532) in `pod` opens the granted stick read-write and is ready.
+    fn opens_the_granted_stick(&self, pod: &str, ip: &str, when: &str) {
+        let said = devices_in_pod(self, pod);
+        assert!(
+            said.contains("/dev/blinkstick/hidraw-podlight-test: opens read-write"),
+            "{when}: podlight opens the granted node read-write:\n{said}"
+        );
+        assert!(
+            agent_state(ip).is_some_and(|s| s["ready"] == true),
+            "{when}: podlight is ready"
+        );
+    }
+}
+
 fn device_plugin_overlay(node: &RealNode) {
     let _stick = StandInStick::create();
     node.ok(&[
@@ -1085,30 +1412,7 @@ fn device_plugin_overlay(node: &RealNode) {
             .join("host/tests/real_node/device-plugin")
             .to_string_lossy(),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let allocatable = node.ok(&[
-            "get",
-            "node",
-            "realnode",
-            "-o",
-            r"jsonpath={.status.allocatable.squat\.ai/blinkstick}",
-        ]);
-        if allocatable.trim() == "1" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the device plugin never advertised the stick: allocatable {allocatable:?}\n{}",
-            node.ok(&[
-                "-n",
-                "kube-system",
-                "logs",
-                "daemonset/generic-device-plugin"
-            ])
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    node.stick_advertised("the device plugin never advertised the stick");
     let started = Instant::now();
     let pod_granted = |node: &RealNode| {
         let (pod, ip) = node.ready_podlight(Duration::from_secs(180));
@@ -1127,18 +1431,45 @@ fn device_plugin_overlay(node: &RealNode) {
         std::thread::sleep(Duration::from_millis(500));
         (pod, ip, granted) = pod_granted(node);
     }
-    let said = devices_in_pod(node, &pod);
-    assert!(
-        said.contains("/dev/blinkstick/hidraw-podlight-test: opens read-write"),
-        "podlight (UID 65532) opens the granted node read-write:\n{said}"
-    );
-    assert!(
-        agent_state(&ip).is_some_and(|s| s["ready"] == true),
-        "still ready"
-    );
+    node.opens_the_granted_stick(&pod, &ip, "with the grant");
     println!(
         "real node: the device plugin's grant reached podlight in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+
+    // Fault: the device plugin restarted. The stick stays granted to the running pod
+    // (the grant is made when the container is created), and the plugin advertises it
+    // again.
+    let restarts = node.agent_restarts();
+    let restarted = Instant::now();
+    node.ok(&[
+        "-n",
+        "kube-system",
+        "delete",
+        "pod",
+        "-l",
+        "app.kubernetes.io/name=generic-device-plugin",
+        "--wait=true",
+    ]);
+    node.ok(&[
+        "-n",
+        "kube-system",
+        "rollout",
+        "status",
+        "daemonset/generic-device-plugin",
+        "--timeout=120s",
+    ]);
+    node.stick_advertised("the restarted device plugin never advertised the stick again");
+    let (same, _) = node.ready_podlight(Duration::from_secs(60));
+    assert_eq!(
+        same, pod,
+        "the device plugin's restart replaced podlight's pod"
+    );
+    assert_eq!(node.agent_restarts(), restarts, "nor restarted it");
+    node.opens_the_granted_stick(&pod, &ip, "after the device plugin's restart");
+    println!(
+        "real node fault: device plugin restarted → advertising the stick again in {:.1} s; podlight kept its pod and its grant",
+        restarted.elapsed().as_secs_f64()
     );
 
     // Without the supplemental group the same grant is useless, and podlight says why.

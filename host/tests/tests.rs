@@ -6,6 +6,7 @@ mod agent_cli;
 mod agent_e2e;
 mod alerts_layers;
 mod cli;
+mod clock_steps;
 mod cluster_scope;
 mod cluster_watch;
 pub(crate) mod deploy;

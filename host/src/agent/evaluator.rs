@@ -299,7 +299,7 @@ async fn evaluate_once(
     };
     // Quiet hours begin and end by the clock: evaluate again then.
     let until_quiet_change =
-        quiet_change_ms.map(|at| Duration::from_millis(at.saturating_sub(wall_clock_ms())));
+        quiet_change_ms.map(|at| crate::timing::until_wall_clock(at, wall_clock_ms()));
     let again_at = frame
         .again_after_ms
         .map(|ms| Duration::from_millis(u64::from(ms)))

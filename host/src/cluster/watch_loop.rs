@@ -174,9 +174,8 @@ pub(super) async fn run<M: WatchModel>(
             pods = snapshot.counts.total,
             "snapshot built"
         );
-        reclassify_at = reclassify.map(|at| {
-            tokio::time::Instant::now() + Duration::from_millis(at.saturating_sub(now_ms))
-        });
+        reclassify_at = reclassify
+            .map(|at| tokio::time::Instant::now() + crate::timing::until_wall_clock(at, now_ms));
         if first && model.node().is_none() {
             tracing::info!(
                 nodes = snapshot.nodes.len(),
