@@ -10,7 +10,7 @@ pub const MAX_PLUGIN_TEXT: usize = 1024;
 /// Unicode bidi and line-separator controls) become `\u{…}` escapes, and past `max`
 /// characters the rest is replaced by a note of how much was cut.
 pub fn sanitize(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max * 2));
+    let mut out = String::with_capacity(text.len().min(max.saturating_mul(2)));
     for (shown, (index, c)) in text.char_indices().enumerate() {
         if shown >= max {
             let rest = text.len() - index;
@@ -42,6 +42,12 @@ fn is_unsafe(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_bound_at_all_is_a_bound_too() {
+        // Found by fuzzing: the capacity hint overflowed for the largest bound.
+        assert_eq!(sanitize("plain \u{1b}", usize::MAX), "plain \\u{1b}");
+    }
 
     #[test]
     fn escapes_control_characters() {
