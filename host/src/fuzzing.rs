@@ -15,7 +15,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use crate::alerts::{NodeLabel, parse_alerts};
 use crate::device::protocol::{self, Layout, Model};
 use crate::frame::{Frame, LedReason, Rgb};
-use crate::policy::untrusted::{MAX_PLUGIN_TEXT, sanitize};
+use crate::policy::untrusted::{MAX_ESCAPE, MAX_PLUGIN_TEXT, sanitize};
 use crate::policy::{
     self, CompileTarget, EngineOptions, MAX_FRAME_LEDS, PolicyEngine, PolicyInstance,
 };
@@ -33,7 +33,8 @@ use crate::state::{ContainerInfo, ContainerState, NodeInfo, PodInfo, Snapshot};
 const CUT_NOTE: usize = 40;
 
 /// Text as [`sanitize`] leaves it: nothing that moves a terminal's cursor or forges a
-/// log line, and at most `max` characters plus the cut note.
+/// log line, and at most `max` characters — each shown as its escape of up to
+/// [`MAX_ESCAPE`] characters — plus the cut note.
 fn assert_shown_safely(text: &str, max: usize, what: &str) {
     assert_eq!(
         sanitize(text, usize::MAX),
@@ -41,7 +42,7 @@ fn assert_shown_safely(text: &str, max: usize, what: &str) {
         "{what} holds a control character: {text:?}"
     );
     assert!(
-        text.chars().count() <= max + CUT_NOTE,
+        text.chars().count() <= max.saturating_mul(MAX_ESCAPE) + CUT_NOTE,
         "{what} is {} characters, more than {max}",
         text.chars().count()
     );

@@ -6,9 +6,13 @@
 /// Longest plugin text kept, in characters (more is cut, and the cut is said).
 pub const MAX_PLUGIN_TEXT: usize = 1024;
 
+/// Longest escape [`sanitize`] writes for one character (`\u{10ffff}`).
+pub const MAX_ESCAPE: usize = 10;
+
 /// `text` as safe to show: control characters (including newlines, escapes and
 /// Unicode bidi and line-separator controls) become `\u{…}` escapes, and past `max`
-/// characters the rest is replaced by a note of how much was cut.
+/// characters the rest is replaced by a note of how much was cut. The result has at
+/// most `max` × [`MAX_ESCAPE`] characters and the note.
 pub fn sanitize(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max.saturating_mul(2)));
     for (shown, (index, c)) in text.char_indices().enumerate() {
@@ -42,6 +46,14 @@ fn is_unsafe(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_stay_within_the_stated_bound() {
+        // Found by fuzzing: escaped characters make the text longer than `max`.
+        let shown = sanitize(&"\u{7f}".repeat(1000), 5);
+        assert!(shown.starts_with(&"\\u{7f}".repeat(5)), "{shown}");
+        assert!(shown.chars().count() <= 5 * MAX_ESCAPE + 40, "{shown}");
+    }
 
     #[test]
     fn no_bound_at_all_is_a_bound_too() {
