@@ -950,21 +950,32 @@ fn faults(node: &RealNode) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -KILL {pid}");
-    // The pod keeps its IP: the new container answers on it. Timed from the kill to
-    // the new process, and to its first right frame (not to the pod's Ready
-    // condition, which waits for the kubelet's next probe).
+    // The pod keeps its IP: the new container answers on it. Its own container
+    // restarted after a failure (exit 137): like any pod's, that shows as failed
+    // until it has run for a minute (the crash-loop recovery rule), so the first right
+    // frame is red, and green follows. Timed from the kill to the new process and to
+    // that first frame (not to the pod's Ready condition, which waits for a probe).
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut started_again = None;
     loop {
         if started_again.is_none() && agent_process().is_some_and(|p| p.0 != pid) {
             started_again = Some(killed.elapsed());
         }
-        if started_again.is_some() && agent_state(&ip).is_some_and(|s| leds(&s) == all(GREEN)) {
+        if started_again.is_some()
+            && agent_state(&ip).is_some_and(|s| {
+                leds(&s) == all(RED)
+                    && s["pods"].as_array().is_some_and(|pods| {
+                        pods.iter()
+                            .any(|p| p["name"] == pod.as_str() && p["state"] == "failed")
+                    })
+            })
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "no right frame within 180 s of SIGKILL (process started again: {started_again:?})"
+            "no right frame within 180 s of SIGKILL (process started again: {started_again:?}): {:?}",
+            agent_state(&ip)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -987,7 +998,7 @@ fn faults(node: &RealNode) {
         "the restarted agent did not load its policy from the compile cache:\n{log}"
     );
     println!(
-        "real node fault: agent SIGKILLed → started again by the kubelet after {:.1} s, first right frame {:.1} s after the kill (policy from the compile cache)",
+        "real node fault: agent SIGKILLed → started again by the kubelet after {:.1} s, first right frame (red: its own restart after a failure) {:.1} s after the kill, policy from the compile cache",
         started_again.as_secs_f64(),
         first_right.as_secs_f64()
     );
