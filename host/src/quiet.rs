@@ -72,7 +72,9 @@ pub fn parse_window(text: &str) -> Result<Window, QuietHoursError> {
     let minute = |t: &str| -> Option<u16> {
         let (h, m) = t.trim().split_once(':')?;
         let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60 && t.trim().len() == 5).then_some(h * 60 + m)
+        // `then`, not `then_some`: the minute is computed only for an hour that fits
+        // (found by fuzzing: `20220:00` overflowed before it was refused).
+        (h < 24 && m < 60 && t.trim().len() == 5).then(|| h * 60 + m)
     };
     let start = minute(start).ok_or_else(|| refuse("the start is not a time HH:MM"))?;
     let end = minute(end).ok_or_else(|| refuse("the end is not a time HH:MM"))?;
@@ -330,6 +332,8 @@ mod tests {
             "22:00-07:00@150%",
             "25:00-07:00@1%",
             "07:00-07:00@1%",
+            // An hour too large to multiply (found by fuzzing).
+            "20220:00-07:00@10%",
         ] {
             let error = QuietHours::new(&[bad.to_string()], "UTC", false, None).expect_err(bad);
             assert!(
