@@ -298,6 +298,12 @@ async fn soak(duration: Duration, out: &Path) -> bool {
                 println!("soak: {at_s:.0} s: wrong: {why}");
                 failures.push(format!("at {at_s:.0} s: {why}"));
             }
+            // Ready within the same budget: right after a replug the agent says, for
+            // a moment, that no stick is connected — true until it has found it again.
+            let ready_by = Instant::now() + CONVERGENCE_BUDGET;
+            while !status.ready().0 && Instant::now() < ready_by {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             if !status.ready().0 {
                 failures.push(format!("at {at_s:.0} s: not ready: {}", status.ready().1));
             }
