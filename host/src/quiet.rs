@@ -37,8 +37,12 @@ impl Window {
 /// A window that cannot be read, or a time zone that does not exist.
 #[derive(Debug, thiserror::Error)]
 pub enum QuietHoursError {
-    #[error("quiet hours {text:?}: {problem}. Write HH:MM-HH:MM@PERCENT%, e.g. 22:00-07:00@10%")]
-    Window { text: String, problem: String },
+    #[error("quiet hours \"{text}\": {problem}. Write HH:MM-HH:MM@PERCENT%, e.g. 22:00-07:00@10%")]
+    Window {
+        /// The window as written, sanitised and cut to a readable length.
+        text: String,
+        problem: String,
+    },
     #[error(
         "time zone {name:?} is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC): {source}"
     )]
@@ -52,7 +56,9 @@ pub enum QuietHoursError {
 /// Reads `HH:MM-HH:MM@P%`.
 pub fn parse_window(text: &str) -> Result<Window, QuietHoursError> {
     let refuse = |problem: &str| QuietHoursError::Window {
-        text: text.to_string(),
+        // The message quotes the window, not whatever else the value held (found by
+        // fuzzing: a 4,000-character value made a 4,000-character message).
+        text: crate::policy::untrusted::sanitize(text, 40),
         problem: problem.to_string(),
     };
     let (times, percent) = text
