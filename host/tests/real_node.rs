@@ -901,7 +901,7 @@ fn faults(node: &RealNode) {
     let mut settled = Duration::ZERO;
     let (samples_after, shown_after) = watched_while(&ip, &all(GREEN), || {
         node.component("resume", "kube-apiserver");
-        settled = node.settled(&ip, Duration::from_secs(15), Duration::from_secs(300));
+        settled = node.settled(&ip, Duration::from_secs(5), Duration::from_secs(300));
     });
     assert!(
         shown_after.iter().all(|leds| *leds == all(PENDING)),
@@ -1921,7 +1921,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
             &all(RED),
             Duration::from_secs(120),
         );
-        // Two changes inside one kubelet sync period, three times: the testkit, and
+        // Two changes inside one kubelet sync period, twice: the testkit, and
         // back as soon as the agent runs it — before the kubelet has copied it into
         // the volume. The newer wins, and stays when the kubelet's copies of both reach
         // the volume after it.
@@ -1930,7 +1930,7 @@ fn one_image_for_every_platform_pulled_by_the_kubelet() {
                 .as_ref()
                 .is_some_and(|s| s["policy"]["origin"] == "builtin")
         };
-        for _ in 0..3 {
+        for _ in 0..2 {
             upgrade(&["--set-file", &testkit]);
             let deadline = Instant::now() + Duration::from_secs(120);
             while is_builtin(&agent_state(&ip)) {
