@@ -473,6 +473,21 @@ impl RegistryClient {
         })
     }
 
+    /// Where a manifest (by tag or digest) of the reference's repository lives.
+    fn manifest_url(
+        &self,
+        transport: &Transport,
+        reference: &PolicyReference,
+        tag_or_digest: &str,
+    ) -> Result<reqwest::Url, PullError> {
+        transport
+            .url(
+                &reference.registry,
+                &format!("{}/manifests/{tag_or_digest}", reference.repository),
+            )
+            .map_err(|e| self.classify(reference, e))
+    }
+
     /// A pinned reference pulled before: its layer from the cache, checked again.
     fn pull_cached(&self, reference: &PolicyReference) -> Option<Pulled> {
         let manifest_digest = reference.digest.as_ref()?;
@@ -500,12 +515,7 @@ impl RegistryClient {
         accept: &str,
         actions: &str,
     ) -> Result<Vec<u8>, PullError> {
-        let url = transport
-            .url(
-                &reference.registry,
-                &format!("{}/manifests/{tag_or_digest}", reference.repository),
-            )
-            .map_err(|e| self.classify(reference, e))?;
+        let url = self.manifest_url(transport, reference, tag_or_digest)?;
         transport
             .send(
                 &reference.registry,
@@ -806,12 +816,7 @@ impl RegistryClient {
         media_type: &str,
         manifest: &[u8],
     ) -> Result<String, PullError> {
-        let url = transport
-            .url(
-                &reference.registry,
-                &format!("{}/manifests/{tag_or_digest}", reference.repository),
-            )
-            .map_err(|e| self.classify(reference, e))?;
+        let url = self.manifest_url(transport, reference, tag_or_digest)?;
         transport
             .send(
                 &reference.registry,
