@@ -621,3 +621,16 @@ fn arbitrary_snapshot(input: &mut Unstructured<'_>) -> arbitrary::Result<(Snapsh
     };
     Ok((Snapshot::new(node, pods, now_ms), led_count))
 }
+
+/// Any sequence of watch events (pods and nodes changing, going, relisted; the clock
+/// moving on): the cluster scope's incremental model shows exactly what a snapshot
+/// rebuilt from every pod shows, at every build.
+pub fn cluster_model(data: &[u8]) {
+    use crate::cluster::cluster_scope::equivalence::{START_MS, arbitrary_steps, first_difference};
+    let Ok((sets, steps)) = arbitrary_steps(&mut Unstructured::new(data)) else {
+        return;
+    };
+    if let Some(difference) = first_difference(sets, START_MS, &steps) {
+        panic!("the incremental model and the rebuild differ: {difference}");
+    }
+}

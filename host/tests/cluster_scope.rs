@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams};
-use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
+use podlight::cluster::{ConnectOptions, ListCounts, StateWatch, WatchOptions, client};
 use podlight::frame::Rgb;
 use podlight::policy::Backend;
 use podlight::state::{Scope, Snapshot, StateCounts};
@@ -59,6 +59,14 @@ async fn the_cluster_watch_counts_every_node_and_lists_only_pods_in_trouble() {
     .expect("client");
     let watch = StateWatch::start_cluster(client.clone(), WatchOptions::default());
     assert!(watch.wait_synced(WAIT).await, "synced");
+    assert_eq!(
+        watch.status().lists(),
+        ListCounts {
+            streamed: 2,
+            paged: 0
+        },
+        "pods and nodes listed by streaming (WatchList is on by default)"
+    );
     let mut rx = watch.snapshots();
     let snapshot = wait_for_snapshot(&mut rx, WAIT, "five pods on two nodes", |s| {
         s.counts.total == 5
@@ -114,6 +122,30 @@ async fn the_cluster_watch_counts_every_node_and_lists_only_pods_in_trouble() {
     let mut rx = selected.snapshots();
     let narrowed = wait_for_snapshot(&mut rx, WAIT, "one pod", |s| s.counts.total == 1).await;
     assert_eq!(narrowed.nodes.len(), 1);
+
+    // An API server with streaming lists off refuses them: the watch lists page by
+    // page and shows the same cluster.
+    let (_paged_server, _) = plane
+        .second_apiserver_with(&["--feature-gates=WatchList=false"])
+        .await;
+    let paged_client = podlight::cluster::client(&ConnectOptions {
+        kubeconfig: Some(plane.dir().join("second.kubeconfig")),
+        context: None,
+    })
+    .await
+    .expect("client");
+    let paged = StateWatch::start_cluster(paged_client, WatchOptions::default());
+    assert!(paged.wait_synced(WAIT).await, "synced through paged lists");
+    assert_eq!(
+        paged.status().lists(),
+        ListCounts {
+            streamed: 0,
+            paged: 2
+        }
+    );
+    let mut rx = paged.snapshots();
+    let same = wait_for_snapshot(&mut rx, WAIT, "node-a's two pods", |s| s.counts.total == 2).await;
+    assert!(same.shows_the_same(&gone), "{same:?}\n{gone:?}");
 }
 
 /// A cluster snapshot file: nodes with their counts, and the pods in trouble.

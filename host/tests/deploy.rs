@@ -672,6 +672,11 @@ async fn podlight_runs_as_the_service_account() {
         metrics.contains("podlight_watch_restarts_total 0"),
         "no permission errors:\n{metrics}"
     );
+    assert!(
+        metrics.contains("podlight_watch_lists_total{mode=\"streaming\"} 2")
+            && metrics.contains("podlight_watch_lists_total{mode=\"paged\"} 0"),
+        "pods and nodes listed by streaming, which the role allows (watch):\n{metrics}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -1233,6 +1238,11 @@ async fn the_cluster_light_shows_every_node_as_its_own_least_privilege_account()
     assert!(
         metrics.contains("podlight_watch_restarts_total 0"),
         "no permission errors:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("podlight_watch_lists_total{mode=\"streaming\"} 2")
+            && metrics.contains("podlight_watch_lists_total{mode=\"paged\"} 0"),
+        "pods and nodes listed by streaming, which the role allows (watch):\n{metrics}"
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -32,6 +32,7 @@ pub struct Metrics {
     alerts: Gauge,
     alerts_stale: Gauge,
     alert_polls: Family<Labels, Counter>,
+    watch_lists: Family<Labels, Counter>,
     alerts_last_success: Gauge,
 }
 
@@ -62,6 +63,7 @@ impl Default for Metrics {
         let (alerts, alerts_stale, alerts_last_success) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let alert_polls = Family::<Labels, Counter>::default();
+        let watch_lists = Family::<Labels, Counter>::default();
         registry.register(
             "pods",
             "Pods on the node per classified state",
@@ -124,6 +126,11 @@ impl Default for Metrics {
             watch_restarts.clone(),
         );
         registry.register(
+            "watch_lists",
+            "Lists the cluster watch made (at start and after losing its place), by mode: streaming (watch events from the API server's cache) or paged (servers with WatchList off)",
+            watch_lists.clone(),
+        );
+        registry.register(
             "watch_synced",
             "The cluster watch has listed (1) or not (0)",
             watch_synced.clone(),
@@ -167,6 +174,7 @@ impl Default for Metrics {
             alerts,
             alerts_stale,
             alert_polls,
+            watch_lists,
             alerts_last_success,
         }
     }
@@ -220,6 +228,14 @@ impl Metrics {
         catch_up(&self.device_reconnects, device.reconnects());
         if let Some(cluster) = &status.cluster {
             catch_up(&self.watch_restarts, cluster.watch_errors());
+            let lists = cluster.lists();
+            for (mode, count) in [("streaming", lists.streamed), ("paged", lists.paged)] {
+                let counter = self
+                    .watch_lists
+                    .get_or_create(&vec![("mode".to_string(), mode.to_string())])
+                    .clone();
+                catch_up(&counter, count);
+            }
         }
         self.watch_synced.set(i64::from(status.ready_parts().0));
         if let Some(alerts) = &status.alerts {

@@ -4,7 +4,7 @@
 
 mod agent_proxy;
 mod backoff;
-mod cluster_scope;
+pub(crate) mod cluster_scope;
 mod config;
 mod convert;
 mod expected;
@@ -22,4 +22,4 @@ pub use convert::{node_info, pod_info};
 pub use expected::expected_agents;
 pub use node_status::ReportLeases;
 pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
-pub use watch::{ClusterStatus, StateWatch, WatchOptions};
+pub use watch::{ClusterStatus, ListCounts, StateWatch, WatchOptions};

@@ -40,6 +40,8 @@ pub struct ClusterStatus {
     pub(super) watch_errors: AtomicU64,
     pub(super) events: AtomicU64,
     pub(super) snapshots: AtomicU64,
+    pub(super) streamed_lists: AtomicU64,
+    pub(super) paged_lists: AtomicU64,
 }
 
 impl ClusterStatus {
@@ -67,6 +69,25 @@ impl ClusterStatus {
     pub fn snapshots(&self) -> u64 {
         self.snapshots.load(Ordering::Relaxed)
     }
+
+    /// Lists completed so far (one per watcher at start, and one per relist): as
+    /// streamed watch events, and as paged lists on API servers that refuse that.
+    pub fn lists(&self) -> ListCounts {
+        ListCounts {
+            streamed: self.streamed_lists.load(Ordering::Relaxed),
+            paged: self.paged_lists.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How the watchers' lists were made, so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListCounts {
+    /// Streamed (WatchList: the API server sends the objects from its cache as watch
+    /// events, one at a time).
+    pub streamed: u64,
+    /// Paged lists, on API servers that refuse streaming.
+    pub paged: u64,
 }
 
 /// The running watch. Dropping it stops the watchers.
@@ -95,32 +116,39 @@ impl StateWatch {
         let empty = Snapshot::new(node_info(&options.node, None), Vec::new(), wall_clock_ms());
         let pods = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node));
         let node = watcher::Config::default().fields(&format!("metadata.name={}", options.node));
-        let events = changes(&client, &options, pods, node);
+        let status = Arc::new(ClusterStatus::default());
+        let events = changes(&client, &options, pods, node, &status);
         let model = NodeModel {
             pods: (0..events.len() - 1).map(|_| Listed::new()).collect(),
             node: Listed::new(),
             name: options.node,
         };
-        StateWatch::spawn(empty, events, model)
+        StateWatch::spawn(empty, events, model, status)
     }
 
     /// Starts watching every node and the pods `options` selects (its `node` is not
     /// used) on the current tokio runtime.
     pub fn start_cluster(client: Client, options: WatchOptions) -> StateWatch {
         let empty = Snapshot::cluster(Vec::new(), Vec::new(), wall_clock_ms());
+        let status = Arc::new(ClusterStatus::default());
         let events = changes(
             &client,
             &options,
             watcher::Config::default(),
             watcher::Config::default(),
+            &status,
         );
         let model = ClusterModel::new(events.len() - 1);
-        StateWatch::spawn(empty, events, model)
+        StateWatch::spawn(empty, events, model, status)
     }
 
-    fn spawn<M: WatchModel>(empty: Snapshot, events: SelectAll<Events>, model: M) -> StateWatch {
+    fn spawn<M: WatchModel>(
+        empty: Snapshot,
+        events: SelectAll<Events>,
+        model: M,
+        status: Arc<ClusterStatus>,
+    ) -> StateWatch {
         let (sender, snapshots) = watch::channel(Arc::new(empty));
-        let status = Arc::new(ClusterStatus::default());
         let task = tokio::spawn(run(events, model, sender, Arc::clone(&status)));
         StateWatch {
             snapshots,
@@ -161,6 +189,7 @@ fn changes(
     options: &WatchOptions,
     mut pods: watcher::Config,
     node: watcher::Config,
+    status: &Arc<ClusterStatus>,
 ) -> SelectAll<Events> {
     if let Some(selector) = &options.label_selector {
         pods = pods.labels(selector);
@@ -168,19 +197,84 @@ fn changes(
     let mut events: SelectAll<Events> = SelectAll::new();
     for (index, api) in pod_apis(client, options).into_iter().enumerate() {
         events.push(
-            watcher(api, pods.clone())
+            listed_then_watched(api, pods.clone(), "pods", Arc::clone(status))
                 .backoff(WatchBackoff::default())
                 .map(move |event| event.map(|e| Change::Pod(index, Box::new(e))))
                 .boxed(),
         );
     }
     events.push(
-        watcher(Api::<Node>::all(client.clone()), node)
-            .backoff(WatchBackoff::default())
-            .map(|event| event.map(|e| Change::Node(Box::new(e))))
-            .boxed(),
+        listed_then_watched(
+            Api::<Node>::all(client.clone()),
+            node,
+            "nodes",
+            Arc::clone(status),
+        )
+        .backoff(WatchBackoff::default())
+        .map(|event| event.map(|e| Change::Node(Box::new(e))))
+        .boxed(),
     );
     events
+}
+
+/// kube-runtime's watcher, listing by streaming: the API server sends the objects
+/// from its watch cache as watch events and a bookmark when it has sent them all
+/// (WatchList, on by default since Kubernetes 1.32), so neither side holds a whole
+/// list in memory. An API server that refuses that (the feature gate off) gets the
+/// paged list instead, from then on.
+fn listed_then_watched<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    status: Arc<ClusterStatus>,
+) -> impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let streaming = watcher(api.clone(), config.clone().streaming_lists()).boxed();
+    let paged = Some((api, config));
+    futures::stream::unfold(
+        (streaming, paged, status),
+        move |(mut events, mut paged, status)| async move {
+            loop {
+                let item = events.next().await?;
+                match &item {
+                    Err(error) if paged.is_some() && refuses_streaming(error) => {
+                        if let Some((api, config)) = paged.take() {
+                            tracing::info!(
+                                watch = what,
+                                "the API server does not stream lists (WatchList off); listing page by page"
+                            );
+                            events = watcher(api, config).boxed();
+                        }
+                        continue;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let lists = if paged.is_some() {
+                            &status.streamed_lists
+                        } else {
+                            &status.paged_lists
+                        };
+                        lists.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                return Some((item, (events, paged, status)));
+            }
+        },
+    )
+}
+
+/// The API server's answer to a streaming list when its WatchList feature is off:
+/// `422 … sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch
+/// unless the WatchList feature gate is enabled`.
+fn refuses_streaming(error: &watcher::Error) -> bool {
+    let status = match error {
+        watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.as_ref(),
+        watcher::Error::WatchError(status) => status.as_ref(),
+        _ => return false,
+    };
+    matches!(status.code, 400 | 422) && status.message.contains("sendInitialEvents")
 }
 
 /// One pod API per namespace asked for, or one for all.
@@ -204,7 +298,7 @@ struct NodeModel {
 }
 
 impl WatchModel for NodeModel {
-    fn apply(&mut self, change: Change) {
+    fn apply(&mut self, change: Change, _now_ms: u64) {
         match change {
             Change::Pod(index, event) => {
                 if let Some(set) = self.pods.get_mut(index) {
@@ -222,7 +316,7 @@ impl WatchModel for NodeModel {
         self.node.synced() && self.pods.iter().all(Listed::synced)
     }
 
-    fn snapshot(&self, now_ms: u64) -> (Snapshot, Option<u64>) {
+    fn snapshot(&mut self, now_ms: u64) -> (Snapshot, Option<u64>) {
         let node = self
             .node
             .values()

@@ -22,12 +22,13 @@ pub(super) type Events = BoxStream<'static, Result<Change, watcher::Error>>;
 
 /// What a watch keeps between events.
 pub(super) trait WatchModel: Send + 'static {
-    fn apply(&mut self, change: Change);
+    /// Applies one event that arrived at `now_ms` (wall clock).
+    fn apply(&mut self, change: Change, now_ms: u64);
     /// Every watcher has listed once.
     fn synced(&self) -> bool;
     /// The snapshot at `now_ms`, and when a pod's classification changes with time
     /// alone.
-    fn snapshot(&self, now_ms: u64) -> (Snapshot, Option<u64>);
+    fn snapshot(&mut self, now_ms: u64) -> (Snapshot, Option<u64>);
     /// Node scope: the node's name and whether it exists.
     fn node(&self) -> Option<(&str, bool)> {
         None
@@ -38,10 +39,12 @@ pub(super) trait WatchModel: Send + 'static {
     }
 }
 
-/// Objects of one watch, with the buffer a relist fills before replacing them.
+/// Objects of one watch. A list (the first, or a relist after the watch lost its
+/// place) updates them as it goes; when it is done, what it did not name is gone.
 pub(super) struct Listed<T> {
-    live: HashMap<String, T>,
-    relisting: Option<HashMap<String, T>>,
+    live: HashMap<String, (u32, T)>,
+    /// The current list: objects not seen in it are dropped when it is done.
+    listing: u32,
     synced: bool,
 }
 
@@ -52,17 +55,13 @@ impl<T> Listed<T> {
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &T> {
-        self.live.values()
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.live.len()
+        self.live.values().map(|(_, value)| value)
     }
 
     pub(super) fn new() -> Self {
         Listed {
             live: HashMap::new(),
-            relisting: None,
+            listing: 0,
             synced: false,
         }
     }
@@ -81,23 +80,17 @@ impl<T> Listed<T> {
             )
         };
         match event {
-            watcher::Event::Apply(object) => {
-                self.live.insert(key(&object), convert(&object));
+            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+                self.live
+                    .insert(key(&object), (self.listing, convert(&object)));
             }
             watcher::Event::Delete(object) => {
                 self.live.remove(&key(&object));
             }
-            watcher::Event::Init => self.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(object) => {
-                let converted = convert(&object);
-                self.relisting
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key(&object), converted);
-            }
+            watcher::Event::Init => self.listing = self.listing.wrapping_add(1),
             watcher::Event::InitDone => {
-                if let Some(listed) = self.relisting.take() {
-                    self.live = listed;
-                }
+                let listing = self.listing;
+                self.live.retain(|_, (seen_in, _)| *seen_in == listing);
                 self.synced = true;
             }
         }
@@ -113,7 +106,7 @@ pub(super) async fn run<M: WatchModel>(
     let note = |item: Result<Change, watcher::Error>, model: &mut M| match item {
         Ok(change) => {
             status.events.fetch_add(1, Ordering::Relaxed);
-            model.apply(change);
+            model.apply(change, wall_clock_ms());
         }
         Err(error) => {
             status.watch_errors.fetch_add(1, Ordering::Relaxed);

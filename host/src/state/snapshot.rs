@@ -139,6 +139,13 @@ impl StateCounts {
         self.total = self.total.saturating_add(1);
     }
 
+    /// Takes back one [`StateCounts::add`] of `state` (a pod that changed or went).
+    pub fn remove(&mut self, state: PodState) {
+        let slot = self.slot(state);
+        *slot = slot.saturating_sub(1);
+        self.total = self.total.saturating_sub(1);
+    }
+
     pub fn of(&self, state: PodState) -> u32 {
         match state {
             PodState::Deleting => self.deleting,

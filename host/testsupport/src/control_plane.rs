@@ -164,7 +164,7 @@ impl ControlPlane {
     /// (Re)starts the API server on its port and waits until it is ready.
     pub async fn start_apiserver(&mut self) {
         assert!(self.apiserver.is_none(), "already running");
-        let child = self.spawn_apiserver(self.port, "apiserver.log");
+        let child = self.spawn_apiserver(self.port, "apiserver.log", &[]);
         self.apiserver = Some(child);
         self.wait_ready(self.port, "apiserver.log").await;
     }
@@ -176,8 +176,15 @@ impl ControlPlane {
     /// A second API server on the same etcd, for changing the cluster while the
     /// first is down. Stops when the returned guard drops.
     pub async fn second_apiserver(&self) -> (ApiServerGuard, kube::Client) {
+        self.second_apiserver_with(&[]).await
+    }
+
+    /// A second API server on the same etcd with these extra flags (e.g.
+    /// `--feature-gates=WatchList=false`), and its kubeconfig beside the first's
+    /// (`second.kubeconfig` in [`ControlPlane::dir`]).
+    pub async fn second_apiserver_with(&self, flags: &[&str]) -> (ApiServerGuard, kube::Client) {
         let port = free_port();
-        let child = self.spawn_apiserver(port, "apiserver-2.log");
+        let child = self.spawn_apiserver(port, "apiserver-2.log", flags);
         let guard = ApiServerGuard(Some(child));
         self.wait_ready(port, "apiserver-2.log").await;
         let path = self.dir.path().join("second.kubeconfig");
@@ -206,7 +213,7 @@ impl ControlPlane {
         )))
     }
 
-    fn spawn_apiserver(&self, port: u16, log: &str) -> Child {
+    fn spawn_apiserver(&self, port: u16, log: &str, flags: &[&str]) -> Child {
         let d = self.dir.path();
         let mut apiserver = Command::new(binary("kube-apiserver"));
         apiserver
@@ -244,7 +251,8 @@ impl ControlPlane {
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
-            ]);
+            ])
+            .args(flags);
         spawn(apiserver, &d.join(log))
     }
 
