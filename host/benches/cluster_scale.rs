@@ -13,6 +13,11 @@
 //! (c) The cluster-scope agent (`podlight run --scope cluster`, a process): RSS,
 //!     CPU, evaluate time, and the time from a pod status change to the new frame.
 //!
+//! `PODLIGHT_BASELINE_BIN=path` runs (a) and (c) with that build of podlight too,
+//! first, in the same cluster and the same run (`scripts/bench-scale` builds the
+//! commit before this benchmark's changes for it); `PODLIGHT_SCALE_CASES` picks
+//! cases ("a,b,c").
+//!
 //! Sizes: PODLIGHT_SCALE_NODES (1000), PODLIGHT_SCALE_PODS (110 per node),
 //! PODLIGHT_SCALE_CHURN (status writes per second, 20), PODLIGHT_SCALE_WINDOW
 //! (seconds measured per case, 30), PODLIGHT_SCALE_SEED ("1,10": seed-style counts;
@@ -139,15 +144,16 @@ fn churn(
     });
 }
 
-/// `podlight run` with a virtual stick, its stderr lines as they come.
+/// `podlight run` (this `binary`) with a virtual stick, its stderr lines as they come.
 fn spawn_agent(
+    binary: &std::path::Path,
     kubeconfig: &std::path::Path,
     port: u16,
     dir: &std::path::Path,
     extra: &[&str],
     node: &str,
 ) -> (Child, mpsc::Receiver<(Instant, String)>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_podlight"))
+    let mut child = Command::new(binary)
         // The cluster watch says how long each snapshot took to build.
         .env("RUST_LOG", "info,podlight::cluster=debug")
         .args([
@@ -219,6 +225,14 @@ async fn main() {
         .filter_map(|v| v.trim().parse().ok())
         .collect();
     let total = nodes * per_node;
+    let cases = std::env::var("PODLIGHT_SCALE_CASES").unwrap_or_else(|_| "a,b,c".into());
+    let mut builds = vec![(
+        "current".to_string(),
+        std::path::PathBuf::from(env!("CARGO_BIN_EXE_podlight")),
+    )];
+    if let Some(baseline) = std::env::var_os("PODLIGHT_BASELINE_BIN") {
+        builds.insert(0, ("baseline".to_string(), baseline.into()));
+    }
     println!(
         "cluster_scale: {nodes} nodes × {per_node} pods = {total} pods, churn {rate}/s, window {} s",
         window.as_secs()
@@ -350,11 +364,12 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
 
     // (a) One node-scope agent for node-0000, through a byte-counting proxy.
-    {
+    for (build, binary) in builds.iter().filter(|_| cases.contains('a')) {
         let (proxy, received) = counting_proxy(plane.port).await;
         let kubeconfig = plane.kubeconfig_via(proxy, "agent-a.kubeconfig");
         let port = free_port();
-        let (mut agent, _lines) = spawn_agent(&kubeconfig, port, dir.path(), &[], &node_name(0));
+        let (mut agent, _lines) =
+            spawn_agent(binary, &kubeconfig, port, dir.path(), &[], &node_name(0));
         let ready = wait_ready(port, Duration::from_secs(300));
         tokio::time::sleep(Duration::from_secs(5)).await;
         let (_, cpu_before) = usage(agent.id());
@@ -365,7 +380,7 @@ async fn main() {
         let bytes = received.load(Ordering::Relaxed) - bytes_before;
         let cluster_writes = writes.load(Ordering::Relaxed) - writes_before;
         println!(
-            "(a) node agent, {per_node} pods of {total}: ready in {:.1} s ({:.2} MiB received to sync), RSS {rss:.1} MiB, CPU {:.2} % of a core, {:.0} bytes/s received while the cluster wrote {:.1} statuses/s",
+            "(a) {build}: node agent, {per_node} pods of {total}: ready in {:.1} s ({:.2} MiB received to sync), RSS {rss:.1} MiB, CPU {:.2} % of a core, {:.0} bytes/s received while the cluster wrote {:.1} statuses/s",
             ready.as_secs_f64(),
             mib(bytes_before),
             (cpu_after - cpu_before).as_secs_f64() * 100.0 / window.as_secs_f64(),
@@ -377,115 +392,118 @@ async fn main() {
     }
 
     // (b) The API server with N node-scope watches, then N seed-style ones.
-    let (proxy, received) = counting_proxy(plane.port).await;
-    let watch_client = client(&ConnectOptions {
-        kubeconfig: Some(plane.kubeconfig_via(proxy, "watches.kubeconfig")),
-        context: None,
-    })
-    .await
-    .expect("client");
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (idle_rss, idle_before) = usage(apiserver);
-    tokio::time::sleep(window).await;
-    let (_, idle_after) = usage(apiserver);
-    println!(
-        "(b) API server, no watches: RSS {idle_rss:.0} MiB, CPU {:.1} % of a core",
-        (idle_after - idle_before).as_secs_f64() * 100.0 / window.as_secs_f64()
-    );
-    for count_of in [1usize, 10, 100] {
-        for seed in [false, true] {
-            if seed && !seeds.contains(&count_of) {
-                continue;
-            }
-            let sync_started = Instant::now();
-            let bytes_start = received.load(Ordering::Relaxed);
-            let mut keep = Vec::new();
-            let synced = Arc::new(AtomicU64::new(0));
-            for k in 0..count_of {
-                let node = node_name(k * nodes.max(1) / count_of.max(1));
-                if seed {
-                    // The prototype: every pod in the namespace, filtered here.
-                    let api: Api<Pod> = Api::namespaced(watch_client.clone(), NS);
-                    let synced = Arc::clone(&synced);
-                    keep.push(tokio::spawn(async move {
-                        let mine = AtomicU64::new(0);
-                        let mut stream = watcher(api, watcher::Config::default())
-                            .default_backoff()
-                            .boxed();
-                        while let Ok(Some(event)) = stream.try_next().await {
-                            match event {
-                                watcher::Event::InitDone => {
-                                    synced.fetch_add(1, Ordering::Relaxed);
-                                }
-                                watcher::Event::Apply(p) | watcher::Event::InitApply(p)
-                                    if p.spec.as_ref().and_then(|s| s.node_name.as_deref())
-                                        == Some(node.as_str()) =>
-                                {
-                                    mine.fetch_add(1, Ordering::Relaxed);
-                                }
-                                _ => {}
-                            }
-                        }
-                    }));
-                } else {
-                    let watch = StateWatch::start(
-                        watch_client.clone(),
-                        WatchOptions {
-                            node,
-                            ..WatchOptions::default()
-                        },
-                    );
-                    let synced = Arc::clone(&synced);
-                    keep.push(tokio::spawn(async move {
-                        if watch.wait_synced(Duration::from_secs(600)).await {
-                            synced.fetch_add(1, Ordering::Relaxed);
-                        }
-                        // Held until the task is aborted.
-                        std::future::pending::<()>().await;
-                        drop(watch);
-                    }));
+    if cases.contains('b') {
+        let (proxy, received) = counting_proxy(plane.port).await;
+        let watch_client = client(&ConnectOptions {
+            kubeconfig: Some(plane.kubeconfig_via(proxy, "watches.kubeconfig")),
+            context: None,
+        })
+        .await
+        .expect("client");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (idle_rss, idle_before) = usage(apiserver);
+        tokio::time::sleep(window).await;
+        let (_, idle_after) = usage(apiserver);
+        println!(
+            "(b) API server, no watches: RSS {idle_rss:.0} MiB, CPU {:.1} % of a core",
+            (idle_after - idle_before).as_secs_f64() * 100.0 / window.as_secs_f64()
+        );
+        for count_of in [1usize, 10, 100] {
+            for seed in [false, true] {
+                if seed && !seeds.contains(&count_of) {
+                    continue;
                 }
-            }
-            while (synced.load(Ordering::Relaxed) as usize) < count_of {
-                assert!(
-                    sync_started.elapsed() < Duration::from_secs(1200),
-                    "watches never synced"
+                let sync_started = Instant::now();
+                let bytes_start = received.load(Ordering::Relaxed);
+                let mut keep = Vec::new();
+                let synced = Arc::new(AtomicU64::new(0));
+                for k in 0..count_of {
+                    let node = node_name(k * nodes.max(1) / count_of.max(1));
+                    if seed {
+                        // The prototype: every pod in the namespace, filtered here.
+                        let api: Api<Pod> = Api::namespaced(watch_client.clone(), NS);
+                        let synced = Arc::clone(&synced);
+                        keep.push(tokio::spawn(async move {
+                            let mine = AtomicU64::new(0);
+                            let mut stream = watcher(api, watcher::Config::default())
+                                .default_backoff()
+                                .boxed();
+                            while let Ok(Some(event)) = stream.try_next().await {
+                                match event {
+                                    watcher::Event::InitDone => {
+                                        synced.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    watcher::Event::Apply(p) | watcher::Event::InitApply(p)
+                                        if p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+                                            == Some(node.as_str()) =>
+                                    {
+                                        mine.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }));
+                    } else {
+                        let watch = StateWatch::start(
+                            watch_client.clone(),
+                            WatchOptions {
+                                node,
+                                ..WatchOptions::default()
+                            },
+                        );
+                        let synced = Arc::clone(&synced);
+                        keep.push(tokio::spawn(async move {
+                            if watch.wait_synced(Duration::from_secs(600)).await {
+                                synced.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Held until the task is aborted.
+                            std::future::pending::<()>().await;
+                            drop(watch);
+                        }));
+                    }
+                }
+                while (synced.load(Ordering::Relaxed) as usize) < count_of {
+                    assert!(
+                        sync_started.elapsed() < Duration::from_secs(1200),
+                        "watches never synced"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                let sync_time = sync_started.elapsed();
+                let sync_bytes = received.load(Ordering::Relaxed) - bytes_start;
+                let (_, before) = usage(apiserver);
+                let bytes_before = received.load(Ordering::Relaxed);
+                tokio::time::sleep(window).await;
+                let (rss, after) = usage(apiserver);
+                let bytes = received.load(Ordering::Relaxed) - bytes_before;
+                println!(
+                    "(b) {count_of:>3} {}: synced in {:.1} s, {:.1} MiB to sync; API server RSS {rss:.0} MiB, CPU {:.1} % of a core; watches receive {:.0} bytes/s",
+                    if seed {
+                        "seed-style namespace watches"
+                    } else {
+                        "node-scope watches (field selector)"
+                    },
+                    sync_time.as_secs_f64(),
+                    mib(sync_bytes),
+                    (after - before).as_secs_f64() * 100.0 / window.as_secs_f64(),
+                    bytes as f64 / window.as_secs_f64(),
                 );
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                for task in keep {
+                    task.abort();
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
             }
-            let sync_time = sync_started.elapsed();
-            let sync_bytes = received.load(Ordering::Relaxed) - bytes_start;
-            let (_, before) = usage(apiserver);
-            let bytes_before = received.load(Ordering::Relaxed);
-            tokio::time::sleep(window).await;
-            let (rss, after) = usage(apiserver);
-            let bytes = received.load(Ordering::Relaxed) - bytes_before;
-            println!(
-                "(b) {count_of:>3} {}: synced in {:.1} s, {:.1} MiB to sync; API server RSS {rss:.0} MiB, CPU {:.1} % of a core; watches receive {:.0} bytes/s",
-                if seed {
-                    "seed-style namespace watches"
-                } else {
-                    "node-scope watches (field selector)"
-                },
-                sync_time.as_secs_f64(),
-                mib(sync_bytes),
-                (after - before).as_secs_f64() * 100.0 / window.as_secs_f64(),
-                bytes as f64 / window.as_secs_f64(),
-            );
-            for task in keep {
-                task.abort();
-            }
-            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
 
     // (c) The cluster-scope agent.
-    {
+    for (build, binary) in builds.iter().filter(|_| cases.contains('c')) {
         let (proxy, received) = counting_proxy(plane.port).await;
         let kubeconfig = plane.kubeconfig_via(proxy, "agent-c.kubeconfig");
         let port = free_port();
         let started = Instant::now();
         let (mut agent, lines) = spawn_agent(
+            binary,
             &kubeconfig,
             port,
             dir.path(),
@@ -522,14 +540,14 @@ async fn main() {
         let evaluations = eval_count - eval_count_0;
         if !builds.is_empty() {
             println!(
-                "(c) cluster snapshots built in the window: {}, median {:.1} ms, max {:.1} ms",
+                "(c) {build}: cluster snapshots built in the window: {}, median {:.1} ms, max {:.1} ms",
                 builds.len(),
                 builds[builds.len() / 2],
                 builds[builds.len() - 1]
             );
         }
         println!(
-            "(c) cluster agent, {nodes} nodes / {total} pods: ready in {:.1} s, first full frame after {:.1} s; RSS {rss:.0} MiB; CPU {:.1} % of a core under churn; {:.0} bytes/s received; {evaluations:.0} evaluations in the window, mean {:.2} ms",
+            "(c) {build}: cluster agent, {nodes} nodes / {total} pods: ready in {:.1} s, first full frame after {:.1} s; RSS {rss:.0} MiB; CPU {:.1} % of a core under churn; {:.0} bytes/s received; {evaluations:.0} evaluations in the window, mean {:.2} ms",
             ready.as_secs_f64(),
             first_frame.as_secs_f64(),
             (cpu_after - cpu_before).as_secs_f64() * 100.0 / window.as_secs_f64(),
@@ -575,7 +593,7 @@ async fn main() {
         let mut frame: Vec<Duration> = latencies.iter().map(|l| l.0).collect();
         frame.sort();
         println!(
-            "(c) status change accepted → new frame: median {:.0} ms, max {:.0} ms over {} changes (the write itself: median {:.0} ms)",
+            "(c) {build}: status change accepted → new frame: median {:.0} ms, max {:.0} ms over {} changes (the write itself: median {:.0} ms)",
             frame[frame.len() / 2].as_secs_f64() * 1000.0,
             frame[frame.len() - 1].as_secs_f64() * 1000.0,
             frame.len(),
@@ -583,6 +601,26 @@ async fn main() {
                 let mut w: Vec<Duration> = latencies.iter().map(|l| l.1).collect();
                 w.sort();
                 w[w.len() / 2].as_secs_f64() * 1000.0
+            }
+        );
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", agent.id())).unwrap_or_default();
+        let peak = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or("VmHWM: ?");
+        let (rss_end, _) = usage(agent.id());
+        let (_, metrics) = get(port, "/metrics").unwrap_or_default();
+        let lists: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("podlight_watch_lists_total{"))
+            .collect();
+        println!(
+            "(c) {build}: RSS at the end {rss_end:.0} MiB, {peak}; lists: {}",
+            if lists.is_empty() {
+                "not reported".to_string()
+            } else {
+                lists.join(", ")
             }
         );
         let _ = agent.kill();

@@ -15,6 +15,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod layers;
 mod lock;
+pub mod memory;
 pub mod policy;
 pub mod policy_test;
 pub mod quiet;

@@ -87,6 +87,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    podlight::memory::map_own_code_on_demand();
     let cli = Cli::parse();
     init_logging(&cli.log_format, cli.command.is_agent());
     commands::set_json_logs(cli.log_format == "json");

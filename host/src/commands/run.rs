@@ -83,6 +83,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                 EventSink::none()
             }
         };
+        tokio::spawn(async {
+            tokio::time::sleep(STARTUP_SETTLES).await;
+            podlight::memory::release_startup_code();
+        });
         let inputs = AgentInputs {
             snapshots: watch.snapshots(),
             cluster: Some(watch.status()),
@@ -94,6 +98,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         serve(&args.agent, inputs, None).await
     })
 }
+
+/// After this, the code that only started the agent is given back to the kernel
+/// (`memory::release_startup_code`): the first list and the policy's load are done.
+const STARTUP_SETTLES: Duration = Duration::from_secs(20);
 
 /// How long the agent gives the API server's first answer before saying what is wrong.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
