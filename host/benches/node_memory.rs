@@ -12,7 +12,7 @@
 //! under heaptrack (Debian's `heaptrack`) and writes its profile there.
 //! Run: `cargo bench -p podlight --bench node_memory`
 
-use podlight_testsupport::cluster::{set_status, status_for};
+use podlight_testsupport::cluster::{create_node, create_pod, set_status, status_for};
 use podlight_testsupport::control_plane::ControlPlane;
 use podlight_testsupport::http_client::{free_port, get};
 
@@ -21,8 +21,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, PostParams};
 use serde_json::json;
 
 /// A number of /proc/PID/status (kB for sizes).
@@ -221,22 +219,16 @@ async fn main() {
     let plane = ControlPlane::start().await;
     let admin = plane.client().await;
     plane.namespace("mem").await;
-    let nodes: Api<Node> = Api::all(admin.clone());
-    nodes
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "mem-node"}})).expect("node"),
-        )
-        .await
-        .expect("node");
-    let pods: Api<Pod> = Api::namespaced(admin.clone(), "mem");
+    create_node(&admin, "mem-node").await;
     for i in 0..110 {
-        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": format!("app-{i}"), "labels": {"app": "a"}},
-            "spec": {"nodeName": "mem-node", "containers": [{"name": "main", "image": "registry.invalid/app:1"}]}}))
-        .expect("pod");
-        pods.create(&PostParams::default(), &pod)
-            .await
-            .expect("pod");
+        create_pod(
+            &admin,
+            "mem",
+            &format!("app-{i}"),
+            "mem-node",
+            json!({"app": "a"}),
+        )
+        .await;
     }
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir_all(dir.path().join("policies")).expect("policies");

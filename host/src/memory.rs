@@ -11,22 +11,7 @@
 /// no-op elsewhere or if /proc is not readable — it only saves memory).
 pub fn map_own_code_on_demand() {
     #[cfg(target_os = "linux")]
-    {
-        let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
-            return;
-        };
-        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-            return;
-        };
-        let exe = exe.to_string_lossy();
-        for (start, end) in own_mappings(&maps, &exe) {
-            // SAFETY: madvise with MADV_RANDOM only changes how the kernel pages this
-            // process's existing file mapping in; it never changes its contents.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
-            }
-        }
-    }
+    advise_own(|_| true, libc::MADV_RANDOM);
 }
 
 /// Gives the kernel back the pages of this process's code and read-only data it
@@ -34,60 +19,58 @@ pub fn map_own_code_on_demand() {
 /// once start-up is over. Only saves memory; a no-op where it cannot.
 pub fn release_startup_code() {
     #[cfg(target_os = "linux")]
-    {
-        let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
-            return;
-        };
-        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-            return;
-        };
-        let exe = exe.to_string_lossy();
-        for (start, end) in own_read_only_mappings(&maps, &exe) {
-            // SAFETY: MADV_PAGEOUT on a read-only private file mapping only drops
-            // clean pages the kernel reads again from the file on the next access.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
-            }
+    advise_own(read_only, libc::MADV_PAGEOUT);
+}
+
+/// `advice` on the mappings of this process's executable whose permissions
+/// (`r-xp`…) are `wanted`.
+#[cfg(target_os = "linux")]
+fn advise_own(wanted: fn(&str) -> bool, advice: libc::c_int) {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for (start, end) in mappings_of(&maps, &exe.to_string_lossy(), wanted) {
+        // SAFETY: MADV_RANDOM only changes how the kernel reads this process's file
+        // mappings in; MADV_PAGEOUT on read-only private file mappings only drops
+        // clean pages the kernel reads again from the file on the next access.
+        // Neither changes what the memory holds.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, advice);
         }
     }
 }
 
-/// The address ranges of `/proc/self/maps` lines that map `exe`.
-fn own_mappings<'a>(maps: &'a str, exe: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
-    mappings_of(maps, exe, |_| true)
+/// Mappings that cannot be written (code, constants).
+fn read_only(perms: &str) -> bool {
+    !perms.contains('w')
 }
 
-/// Those of them that cannot be written (code, constants).
-fn own_read_only_mappings<'a>(
-    maps: &'a str,
-    exe: &'a str,
-) -> impl Iterator<Item = (usize, usize)> + 'a {
-    mappings_of(maps, exe, |perms| !perms.contains('w'))
-}
-
-fn mappings_of<'a>(
-    maps: &'a str,
-    exe: &'a str,
-    wanted: impl Fn(&str) -> bool + 'a,
-) -> impl Iterator<Item = (usize, usize)> + 'a {
-    maps.lines().filter_map(move |line| {
-        let mut fields = line.split_whitespace();
-        let range = fields.next()?;
-        let perms = fields.next()?;
-        let path = fields.nth(3)?;
-        if path != exe || !wanted(perms) {
-            return None;
-        }
-        let (start, end) = range.split_once('-')?;
-        let start = usize::from_str_radix(start, 16).ok()?;
-        let end = usize::from_str_radix(end, 16).ok()?;
-        (end > start).then_some((start, end))
-    })
+/// The address ranges of the `/proc/self/maps` lines that map `exe` with wanted
+/// permissions.
+fn mappings_of(maps: &str, exe: &str, wanted: fn(&str) -> bool) -> Vec<(usize, usize)> {
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let range = fields.next()?;
+            let perms = fields.next()?;
+            let path = fields.nth(3)?;
+            if path != exe || !wanted(perms) {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            let start = usize::from_str_radix(start, 16).ok()?;
+            let end = usize::from_str_radix(end, 16).ok()?;
+            (end > start).then_some((start, end))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{own_mappings, own_read_only_mappings};
+    use super::{mappings_of, read_only};
 
     #[test]
     fn finds_only_the_executables_mappings() {
@@ -99,16 +82,14 @@ mod tests {
 7f0000200000-7f0000300000 rw-p 00000000 00:00 0
 garbage line
 ";
-        let read_only: Vec<(usize, usize)> =
-            own_read_only_mappings(maps, "/usr/bin/podlight").collect();
         assert_eq!(
-            read_only,
+            mappings_of(maps, "/usr/bin/podlight", read_only),
             [
                 (0x55d0_c000_0000, 0x55d0_c100_0000),
                 (0x55d0_c100_0000, 0x55d0_c300_0000)
             ]
         );
-        assert_eq!(own_mappings(maps, "/usr/bin/podlight").count(), 3);
+        assert_eq!(mappings_of(maps, "/usr/bin/podlight", |_| true).len(), 3);
     }
 
     /// This process's resident pages mapped from files, in kB.
