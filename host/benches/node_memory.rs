@@ -127,7 +127,7 @@ async fn measure(
                 .filter_map(|p| p.parse::<u32>().ok())
                 .find(|p| {
                     std::fs::read_to_string(format!("/proc/{p}/comm"))
-                        .is_ok_and(|c| c.trim() == "podlight")
+                        .is_ok_and(|c| c.starts_with("podlight"))
                 });
             if found.is_some() {
                 break;
