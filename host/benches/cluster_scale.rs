@@ -19,7 +19,8 @@
 //! cases ("a,b,c").
 //!
 //! Sizes: PODLIGHT_SCALE_NODES (1000), PODLIGHT_SCALE_PODS (110 per node),
-//! PODLIGHT_SCALE_CHURN (status writes per second, 20), PODLIGHT_SCALE_WINDOW
+//! PODLIGHT_SCALE_CHURN (status writes per second, 20), PODLIGHT_SCALE_TROUBLED (pods
+//! the churn keeps in a crash loop at once, 100; the cluster snapshot lists them), PODLIGHT_SCALE_WINDOW
 //! (seconds measured per case, 30), PODLIGHT_SCALE_SEED ("1,10": seed-style counts;
 //! each lists every pod in the cluster, so 100 of them at full size would send
 //! about 100 × the cluster's pods).
@@ -103,16 +104,24 @@ async fn count(pods: &Api<Pod>, fields: &str) -> u64 {
     }
 }
 
-/// Writes pod statuses at `rate` per second, flipping pods between running and a
-/// crash loop, on nodes other than the ones the cases watch closely (from node 1).
+/// Writes pod statuses at `rate` per second on nodes other than the ones the cases
+/// watch closely (from node 1): every other write puts the next pod into a crash loop,
+/// the others bring back the one that went `troubled` pods before, so about that
+/// many pods are failing at any time, as in a cluster with some trouble.
 fn churn(
     client: kube::Client,
     nodes: usize,
     per_node: usize,
     rate: usize,
+    troubled: usize,
     stop: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
 ) {
+    // The m-th pod written: a spread of nodes.
+    let pod_of = move |m: usize| {
+        let node = 1 + (m * 7919) % (nodes - 1).max(1);
+        pod_name(node, (m / nodes) % per_node)
+    };
     tokio::spawn(async move {
         let pods: Api<Pod> = Api::namespaced(client, NS);
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
@@ -120,21 +129,16 @@ fn churn(
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
             n = n.wrapping_add(1);
-            // A spread of nodes, each pod flipping on its next visit.
-            let node = 1 + (n * 7919) % (nodes - 1).max(1);
-            let pod = (n / nodes) % per_node;
-            let state = if (n / (nodes * per_node)).is_multiple_of(2) {
-                "crashloop"
+            let (name, state) = if n.is_multiple_of(2) {
+                (pod_of(n / 2), "crashloop")
+            } else if n / 2 >= troubled {
+                (pod_of(n / 2 - troubled), "running")
             } else {
-                "running"
+                continue;
             };
             let body = json!({"status": status_for(state)});
             if pods
-                .patch_status(
-                    &pod_name(node, pod),
-                    &PatchParams::default(),
-                    &Patch::Merge(body),
-                )
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(body))
                 .await
                 .is_ok()
             {
@@ -218,6 +222,7 @@ async fn main() {
     let nodes = env_or("PODLIGHT_SCALE_NODES", 1000);
     let per_node = env_or("PODLIGHT_SCALE_PODS", 110);
     let rate = env_or("PODLIGHT_SCALE_CHURN", 20);
+    let troubled = env_or("PODLIGHT_SCALE_TROUBLED", 100);
     let window = Duration::from_secs(env_or("PODLIGHT_SCALE_WINDOW", 30) as u64);
     let seeds: Vec<usize> = std::env::var("PODLIGHT_SCALE_SEED")
         .unwrap_or_else(|_| "1,10".into())
@@ -234,7 +239,7 @@ async fn main() {
         builds.insert(0, ("baseline".to_string(), baseline.into()));
     }
     println!(
-        "cluster_scale: {nodes} nodes × {per_node} pods = {total} pods, churn {rate}/s, window {} s",
+        "cluster_scale: {nodes} nodes × {per_node} pods = {total} pods, churn {rate}/s keeping {troubled} pods failing, window {} s",
         window.as_secs()
     );
 
@@ -358,6 +363,7 @@ async fn main() {
         nodes,
         per_node,
         rate,
+        troubled,
         Arc::clone(&stop),
         Arc::clone(&writes),
     );

@@ -673,9 +673,9 @@ async fn podlight_runs_as_the_service_account() {
         "no permission errors:\n{metrics}"
     );
     assert!(
-        metrics.contains("podlight_watch_lists_total{mode=\"streaming\"} 2")
-            && metrics.contains("podlight_watch_lists_total{mode=\"paged\"} 0"),
-        "pods and nodes listed by streaming, which the role allows (watch):\n{metrics}"
+        metrics.contains("podlight_watch_lists_total{mode=\"paged\"} 2")
+            && metrics.contains("podlight_watch_lists_total{mode=\"streaming\"} 0"),
+        "a node's pods and its node listed page by page (from the API server's index):\n{metrics}"
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -197,10 +197,11 @@ impl ClusterModel {
         if self.counts.len() <= slot {
             self.counts.resize(slot + 1, Default::default());
         }
-        let (all, silenced) = &mut self.counts[slot];
-        all.add(state);
-        if silenced_until.is_some() {
-            silenced.add(state);
+        if let Some((all, silenced)) = self.counts.get_mut(slot) {
+            all.add(state);
+            if silenced_until.is_some() {
+                silenced.add(state);
+            }
         }
         if needs_attention(state) {
             self.attention.insert(key.clone());
@@ -257,8 +258,9 @@ impl ClusterModel {
                 Some(info) => *info,
                 // Kept without what a policy sees: healthy, and only its silence ends.
                 None => {
-                    let (all, _) = &mut self.counts[pod.node as usize];
-                    all.add(pod.state);
+                    if let Some((all, _)) = self.counts.get_mut(pod.node as usize) {
+                        all.add(pod.state);
+                    }
                     self.pods.insert(
                         key,
                         KeptPod {

@@ -70,8 +70,9 @@ impl ClusterStatus {
         self.snapshots.load(Ordering::Relaxed)
     }
 
-    /// Lists completed so far (one per watcher at start, and one per relist): as
-    /// streamed watch events, and as paged lists on API servers that refuse that.
+    /// Lists completed so far (one per watcher at start, and one per relist):
+    /// streamed (the cluster scope) or paged (a node's own pods, and the cluster
+    /// scope on API servers that refuse streaming).
     pub fn lists(&self) -> ListCounts {
         ListCounts {
             streamed: self.streamed_lists.load(Ordering::Relaxed),
@@ -86,7 +87,8 @@ pub struct ListCounts {
     /// Streamed (WatchList: the API server sends the objects from its cache as watch
     /// events, one at a time).
     pub streamed: u64,
-    /// Paged lists, on API servers that refuse streaming.
+    /// Paged lists: a node's own pods (the API server answers them from its index
+    /// by node), or everything on API servers that refuse streaming.
     pub paged: u64,
 }
 
@@ -117,7 +119,7 @@ impl StateWatch {
         let pods = watcher::Config::default().fields(&format!("spec.nodeName={}", options.node));
         let node = watcher::Config::default().fields(&format!("metadata.name={}", options.node));
         let status = Arc::new(ClusterStatus::default());
-        let events = changes(&client, &options, pods, node, &status);
+        let events = changes(&client, &options, pods, node, Listing::Paged, &status);
         let model = NodeModel {
             pods: (0..events.len() - 1).map(|_| Listed::new()).collect(),
             node: Listed::new(),
@@ -136,6 +138,7 @@ impl StateWatch {
             &options,
             watcher::Config::default(),
             watcher::Config::default(),
+            Listing::Streamed,
             &status,
         );
         let model = ClusterModel::new(events.len() - 1);
@@ -189,6 +192,7 @@ fn changes(
     options: &WatchOptions,
     mut pods: watcher::Config,
     node: watcher::Config,
+    listing: Listing,
     status: &Arc<ClusterStatus>,
 ) -> SelectAll<Events> {
     if let Some(selector) = &options.label_selector {
@@ -197,7 +201,7 @@ fn changes(
     let mut events: SelectAll<Events> = SelectAll::new();
     for (index, api) in pod_apis(client, options).into_iter().enumerate() {
         events.push(
-            listed_then_watched(api, pods.clone(), "pods", Arc::clone(status))
+            listed_then_watched(api, pods.clone(), listing, "pods", Arc::clone(status))
                 .backoff(WatchBackoff::default())
                 .map(move |event| event.map(|e| Change::Pod(index, Box::new(e))))
                 .boxed(),
@@ -207,6 +211,7 @@ fn changes(
         listed_then_watched(
             Api::<Node>::all(client.clone()),
             node,
+            listing,
             "nodes",
             Arc::clone(status),
         )
@@ -217,30 +222,49 @@ fn changes(
     events
 }
 
-/// kube-runtime's watcher, listing by streaming: the API server sends the objects
-/// from its watch cache as watch events and a bookmark when it has sent them all
-/// (WatchList, on by default since Kubernetes 1.32), so neither side holds a whole
-/// list in memory. An API server that refuses that (the feature gate off) gets the
-/// paged list instead, from then on.
+/// How a watch makes its lists.
+///
+/// A node's agent lists its own pods with a field selector, which the API server's
+/// watch cache answers from its index by node: a paged list costs the server that
+/// node's pods. A streamed list goes through every pod in the cache for each
+/// watcher (at 110,000 pods: 100 agents' watches synced in 0.6 s paged, 13.7 s
+/// streamed). The cluster light lists everything: streamed (WatchList, on by default
+/// since Kubernetes 1.32), the server sends the objects from its cache as watch
+/// events and a bookmark when it has sent them all, so neither side builds the whole
+/// list in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    Paged,
+    Streamed,
+}
+
+/// kube-runtime's watcher, listing as `listing` says. An API server that refuses
+/// streaming (its WatchList feature off) gets the paged list instead, from then on.
 fn listed_then_watched<K>(
     api: Api<K>,
     config: watcher::Config,
+    listing: Listing,
     what: &'static str,
     status: Arc<ClusterStatus>,
 ) -> impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
-    let streaming = watcher(api.clone(), config.clone().streaming_lists()).boxed();
-    let paged = Some((api, config));
+    let (events, page_instead) = match listing {
+        Listing::Streamed => (
+            watcher(api.clone(), config.clone().streaming_lists()).boxed(),
+            Some((api, config)),
+        ),
+        Listing::Paged => (watcher(api, config).boxed(), None),
+    };
     futures::stream::unfold(
-        (streaming, paged, status),
-        move |(mut events, mut paged, status)| async move {
+        (events, page_instead, status),
+        move |(mut events, mut page_instead, status)| async move {
             loop {
                 let item = events.next().await?;
                 match &item {
-                    Err(error) if paged.is_some() && refuses_streaming(error) => {
-                        if let Some((api, config)) = paged.take() {
+                    Err(error) if page_instead.is_some() && refuses_streaming(error) => {
+                        if let Some((api, config)) = page_instead.take() {
                             tracing::info!(
                                 watch = what,
                                 "the API server does not stream lists (WatchList off); listing page by page"
@@ -250,7 +274,7 @@ where
                         continue;
                     }
                     Ok(watcher::Event::InitDone) => {
-                        let lists = if paged.is_some() {
+                        let lists = if page_instead.is_some() {
                             &status.streamed_lists
                         } else {
                             &status.paged_lists
@@ -259,7 +283,7 @@ where
                     }
                     _ => {}
                 }
-                return Some((item, (events, paged, status)));
+                return Some((item, (events, page_instead, status)));
             }
         },
     )
