@@ -15,6 +15,7 @@ use podlight_testsupport::control_plane;
 
 use podlight_testsupport::atomic_writer;
 
+use podlight_testsupport::process::cpu_ms;
 use podlight_testsupport::prototype;
 
 use std::io::{BufRead, BufReader};
@@ -71,23 +72,6 @@ fn node_with(n: usize, failing: bool) -> Snapshot {
         pods,
         0,
     )
-}
-
-/// User + system CPU time of a process so far, in milliseconds (Linux clock ticks of
-/// 10 ms).
-fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) * 10.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -15,6 +15,7 @@
 use podlight_testsupport::cluster::{create_node, create_pod, set_status, status_for};
 use podlight_testsupport::control_plane::ControlPlane;
 use podlight_testsupport::http_client::{free_port, get};
+use podlight_testsupport::process::cpu_ms;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -35,17 +36,6 @@ fn field(status: &str, name: &str) -> f64 {
 
 fn mib(status: &str, name: &str) -> f64 {
     field(status, name) / 1024.0
-}
-
-fn cpu_ms(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<f64>().ok()))
-        .sum();
-    ticks * 10.0
 }
 
 struct Measured {

@@ -85,3 +85,20 @@ pub fn run_measured(command: &mut Command, data_limit: Option<u64>) -> Measured 
         elapsed: started.elapsed(),
     }
 }
+
+/// User + system CPU time of a running process so far, in milliseconds (Linux clock
+/// ticks of 10 ms).
+pub fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) * 10.0
+}
