@@ -1,10 +1,13 @@
-//! What went wrong talking to a stick.
+//! What went wrong talking to a light.
 
 use std::sync::Arc;
 
+use super::family::Family;
+use super::wled::WledError;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeviceError {
-    #[error("no BlinkStick found{}; plug one in, or check permissions (podlight devices)", serial_hint(.serial))]
+    #[error("no BlinkStick found, nor a blink(1) or Luxafor Flag{}; plug one in, or check permissions (podlight devices)", serial_hint(.serial))]
     NotFound { serial: Option<String> },
     #[error(
         "permission denied opening {path}; install the udev rule printed by `podlight devices` or run with access to the device"
@@ -29,6 +32,10 @@ pub enum DeviceError {
     },
     #[error("the USB HID state was poisoned by a panic; restart podlight")]
     Poisoned,
+    #[error("a {} takes no {what}", .family.label())]
+    Unsupported { what: &'static str, family: Family },
+    #[error("WLED controller: {0}")]
+    Wled(#[from] WledError),
 }
 
 /// hidapi's error, kept as the source of [`DeviceError::Hid`]: shared, because device

@@ -1,4 +1,4 @@
-//! Real sticks through hidapi's Linux hidraw backend (pure Rust: it reads /sys
+//! Real USB lights (every HID family) through hidapi's Linux hidraw backend (pure Rust: it reads /sys
 //! itself, so it needs no libudev, cross-compiles and runs without a udev daemon).
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use hidapi::{HidApi, HidDevice};
 
 use super::DeviceError;
-use super::protocol::{PRODUCT_ID, VENDOR_ID};
+use super::family::Family;
 use super::transport::{Bus, DeviceInfo, Transport};
 
 /// Where the udev rule links each stick's hidraw node (`/dev/blinkstick/hidrawN`).
@@ -120,6 +120,16 @@ fn access_error(path: &Path, source: std::io::Error) -> NodeAccessError {
     }
 }
 
+/// What tells a light apart: its serial number, or — for a light that has none, as
+/// the Luxafor Flag — its device node, which stays its own while it is plugged in.
+fn identity(serial: &str, path: &str) -> String {
+    if serial.trim().is_empty() {
+        path.to_string()
+    } else {
+        serial.to_string()
+    }
+}
+
 /// The machine's USB HID bus.
 pub struct HidBus {
     api: Mutex<HidApi>,
@@ -142,23 +152,30 @@ impl Bus for HidBus {
     fn list(&self) -> Result<Vec<DeviceInfo>, DeviceError> {
         let mut api = self.api()?;
         api.reset_devices()
-            .map_err(|e| DeviceError::hid("listing sticks", e))?;
-        api.add_devices(VENDOR_ID, PRODUCT_ID)
-            .map_err(|e| DeviceError::hid("listing sticks", e))?;
+            .map_err(|e| DeviceError::hid("listing lights", e))?;
+        for (vendor, product) in Family::ALL.into_iter().filter_map(Family::usb_ids) {
+            api.add_devices(vendor, product)
+                .map_err(|e| DeviceError::hid("listing lights", e))?;
+        }
         let mut sticks: Vec<DeviceInfo> = api
             .device_list()
             // Match on vendor and product only: through uhid, bus type, interface and
-            // manufacturer are not what a USB stick reports.
-            .filter(|d| d.vendor_id() == VENDOR_ID && d.product_id() == PRODUCT_ID)
-            .map(|d| DeviceInfo {
-                serial: d.serial_number().unwrap_or_default().to_string(),
-                release: d.release_number(),
-                manufacturer: d.manufacturer_string().unwrap_or_default().to_string(),
-                product: d.product_string().unwrap_or_default().to_string(),
-                path: reachable_node(&d.path().to_string_lossy(), Path::new(LINK_DIR)),
+            // manufacturer are not what a USB light reports.
+            .filter_map(|d| {
+                let family = Family::from_usb_ids(d.vendor_id(), d.product_id())?;
+                let path = reachable_node(&d.path().to_string_lossy(), Path::new(LINK_DIR));
+                Some(DeviceInfo {
+                    family,
+                    serial: identity(d.serial_number().unwrap_or_default(), &path),
+                    release: d.release_number(),
+                    manufacturer: d.manufacturer_string().unwrap_or_default().to_string(),
+                    product: d.product_string().unwrap_or_default().to_string(),
+                    path,
+                    led_count: None,
+                })
             })
             .collect();
-        sticks.sort_by(|a, b| a.serial.cmp(&b.serial));
+        sticks.sort_by(|a, b| (a.family, &a.serial).cmp(&(b.family, &b.serial)));
         sticks.dedup_by(|a, b| a.path == b.path);
         Ok(sticks)
     }
@@ -221,6 +238,11 @@ impl Transport for HidTransport {
         result.map_err(|e| self.error(e))
     }
 
+    fn write(&mut self, report: &[u8]) -> Result<(), DeviceError> {
+        let result = self.device.write(report);
+        result.map(drop).map_err(|e| self.error(e))
+    }
+
     fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError> {
         let mut buf = vec![0u8; size];
         buf[0] = id;
@@ -234,8 +256,9 @@ impl Transport for HidTransport {
         if !Path::new(&self.path).exists() {
             return false;
         }
-        // hidraw polls as hung up once its device is gone. BlinkSticks send no input
-        // reports, so a zero-timeout read of a present stick returns nothing.
+        // hidraw polls as hung up once its device is gone. A zero-timeout read of a
+        // present light returns at once, with nothing (BlinkStick, blink(1)) or an
+        // input report that nobody needs (a Luxafor's button).
         let mut buf = [0u8; 64];
         self.device.read_timeout(&mut buf, 0).is_ok()
     }
@@ -274,6 +297,13 @@ mod tests {
             );
         }
         assert!(linked_nodes_in(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_light_without_a_serial_is_known_by_its_node() {
+        assert_eq!(identity("2000abcd", "/dev/hidraw1"), "2000abcd");
+        assert_eq!(identity("", "/dev/hidraw4"), "/dev/hidraw4");
+        assert_eq!(identity("  ", "/dev/hidraw4"), "/dev/hidraw4");
     }
 
     #[test]

@@ -1,20 +1,23 @@
-//! The sticks podlight drives: opened by serial (or the first found), joined into
-//! one strip or mirroring one frame, reconnected with backoff when they go away.
+//! The lights podlight drives, of any family: opened by serial (or the first found),
+//! joined into one strip or mirroring one frame, reconnected with backoff when they
+//! go away, kept showing their frame where a family needs it sent again.
 //! Blocking: runs on the frame writer's own thread, never on the async runtime.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::DeviceError;
+use super::family::{DeviceLayout, Family, Message};
 use super::protocol::{self, Layout, Model};
 use super::transport::{Bus, DeviceInfo, Transport, set_feature_with_retry};
+use super::{blink1, wled};
 use crate::frame::Rgb;
+use crate::lock::lock;
 
-/// First retry after a stick is missing, doubling up to [`MAX_BACKOFF`].
+/// First retry after a light is missing, doubling up to the bus's
+/// [`Bus::max_backoff`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Short enough that a replugged stick is back within a second.
-const MAX_BACKOFF: Duration = Duration::from_millis(400);
 
 /// How several sticks share a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,12 +29,15 @@ pub enum Joining {
     Mirror,
 }
 
-/// Which stick, and what it is when it cannot tell.
+/// Which light, and what it is when it cannot tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StickSpec {
-    /// None: the first stick found that no other spec claimed.
+    /// None: the first light found that no other spec claimed.
     pub serial: Option<String>,
+    /// A BlinkStick's model; other families tell theirs.
     pub model: Option<Model>,
+    /// Fewer LEDs than the light has (or, on a BlinkStick Pro or Flex, how many are
+    /// wired).
     pub led_count: Option<usize>,
 }
 
@@ -50,6 +56,8 @@ pub struct DeviceStatus {
     pub(crate) errors: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     pub(crate) led_count: AtomicUsize,
+    /// The family of each light connected now, in strip order.
+    pub(crate) families: Mutex<Vec<Family>>,
     /// Woken whenever the LED count changes, so nobody has to poll it.
     pub led_count_changed: tokio::sync::Notify,
 }
@@ -85,18 +93,25 @@ impl DeviceStatus {
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
     }
+
+    /// The family of each light connected now, in strip order.
+    pub fn families(&self) -> Vec<Family> {
+        lock(&self.families).clone()
+    }
 }
 
 struct OpenStick {
     transport: Box<dyn Transport>,
     info: DeviceInfo,
-    /// The bytes last written per report slot: unchanged reports are not re-sent.
-    written: Vec<Vec<u8>>,
+    /// The message last written per slot: unchanged ones are not re-sent.
+    written: Vec<Message>,
+    /// When a message last went out: for the family's frame spacing and keepalive.
+    last_sent: Option<Instant>,
 }
 
 struct Stick {
     spec: StickSpec,
-    layout: Option<Layout>,
+    layout: Option<DeviceLayout>,
     open: Option<OpenStick>,
     next_attempt: Instant,
     /// Failed attempts in a row, for the pause before the next.
@@ -124,7 +139,9 @@ impl DeviceManager {
         let sticks = specs
             .into_iter()
             .map(|spec| Stick {
-                layout: spec.model.map(|m| Layout::new(m, spec.led_count)),
+                layout: spec
+                    .model
+                    .map(|m| DeviceLayout::BlinkStick(Layout::new(m, spec.led_count))),
                 spec,
                 open: None,
                 next_attempt: now,
@@ -154,7 +171,7 @@ impl DeviceManager {
     pub fn led_count(&self) -> usize {
         let counts = self.sticks.iter().map(|s| {
             s.layout
-                .map_or(s.spec.led_count.unwrap_or(1), |l| l.led_count)
+                .map_or(s.spec.led_count.unwrap_or(1), |l| l.led_count())
         });
         match self.joining {
             Joining::Strip => counts.sum(),
@@ -240,32 +257,33 @@ impl DeviceManager {
     }
 
     fn missing(&mut self, i: usize, now: Instant, error: &DeviceError) {
+        let max_backoff = self.bus.max_backoff();
         let stick = &mut self.sticks[i];
         if !stick.reported_missing {
-            tracing::warn!(error = %error, "BlinkStick not available; retrying in the background");
+            tracing::warn!(error = %error, "light not available; retrying in the background");
             stick.reported_missing = true;
         }
         stick.failures = stick.failures.saturating_add(1);
         stick.next_attempt =
-            now + crate::timing::doubling(FIRST_BACKOFF, MAX_BACKOFF, stick.failures);
+            now + crate::timing::doubling(FIRST_BACKOFF, max_backoff, stick.failures);
     }
 
     fn open(&mut self, i: usize, info: DeviceInfo) -> Result<(), DeviceError> {
         let stick = &mut self.sticks[i];
-        let model = stick
-            .spec
-            .model
-            .or_else(|| protocol::detect_model(&info.serial, info.release))
-            .ok_or_else(|| DeviceError::UnknownModel {
-                serial: info.serial.clone(),
-                release: info.release,
-            })?;
-        let layout = Layout::new(model, stick.spec.led_count);
+        let layout = layout_for(&info, &stick.spec)?;
         let mut transport = self.bus.open(&info.serial)?;
-        for report in layout.setup_reports() {
-            set_feature_with_retry(transport.as_mut(), &report)?;
+        for message in layout.setup_messages() {
+            send(transport.as_mut(), &message)?;
         }
-        tracing::info!(serial = %info.serial, model = model.name(), leds = layout.led_count, "BlinkStick connected");
+        let family = layout.family();
+        tracing::info!(
+            family = family.name(),
+            serial = %info.serial,
+            model = layout.model().map(Model::name),
+            leds = layout.led_count(),
+            "{} connected",
+            family.label()
+        );
         if stick.ever_connected {
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
@@ -277,13 +295,24 @@ impl DeviceManager {
             transport,
             info,
             written: Vec::new(),
+            last_sent: None,
         });
         self.status.connected.fetch_add(1, Ordering::Relaxed);
+        self.update_families();
         Ok(())
     }
 
-    /// The sticks open now, with their layouts.
-    pub fn connected(&self) -> Vec<(DeviceInfo, Layout)> {
+    fn update_families(&self) {
+        *lock(&self.status.families) = self
+            .sticks
+            .iter()
+            .filter(|s| s.open.is_some())
+            .filter_map(|s| s.layout.map(|l| l.family()))
+            .collect();
+    }
+
+    /// The lights open now, with their layouts.
+    pub fn connected(&self) -> Vec<(DeviceInfo, DeviceLayout)> {
         self.sticks
             .iter()
             .filter_map(|s| Some((s.open.as_ref()?.info.clone(), s.layout?)))
@@ -304,7 +333,7 @@ impl DeviceManager {
                 Joining::Strip => leds.get(offset..).unwrap_or(&[]),
                 Joining::Mirror => leds,
             };
-            offset += layout.led_count;
+            offset += layout.led_count();
             match self.write_stick(i, layout, part, force) {
                 Ok(n) => written += n,
                 Err(e) => {
@@ -326,9 +355,14 @@ impl DeviceManager {
         for stick in &mut self.sticks {
             let layout = stick.layout?;
             let open = stick.open.as_mut()?;
-            let (id, size) = layout.readback_report()?;
-            let report = open.transport.get_feature(id, size).ok()?;
-            let leds = layout.decode_readback(&report)?;
+            let mut answers = Vec::new();
+            for (request, id, size) in layout.readback()? {
+                if let Some(request) = request {
+                    send(open.transport.as_mut(), &request).ok()?;
+                }
+                answers.push(open.transport.get_feature(id, size).ok()?);
+            }
+            let leds = layout.decode_readback(&answers)?;
             match self.joining {
                 Joining::Strip => frame.extend(leds),
                 Joining::Mirror if frame.is_empty() => frame = leds,
@@ -364,9 +398,36 @@ impl DeviceManager {
     fn lose(&mut self, i: usize, error: &DeviceError) {
         if let Some(open) = self.sticks[i].open.take() {
             self.status.connected.fetch_sub(1, Ordering::Relaxed);
-            tracing::warn!(serial = %open.info.serial, error = %error, "BlinkStick lost; reconnecting");
+            let label = open.info.family.label();
+            tracing::warn!(serial = %open.info.serial, error = %error, "{label} lost; reconnecting");
             self.sticks[i].next_attempt = Instant::now();
             self.sticks[i].reported_missing = true;
+            self.update_families();
+        }
+    }
+
+    /// Sends the frame again to lights that let it go when not told again (WLED's
+    /// realtime timeout), when their keepalive is due. Failures lose the light.
+    pub(crate) fn refresh_due(&mut self) {
+        for i in 0..self.sticks.len() {
+            let Some(keepalive) = self.sticks[i].layout.and_then(|l| l.family().keepalive()) else {
+                continue;
+            };
+            let Some(open) = self.sticks[i].open.as_mut() else {
+                continue;
+            };
+            if open.last_sent.is_none_or(|t| t.elapsed() < keepalive) {
+                continue;
+            }
+            let result = open
+                .written
+                .iter()
+                .try_for_each(|message| send(open.transport.as_mut(), message));
+            open.last_sent = Some(Instant::now());
+            if let Err(e) = result {
+                self.status.errors.fetch_add(1, Ordering::Relaxed);
+                self.lose(i, &e);
+            }
         }
     }
 
@@ -378,25 +439,41 @@ impl DeviceManager {
     fn write_stick(
         &mut self,
         i: usize,
-        layout: Layout,
+        layout: DeviceLayout,
         leds: &[Rgb],
         force: bool,
     ) -> Result<usize, DeviceError> {
         let Some(open) = self.sticks[i].open.as_mut() else {
             return Ok(0);
         };
-        let reports = layout.frame_reports(leds);
-        open.written.resize(reports.len(), Vec::new());
+        let messages = layout.frame_messages(leds);
+        open.written
+            .resize(messages.len(), Message::Feature(Vec::new()));
+        let changed: Vec<usize> = (0..messages.len())
+            .filter(|&slot| force || open.written[slot] != messages[slot])
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        // The family's pace: a light that drops what comes too fast gets the frame
+        // a little later rather than not at all.
+        let spacing = layout.family().min_frame_interval();
+        if let Some(wait) = open
+            .last_sent
+            .and_then(|t| spacing.checked_sub(t.elapsed()))
+        {
+            std::thread::sleep(wait);
+        }
         let mut count = 0;
-        for (slot, report) in reports.into_iter().enumerate() {
-            if !force && open.written[slot] == report {
-                continue;
-            }
-            if layout.model == Model::Original {
+        for slot in changed {
+            let message = &messages[slot];
+            if layout.model() == Some(Model::Original) {
                 let previous = open.written[slot]
+                    .bytes()
                     .get(1..4)
                     .map(|c| Rgb::new(c[0], c[1], c[2]));
-                let next = Rgb::new(report[1], report[2], report[3]);
+                let bytes = message.bytes();
+                let next = Rgb::new(bytes[1], bytes[2], bytes[3]);
                 if let Some(nudge) =
                     previous.and_then(|p| protocol::v1_nudge(open.info.release, p, next))
                 {
@@ -407,29 +484,68 @@ impl DeviceManager {
                     count += 1;
                 }
             }
-            set_feature_with_retry(open.transport.as_mut(), &report)?;
-            open.written[slot] = report;
+            send(open.transport.as_mut(), message)?;
+            open.written[slot] = message.clone();
             count += 1;
         }
+        open.last_sent = Some(Instant::now());
         Ok(count)
     }
 
-    /// Sends one report to the first connected stick, as is (diagnostics).
-    /// Sets one LED (by its index over a Pro's channels), leaving the others as they
-    /// are: the protocol's indexed report, sent to the first stick.
+    /// Sets one LED of the first light (on a BlinkStick Pro by its index over the
+    /// channels), leaving the others as they are: each family's own one-LED message.
     pub fn set_one(&mut self, index: usize, colour: Rgb) -> Result<(), DeviceError> {
-        let channel = u8::try_from(index / protocol::PRO_CHANNEL_LEDS).unwrap_or(u8::MAX);
-        let in_channel = (index % protocol::PRO_CHANNEL_LEDS) as u8;
-        self.send_raw(&protocol::encode_indexed(channel, in_channel, colour))
-    }
-
-    fn send_raw(&mut self, report: &[u8]) -> Result<(), DeviceError> {
-        let open = self
+        let (layout, open) = self
             .sticks
             .iter_mut()
-            .find_map(|s| s.open.as_mut())
+            .find_map(|s| Some((s.layout?, s.open.as_mut()?)))
             .ok_or(DeviceError::NotFound { serial: None })?;
-        set_feature_with_retry(open.transport.as_mut(), report).map(|_| ())
+        let message = layout
+            .single_led_message(index, colour)
+            .ok_or(DeviceError::Refused {
+                id: 0,
+                reason: format!(
+                    "LED {index} is not on this {} ({} LEDs)",
+                    layout.family().label(),
+                    layout.led_count()
+                ),
+            })?;
+        send(open.transport.as_mut(), &message)
+    }
+}
+
+/// How the light `info` is addressed, given what the operator said about it.
+fn layout_for(info: &DeviceInfo, spec: &StickSpec) -> Result<DeviceLayout, DeviceError> {
+    Ok(match info.family {
+        Family::BlinkStick => {
+            let model = spec
+                .model
+                .or_else(|| protocol::detect_model(&info.serial, info.release))
+                .ok_or_else(|| DeviceError::UnknownModel {
+                    serial: info.serial.clone(),
+                    release: info.release,
+                })?;
+            DeviceLayout::BlinkStick(Layout::new(model, spec.led_count))
+        }
+        Family::Blink1 => {
+            DeviceLayout::Blink1(blink1::Layout::for_serial(&info.serial, spec.led_count))
+        }
+        Family::Luxafor => DeviceLayout::Luxafor,
+        Family::Wled => {
+            let has = info.led_count.unwrap_or(1);
+            DeviceLayout::Wled(wled::Layout {
+                led_count: spec.led_count.unwrap_or(has).clamp(1, has),
+            })
+        }
+    })
+}
+
+/// Sends one message the way its kind goes: feature reports through the busy
+/// window's retries, output reports and datagrams once.
+fn send(transport: &mut dyn Transport, message: &Message) -> Result<(), DeviceError> {
+    match message {
+        Message::Feature(report) => set_feature_with_retry(transport, report).map(drop),
+        Message::Output(report) => transport.write(report),
     }
 }
 
@@ -503,7 +619,7 @@ mod tests {
         assert_eq!(manager.show(&[Rgb::new(1, 1, 1)], false), 0);
         // A v3 stick reporting release 0 (as through uhid) cannot be identified…
         bus.plug(Firmware::new(Model::Strip, "BS000001-3.0").with_release(0));
-        std::thread::sleep(MAX_BACKOFF);
+        std::thread::sleep(bus.max_backoff());
         assert!(!manager.reconnect_due());
         // …unless told what it is.
         let spec = StickSpec {

@@ -1,19 +1,26 @@
-//! The BlinkStick device layer. The driver: exact protocol bytes, the hidapi
-//! transport, several sticks as one strip, reconnects, and a frame writer that fades
-//! without ever holding up the rest of podlight. Beside it, [`sim`]: simulated sticks
-//! (the firmware's emulator, a uhid stick, the terminal display) for tests, the demo
-//! and machines without a stick.
+//! The device layer. The driver: one [`family`] abstraction over every kind of
+//! light — BlinkStick (the reference, [`protocol`]), [`blink1`], [`luxafor`] on USB
+//! HID, [`wled`] controllers over the network — the hidapi transport, several lights
+//! as one strip, reconnects, and a frame writer that fades without ever holding up
+//! the rest of podlight. Beside it, [`sim`]: simulated lights (the firmwares'
+//! emulators, a uhid stick, a WLED controller on loopback, the terminal display) for
+//! tests, the demo and machines without a light.
 
+pub mod blink1;
 mod error;
 pub mod fade;
+pub mod family;
 pub mod hid;
+pub mod luxafor;
 pub mod manager;
 pub mod protocol;
 pub mod sim;
 pub mod transport;
+pub mod wled;
 pub mod writer;
 
 pub use error::{DeviceError, HidFailure};
+pub use family::{DeviceLayout, Family};
 
 pub use fade::cap_brightness;
 pub use manager::{DeviceManager, DeviceOptions, DeviceStatus, Joining, StickSpec};

@@ -167,7 +167,8 @@ struct WriterLoop {
     last_presence_check: Instant,
 }
 
-/// How often an idle writer asks whether its sticks are still there.
+/// How often an idle writer asks whether its lights are still there (and sends the
+/// frame again to those that need it: see [`DeviceManager::refresh_due`]).
 const PRESENCE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 impl WriterLoop {
@@ -207,6 +208,7 @@ impl WriterLoop {
             }
             if self.last_presence_check.elapsed() >= PRESENCE_CHECK_INTERVAL {
                 self.manager.check_connected();
+                self.manager.refresh_due();
                 self.last_presence_check = Instant::now();
             }
             let reconnected = self.manager.reconnect_due();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::device::DeviceError;
+use crate::device::family::Family;
 use crate::device::protocol::{self, Model, Report, ReportError};
 use crate::device::transport::{Bus, DeviceInfo, Transport};
 use crate::frame::Rgb;
@@ -68,6 +69,8 @@ impl Firmware {
 
     pub fn info(&self) -> DeviceInfo {
         DeviceInfo {
+            family: Family::BlinkStick,
+            led_count: None,
             serial: self.serial.clone(),
             release: self.release,
             manufacturer: "Agile Innovative Ltd".into(),
@@ -249,10 +252,30 @@ impl Firmware {
     }
 }
 
-/// Sticks plugged into the emulator, by serial.
+/// An emulated USB light of another family than BlinkStick (blink(1), Luxafor): the
+/// requests its firmware takes, byte for byte.
+pub trait EmulatedLight: Send + std::fmt::Debug {
+    fn info(&self) -> DeviceInfo;
+    /// A SET_FEATURE request.
+    fn set_feature(&mut self, bytes: &[u8], now: Instant) -> Result<(), DeviceError>;
+    /// A GET_FEATURE request.
+    fn get_feature(&mut self, id: u8, size: usize, now: Instant) -> Result<Vec<u8>, DeviceError>;
+    /// An output report (`bytes[0]` its ID, 0 for none).
+    fn write(&mut self, bytes: &[u8], now: Instant) -> Result<(), DeviceError>;
+    /// What the LEDs show now.
+    fn leds(&self) -> Vec<Rgb>;
+    /// Every report taken, with when it arrived.
+    fn received(&self) -> &[(Instant, Vec<u8>)];
+}
+
+type SharedLight = Arc<Mutex<dyn EmulatedLight>>;
+
+/// Lights plugged into the emulator, by serial (identity): BlinkSticks with their
+/// own firmware type, other families behind [`EmulatedLight`].
 #[derive(Debug, Default, Clone)]
 pub struct EmulatorBus {
     sticks: Arc<Mutex<BTreeMap<String, Arc<Mutex<Firmware>>>>>,
+    lights: Arc<Mutex<BTreeMap<String, SharedLight>>>,
 }
 
 impl EmulatorBus {
@@ -268,8 +291,22 @@ impl EmulatorBus {
         stick
     }
 
+    /// Plugs in a light of another family.
+    pub fn plug_light(&self, light: impl EmulatedLight + 'static) -> SharedLight {
+        let serial = light.info().serial;
+        let light: SharedLight = Arc::new(Mutex::new(light));
+        lock(&self.lights).insert(serial, Arc::clone(&light));
+        light
+    }
+
     pub fn unplug(&self, serial: &str) {
         lock(&self.sticks).remove(serial);
+        lock(&self.lights).remove(serial);
+    }
+
+    /// The light of another family plugged in under this serial now.
+    pub fn light(&self, serial: &str) -> Option<SharedLight> {
+        lock(&self.lights).get(serial).cloned()
     }
 
     /// The stick plugged in under this serial now.
@@ -277,21 +314,33 @@ impl EmulatorBus {
         lock(&self.sticks).get(serial).cloned()
     }
 
-    /// What the stick with this serial shows now.
+    /// What the light with this serial shows now.
     pub fn leds(&self, serial: &str) -> Option<Vec<Rgb>> {
-        self.stick(serial).map(|s| lock(&s).leds())
+        match self.stick(serial) {
+            Some(stick) => Some(lock(&stick).leds()),
+            None => self.light(serial).map(|l| lock(&l).leds()),
+        }
     }
 }
 
 impl Bus for EmulatorBus {
     fn list(&self) -> Result<Vec<DeviceInfo>, DeviceError> {
-        Ok(lock(&self.sticks)
+        let mut all: Vec<DeviceInfo> = lock(&self.sticks)
             .values()
             .map(|s| lock(s).info())
-            .collect())
+            .collect();
+        all.extend(lock(&self.lights).values().map(|l| lock(l).info()));
+        Ok(all)
     }
 
     fn open(&self, serial: &str) -> Result<Box<dyn Transport>, DeviceError> {
+        if let Some(light) = self.light(serial) {
+            return Ok(Box::new(EmulatedLightTransport {
+                bus: self.clone(),
+                serial: serial.to_string(),
+                light,
+            }));
+        }
         let stick = self.stick(serial).ok_or(DeviceError::NotFound {
             serial: Some(serial.to_string()),
         })?;
@@ -300,6 +349,43 @@ impl Bus for EmulatorBus {
             serial: serial.to_string(),
             stick,
         }))
+    }
+}
+
+/// An open emulated light of another family; gone for good once unplugged, as an
+/// [`EmulatedTransport`] is.
+struct EmulatedLightTransport {
+    bus: EmulatorBus,
+    serial: String,
+    light: SharedLight,
+}
+
+impl EmulatedLightTransport {
+    fn present(&self) -> Result<MutexGuard<'_, dyn EmulatedLight + 'static>, DeviceError> {
+        match self.bus.light(&self.serial) {
+            Some(now) if Arc::ptr_eq(&now, &self.light) => Ok(lock(&self.light)),
+            _ => Err(DeviceError::Gone {
+                serial: self.serial.clone(),
+            }),
+        }
+    }
+}
+
+impl Transport for EmulatedLightTransport {
+    fn set_feature(&mut self, report: &[u8]) -> Result<(), DeviceError> {
+        self.present()?.set_feature(report, Instant::now())
+    }
+
+    fn get_feature(&mut self, id: u8, size: usize) -> Result<Vec<u8>, DeviceError> {
+        self.present()?.get_feature(id, size, Instant::now())
+    }
+
+    fn write(&mut self, report: &[u8]) -> Result<(), DeviceError> {
+        self.present()?.write(report, Instant::now())
+    }
+
+    fn is_connected(&mut self) -> bool {
+        self.present().is_ok()
     }
 }
 
