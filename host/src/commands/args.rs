@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use podlight::device::protocol::Model;
+use podlight::device::wled::Address;
 use podlight::policy::{Backend, ChildCompiler, CompileBudget, Compiler, EngineOptions};
 
 /// LEDs to evaluate for when no device says how many (`eval`, `replay`).
@@ -53,21 +54,39 @@ pub struct ClusterArgs {
     pub selector: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Where the lights are.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceKind {
-    /// Real sticks over USB HID.
+    /// Lights on USB HID: BlinkStick, blink(1), Luxafor Flag.
     Usb,
     /// An emulated stick drawn in the terminal.
     Virtual,
+    /// A WLED controller over the network.
+    Wled(Address),
+}
+
+impl DeviceKind {
+    pub fn parse(text: &str) -> Result<DeviceKind, String> {
+        match text {
+            "usb" => Ok(DeviceKind::Usb),
+            "virtual" => Ok(DeviceKind::Virtual),
+            _ if text.starts_with("wled://") => Address::parse(text).map(DeviceKind::Wled),
+            _ => Err(format!(
+                "unknown device {text:?}: use usb, virtual or wled://HOST[:PORT]"
+            )),
+        }
+    }
 }
 
 /// Which sticks and how to drive them; shared by every command that shows LEDs.
 #[derive(Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// `usb` for real sticks, `virtual` to draw the LEDs in the terminal.
-    #[arg(long, value_enum, default_value = "usb", env = "PODLIGHT_DEVICE")]
+    /// `usb` for lights on USB (BlinkStick, blink(1), Luxafor Flag), `virtual` to
+    /// draw the LEDs in the terminal, `wled://HOST[:PORT]` for a WLED controller.
+    #[arg(long, value_parser = DeviceKind::parse, default_value = "usb", env = "PODLIGHT_DEVICE")]
     pub device: DeviceKind,
-    /// Sticks by serial, in strip order (repeat or comma-separate); default: the first found.
+    /// Lights by serial (a Luxafor Flag by its /dev/hidrawN, a WLED controller by
+    /// its MAC), in strip order (repeat or comma-separate); default: the first found.
     #[arg(long = "serial", value_delimiter = ',', env = "PODLIGHT_SERIALS")]
     pub serials: Vec<String>,
     /// Every stick shows the same frame instead of forming one strip.

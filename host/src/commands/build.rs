@@ -14,6 +14,7 @@ use podlight::cluster::{
 use podlight::device::hid::HidBus;
 use podlight::device::sim::emulator::EmulatorBus;
 use podlight::device::sim::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
+use podlight::device::wled::WledBus;
 use podlight::device::writer::FrameObserver;
 use podlight::device::{
     Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, WriterOptions,
@@ -127,7 +128,11 @@ impl DeviceArgs {
         } else {
             Joining::Strip
         };
-        Ok((Arc::new(HidBus::new()?), DeviceOptions { sticks, joining }))
+        let bus: Arc<dyn Bus> = match &self.device {
+            DeviceKind::Wled(address) => Arc::new(WledBus::new(address.clone())),
+            _ => Arc::new(HidBus::new()?),
+        };
+        Ok((bus, DeviceOptions { sticks, joining }))
     }
 
     /// The sticks, connected now (for one-shot commands): an error if none is there.

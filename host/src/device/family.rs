@@ -8,8 +8,10 @@
 
 use std::time::Duration;
 
+use super::manager::StickSpec;
 use super::protocol::{self, Layout, Model};
-use super::{blink1, luxafor, wled};
+use super::transport::DeviceInfo;
+use super::{DeviceError, blink1, luxafor, wled};
 use crate::frame::Rgb;
 
 /// A family of lights: one protocol, one way to be found.
@@ -133,6 +135,33 @@ pub enum DeviceLayout {
 }
 
 impl DeviceLayout {
+    /// How the light `info` is addressed, given what the operator said about it.
+    pub fn for_device(info: &DeviceInfo, spec: &StickSpec) -> Result<DeviceLayout, DeviceError> {
+        Ok(match info.family {
+            Family::BlinkStick => {
+                let model = spec
+                    .model
+                    .or_else(|| protocol::detect_model(&info.serial, info.release))
+                    .ok_or_else(|| DeviceError::UnknownModel {
+                        serial: info.serial.clone(),
+                        release: info.release,
+                    })?;
+                DeviceLayout::BlinkStick(Layout::new(model, spec.led_count))
+            }
+            Family::Blink1 => {
+                DeviceLayout::Blink1(blink1::Layout::for_serial(&info.serial, spec.led_count))
+            }
+            Family::Luxafor => DeviceLayout::Luxafor,
+            Family::Wled => {
+                // What the controller said, or fewer if told; never more.
+                let has = info.led_count.unwrap_or(1);
+                DeviceLayout::Wled(wled::Layout {
+                    led_count: spec.led_count.unwrap_or(has).clamp(1, has),
+                })
+            }
+        })
+    }
+
     pub fn family(&self) -> Family {
         match self {
             DeviceLayout::BlinkStick(_) => Family::BlinkStick,

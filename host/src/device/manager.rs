@@ -11,7 +11,6 @@ use super::DeviceError;
 use super::family::{DeviceLayout, Family, Message};
 use super::protocol::{self, Layout, Model};
 use super::transport::{Bus, DeviceInfo, Transport, set_feature_with_retry};
-use super::{blink1, wled};
 use crate::frame::Rgb;
 use crate::lock::lock;
 
@@ -270,7 +269,7 @@ impl DeviceManager {
 
     fn open(&mut self, i: usize, info: DeviceInfo) -> Result<(), DeviceError> {
         let stick = &mut self.sticks[i];
-        let layout = layout_for(&info, &stick.spec)?;
+        let layout = DeviceLayout::for_device(&info, &stick.spec)?;
         let mut transport = self.bus.open(&info.serial)?;
         for message in layout.setup_messages() {
             send(transport.as_mut(), &message)?;
@@ -514,32 +513,6 @@ impl DeviceManager {
     }
 }
 
-/// How the light `info` is addressed, given what the operator said about it.
-fn layout_for(info: &DeviceInfo, spec: &StickSpec) -> Result<DeviceLayout, DeviceError> {
-    Ok(match info.family {
-        Family::BlinkStick => {
-            let model = spec
-                .model
-                .or_else(|| protocol::detect_model(&info.serial, info.release))
-                .ok_or_else(|| DeviceError::UnknownModel {
-                    serial: info.serial.clone(),
-                    release: info.release,
-                })?;
-            DeviceLayout::BlinkStick(Layout::new(model, spec.led_count))
-        }
-        Family::Blink1 => {
-            DeviceLayout::Blink1(blink1::Layout::for_serial(&info.serial, spec.led_count))
-        }
-        Family::Luxafor => DeviceLayout::Luxafor,
-        Family::Wled => {
-            let has = info.led_count.unwrap_or(1);
-            DeviceLayout::Wled(wled::Layout {
-                led_count: spec.led_count.unwrap_or(has).clamp(1, has),
-            })
-        }
-    })
-}
-
 /// Sends one message the way its kind goes: feature reports through the busy
 /// window's retries, output reports and datagrams once.
 fn send(transport: &mut dyn Transport, message: &Message) -> Result<(), DeviceError> {
@@ -553,6 +526,7 @@ fn send(transport: &mut dyn Transport, message: &Message) -> Result<(), DeviceEr
 mod tests {
     use super::*;
     use crate::device::sim::emulator::{EmulatorBus, Firmware};
+    use crate::device::wled;
 
     fn connected(bus: &EmulatorBus, options: DeviceOptions) -> DeviceManager {
         let mut manager = DeviceManager::new(Arc::new(bus.clone()), options);
@@ -665,5 +639,161 @@ mod tests {
             "nudge, then the colour"
         );
         assert_eq!(bus.leds("BS000001-1.0"), Some(vec![Rgb::new(20, 10, 30)]));
+    }
+
+    #[test]
+    fn lights_of_every_usb_family_form_one_strip() {
+        use crate::device::sim::blink1::Blink1Firmware;
+        use crate::device::sim::luxafor::LuxaforFirmware;
+        let bus = EmulatorBus::new();
+        bus.plug(Firmware::new(Model::Nano, "BS000001-3.0"));
+        bus.plug_light(Blink1Firmware::new("3000cafe"));
+        bus.plug_light(LuxaforFirmware::new("emulator:luxafor-1"));
+        let sticks = ["BS000001-3.0", "3000cafe", "emulator:luxafor-1"]
+            .map(|s| StickSpec {
+                serial: Some(s.into()),
+                ..StickSpec::default()
+            })
+            .to_vec();
+        let mut manager = connected(
+            &bus,
+            DeviceOptions {
+                sticks,
+                joining: Joining::Strip,
+            },
+        );
+        assert_eq!(manager.led_count(), 2 + 2 + 6);
+        assert_eq!(
+            manager.status().families(),
+            vec![Family::BlinkStick, Family::Blink1, Family::Luxafor]
+        );
+        let leds: Vec<Rgb> = (0..10).map(|i| Rgb::new(i, 100 - i, 7)).collect();
+        assert_eq!(manager.show(&leds, false), 1 + 2 + 6);
+        assert_eq!(bus.leds("BS000001-3.0"), Some(leds[..2].to_vec()));
+        assert_eq!(bus.leds("3000cafe"), Some(leds[2..4].to_vec()));
+        assert_eq!(bus.leds("emulator:luxafor-1"), Some(leds[4..].to_vec()));
+        // One Luxafor LED changes: one report, to that LED only.
+        let mut next = leds.clone();
+        next[7] = Rgb::new(1, 1, 1);
+        assert_eq!(manager.show(&next, false), 1);
+        assert_eq!(bus.leds("emulator:luxafor-1"), Some(next[4..].to_vec()));
+        // The blink(1) says what it shows, so a restart fades on from there.
+        assert_eq!(manager.read_shown(), None, "the Flag cannot be read back");
+        bus.unplug("emulator:luxafor-1");
+        manager.check_connected();
+        assert_eq!(
+            manager.status().families(),
+            vec![Family::BlinkStick, Family::Blink1]
+        );
+        bus.plug_light(LuxaforFirmware::new("emulator:luxafor-1"));
+        assert!(manager.reconnect_due());
+        manager.show(&next, true);
+        assert_eq!(bus.leds("emulator:luxafor-1"), Some(next[4..].to_vec()));
+    }
+
+    #[test]
+    fn a_blink1_reads_back_and_sets_one_led() {
+        use crate::device::sim::blink1::Blink1Firmware;
+        let bus = EmulatorBus::new();
+        bus.plug_light(Blink1Firmware::new("2000abcd"));
+        let mut manager = connected(&bus, DeviceOptions::default());
+        let leds = vec![Rgb::new(5, 6, 7), Rgb::new(8, 9, 10)];
+        manager.show(&leds, false);
+        assert_eq!(manager.read_shown(), Some(leds.clone()));
+        manager.set_one(1, Rgb::new(1, 2, 3)).expect("one LED");
+        assert_eq!(bus.leds("2000abcd"), Some(vec![leds[0], Rgb::new(1, 2, 3)]));
+        let error = manager.set_one(2, Rgb::OFF).expect_err("no third LED");
+        assert!(error.to_string().contains("blink(1) (2 LEDs)"), "{error}");
+    }
+
+    fn wled_manager(address: &str) -> DeviceManager {
+        let address = wled::Address::parse(address).expect("address");
+        DeviceManager::new(
+            Arc::new(wled::WledBus::new(address).with_deadline(Duration::from_millis(500))),
+            DeviceOptions::default(),
+        )
+    }
+
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let until = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_wled_strip_takes_frames_holds_them_and_comes_back_after_power_loss() {
+        use crate::device::sim::wled::{OWN_EFFECT, WledEmulator};
+        let mut strip = WledEmulator::start(300).expect("emulator");
+        let mut manager = wled_manager(&strip.address());
+        assert!(manager.reconnect_due());
+        assert_eq!(manager.led_count(), 300, "read from its JSON API");
+        assert_eq!(manager.status().families(), vec![Family::Wled]);
+        let leds: Vec<Rgb> = (0..300).map(|i| Rgb::new((i % 256) as u8, 1, 2)).collect();
+        assert_eq!(manager.show(&leds, false), 1, "300 LEDs fit one datagram");
+        eventually("the frame", || strip.leds() == leds);
+        // Nothing changes for longer than the stream's timeout: keepalives hold it.
+        let until = Instant::now() + Duration::from_secs(u64::from(wled::TIMEOUT_SECONDS) + 1);
+        while Instant::now() < until {
+            manager.refresh_due();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(strip.live(), "the keepalive held the realtime stream");
+        assert_eq!(strip.leds(), leds);
+        // Power loss: the next send or presence check notices; it is retried until
+        // the controller is back, which then gets the frame again.
+        strip.power_off();
+        eventually("the loss", || {
+            manager.refresh_due();
+            manager.check_connected() || !manager.any_connected()
+        });
+        assert!(!manager.any_connected());
+        assert_eq!(strip.leds(), vec![OWN_EFFECT; 300]);
+        strip.power_on().expect("power on");
+        eventually("the reconnect", || manager.reconnect_due());
+        manager.show(&leds, true);
+        eventually("the frame again", || strip.leds() == leds);
+        assert_eq!(manager.status().reconnects(), 1);
+    }
+
+    #[test]
+    fn hostile_or_slow_controllers_are_refused_with_a_reason() {
+        use crate::device::sim::wled::{Behaviour, WledEmulator};
+        let strip = WledEmulator::start(60).expect("emulator");
+        let address = wled::Address::parse(&strip.address()).expect("address");
+        let bus = wled::WledBus::new(address).with_deadline(Duration::from_millis(300));
+        for (behaviour, says) in [
+            (Behaviour::Garbage, "not JSON"),
+            (Behaviour::ClaimsLeds(1 << 40), "claims 1099511627776 LEDs"),
+            (Behaviour::ClaimsLeds(0), "claims 0 LEDs"),
+            (Behaviour::Endless, "larger than"),
+            (Behaviour::Silent, "did not answer within 0.3 s"),
+            (
+                Behaviour::Slow(Duration::from_secs(1)),
+                "did not answer within",
+            ),
+        ] {
+            strip.set_behaviour(behaviour.clone());
+            let started = Instant::now();
+            let error = bus.list().expect_err("refused").to_string();
+            assert!(error.contains(says), "{behaviour:?}: {error}");
+            assert!(!error.contains('\u{1b}'), "{error}");
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "{behaviour:?} held the caller {:?}",
+                started.elapsed()
+            );
+        }
+        // A count that lies low is believed (fewer LEDs are driven); the strip
+        // ignores nothing podlight sends.
+        strip.set_behaviour(Behaviour::ClaimsLeds(10));
+        assert_eq!(bus.list().expect("listed")[0].led_count, Some(10));
+        strip.set_behaviour(Behaviour::Honest);
+        assert_eq!(bus.list().expect("listed")[0].led_count, Some(60));
+        // Nobody there at all: refused at once, not after the deadline.
+        drop(strip);
+        let error = bus.list().expect_err("closed port").to_string();
+        assert!(error.contains("did not answer"), "{error}");
     }
 }

@@ -168,10 +168,20 @@ fn serve(
     Ok((http, udp, Running { stop, threads }))
 }
 
-fn serve_http(listener: &TcpListener, state: &Mutex<State>, stop: &AtomicBool, udp_port: u16) {
+fn serve_http(
+    listener: &TcpListener,
+    state: &Arc<Mutex<State>>,
+    stop: &Arc<AtomicBool>,
+    udp_port: u16,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => answer(stream, state, stop, udp_port),
+            // One thread per connection, as a slow or silent answer must not hold up
+            // the next caller; each ends within its own 10-second bound.
+            Ok((stream, _)) => {
+                let (state, stop) = (Arc::clone(state), Arc::clone(stop));
+                std::thread::spawn(move || answer(stream, &state, &stop, udp_port));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
