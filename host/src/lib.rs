@@ -8,6 +8,7 @@ pub mod alerts;
 mod atomic_file;
 pub mod cluster;
 pub mod device;
+pub mod error_chain;
 pub mod explain;
 pub mod frame;
 #[cfg(feature = "fuzzing")]

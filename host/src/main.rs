@@ -12,6 +12,7 @@ use commands::{
     Exit, demo, devices, emulate, eval, explain, off, plugin, plugin_new, plugin_oci, record,
     replay, run, set, silence, snapshot, status, test,
 };
+use podlight::error_chain::error_chain;
 
 #[derive(Parser)]
 #[command(
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
             ExitCode::from(error.downcast_ref::<Exit>().map_or(1, |exit| exit.0))
         }
         Err(error) => {
-            eprintln!("podlight: {error:#}");
+            eprintln!("podlight: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

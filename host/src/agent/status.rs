@@ -308,6 +308,12 @@ impl AgentStatus {
             device: DeviceReport {
                 connected: self.device.connected(),
                 leds: self.device.led_count(),
+                families: self
+                    .device
+                    .families()
+                    .into_iter()
+                    .map(|family| family.name().to_string())
+                    .collect(),
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
         }
@@ -366,7 +372,10 @@ impl AgentStatus {
         let reason = match (synced, device) {
             (true, true) => "ok".to_string(),
             (false, _) => "the cluster watch has not synced yet".to_string(),
-            (true, false) => "no BlinkStick connected (retrying in the background)".to_string(),
+            (true, false) => {
+                "no light connected (retrying in the background; `podlight devices` says why)"
+                    .to_string()
+            }
         };
         (synced && device, reason)
     }

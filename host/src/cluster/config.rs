@@ -6,6 +6,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use crate::error_chain::error_chain;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error(
@@ -198,22 +200,6 @@ impl ClusterError {
 
 /// Characters of an API server's message kept.
 const MAX_SERVER_TEXT: usize = 500;
-
-/// An error and its sources in one line: kube's transport errors keep the OS error
-/// ("Connection refused (os error 111)") at the bottom of the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

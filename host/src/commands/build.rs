@@ -14,10 +14,11 @@ use podlight::cluster::{
 use podlight::device::hid::HidBus;
 use podlight::device::sim::emulator::EmulatorBus;
 use podlight::device::sim::virtual_display::{FrameDisplay, frame_observer, virtual_stick};
-use podlight::device::wled::WledBus;
+use podlight::device::wled::{self, WledBus};
 use podlight::device::writer::FrameObserver;
 use podlight::device::{
-    Bus, DeviceError, DeviceManager, DeviceOptions, FrameWriter, Joining, StickSpec, WriterOptions,
+    Bus, DeviceError, DeviceManager, DeviceOptions, Family, FrameWriter, Joining, StickSpec,
+    WriterOptions,
 };
 use podlight::frame::Rgb;
 use podlight::policy::signature::TrustedKeys;
@@ -324,6 +325,14 @@ pub fn show(
         brightness_cap: device.brightness_cap,
         ..WriterOptions::default()
     };
+    // A WLED controller keeps a frame only while frames keep coming: say so, and how
+    // to keep it, before it goes back to its own effect.
+    if !how.hold && manager.status().families().contains(&Family::Wled) {
+        eprintln!(
+            "a WLED controller shows its own effect again {} s after the last frame; pass --hold to keep showing this one",
+            wled::TIMEOUT_SECONDS
+        );
+    }
     let writer = FrameWriter::spawn(manager, options, device.observer());
     let shown = writer.show(leds, fade + Duration::from_secs(2));
     let errors = writer.status().errors();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use clap::Args;
 use podlight::cluster::{ClusterError, ReportLeases, expected_agents};
-use podlight::report::{Expected, Published, Rollout, human_age, rollout, short_sha};
+use podlight::report::{DeviceReport, Expected, Published, Rollout, human_age, rollout, short_sha};
 use podlight::state::wall_clock_ms;
 
 use super::args::ConnectArgs;
@@ -196,7 +196,7 @@ fn table(published: &[Published], now_ms: u64) -> String {
         "SHA256",
         "SINCE",
         "LAST RELOAD",
-        "STICKS",
+        "LIGHTS",
         "LEDS",
         "REPORTED",
     ];
@@ -265,7 +265,7 @@ fn table(published: &[Published], now_ms: u64) -> String {
             short_sha(&report.policy.sha256).to_string(),
             age(report.policy.since_ms),
             reload,
-            report.device.connected.to_string(),
+            lights(&report.device),
             report.device.leds.to_string(),
             reported,
         ]);
@@ -291,6 +291,14 @@ fn table(published: &[Published], now_ms: u64) -> String {
         out.push('\n');
     }
     out
+}
+
+/// How many lights, and of which families: `1 blinkstick`, `2 blink1,wled`, `0`.
+fn lights(device: &DeviceReport) -> String {
+    if device.families.is_empty() {
+        return device.connected.to_string();
+    }
+    format!("{} {}", device.connected, device.families.join(","))
 }
 
 /// `LEDs 0-5, 7`, or `no LED`.

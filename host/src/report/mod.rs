@@ -102,9 +102,14 @@ impl ReloadOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceReport {
-    /// Sticks connected.
+    /// Lights connected.
     pub connected: usize,
     pub leds: usize,
+    /// Their families (`blinkstick`, `blink1`, `luxafor`, `wled`), each once. Names,
+    /// not an enum: a report from a newer agent with a family this one does not know
+    /// still reads.
+    #[serde(default)]
+    pub families: Vec<String>,
 }
 
 /// A report as read back from the cluster, with its heartbeat.
@@ -141,7 +146,16 @@ impl NodeReport {
             pod: clean_opt(self.pod),
             policy: self.policy.sanitized(),
             last_reload: self.last_reload.map(ReloadOutcome::sanitized),
-            device: self.device,
+            device: DeviceReport {
+                families: self
+                    .device
+                    .families
+                    .into_iter()
+                    .take(MAX_REPORTED_FAMILIES)
+                    .map(|family| sanitize(&family, MAX_FAMILY_NAME))
+                    .collect(),
+                ..self.device
+            },
             version: clean(self.version),
             base_leds: self.base_leds.into_iter().take(MAX_REPORTED_LEDS).collect(),
             layers: self
@@ -172,6 +186,9 @@ impl NodeReport {
 /// Most layers and LED indices shown of a report read back.
 const MAX_REPORTED_LAYERS: usize = 16;
 const MAX_REPORTED_LEDS: usize = 1024;
+/// Families kept from a report, and characters of each name: podlight knows four.
+const MAX_REPORTED_FAMILIES: usize = 8;
+const MAX_FAMILY_NAME: usize = 32;
 
 fn clean(text: String) -> String {
     sanitize(&text, MAX_PLUGIN_TEXT)
@@ -219,10 +236,21 @@ mod tests {
                 sha256: None,
                 error: Some(format!("bad\nforged line{}", "x".repeat(5000))),
             }),
+            device: DeviceReport {
+                connected: 1,
+                leds: 60,
+                families: std::iter::once("wled\u{1b}[2J".to_string())
+                    .chain(std::iter::repeat_n("x".repeat(100), 100))
+                    .collect(),
+            },
             ..NodeReport::default()
         };
         let report = report.sanitized();
         assert_eq!(report.node, "node-a\\u{1b}[2J");
+        let families = &report.device.families;
+        assert_eq!(families.len(), MAX_REPORTED_FAMILIES, "{families:?}");
+        assert_eq!(families[0], "wled\\u{1b}[2J");
+        assert!(families.iter().all(|f| f.len() < 64), "{families:?}");
         let error = report.last_reload.and_then(|r| r.error).unwrap_or_default();
         assert!(!error.contains('\n') && error.len() < 1200, "{error}");
     }
