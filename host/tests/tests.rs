@@ -10,6 +10,7 @@ mod clock_steps;
 mod cluster_scope;
 mod cluster_watch;
 pub(crate) mod deploy;
+mod device_families;
 mod docs;
 mod example_policies;
 mod explain_silences;
