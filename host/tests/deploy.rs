@@ -147,7 +147,13 @@ async fn manifests_are_accepted_and_least_privilege() {
         "server-side dry run",
     );
     // Each overlay, as the API server would store it.
-    for overlay in ["privileged", "device-plugin", "large-policy", "cluster"] {
+    for overlay in [
+        "privileged",
+        "device-plugin",
+        "large-policy",
+        "cluster",
+        "cluster-wled",
+    ] {
         let rendered = render(&format!("overlays/{overlay}"));
         let file = dir.path().join(format!("{overlay}.yaml"));
         std::fs::write(&file, &rendered).expect("write");
@@ -170,6 +176,25 @@ async fn manifests_are_accepted_and_least_privilege() {
                 assert!(
                     !rendered.contains("initContainers:"),
                     "hot-swapped, not copied"
+                );
+            }
+            "cluster-wled" => {
+                // The cluster light reaches its strip over the network: no device
+                // grant, no plugdev group, any node; the node lights keep theirs.
+                let cluster = rendered
+                    .split("\n---\n")
+                    .find(|o| o.contains("kind: Deployment") && o.contains("podlight-cluster"))
+                    .unwrap_or_default();
+                assert!(
+                    cluster.contains("name: PODLIGHT_DEVICE") && cluster.contains("value: wled://"),
+                    "{cluster}"
+                );
+                for gone in ["squat.ai/blinkstick", "supplementalGroups", "nodeSelector"] {
+                    assert!(!cluster.contains(gone), "{gone} in {cluster}");
+                }
+                assert!(
+                    rendered.contains("squat.ai/blinkstick"),
+                    "node lights keep sticks"
                 );
             }
             _ => assert!(rendered.contains("privileged: true")),
@@ -419,6 +444,30 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
         pod["containers"][0]["resources"]["limits"]["memory"], "512Mi",
         "sized for the cluster's pods"
     );
+    // The cluster light on a WLED strip: its address as the device, nothing of USB.
+    let wall = template(&[
+        "scope=cluster",
+        "device.access=wled",
+        "device.wled=wled://wall.home.arpa:8080",
+    ]);
+    let wall = stored(&plane, &wall, home.path(), "cluster scope on WLED");
+    let pod = &wall["Deployment podlight/podlight"]["spec"]["template"]["spec"];
+    assert!(
+        pod["containers"][0]["args"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("--device=wled://wall.home.arpa:8080"))),
+        "{pod}"
+    );
+    assert!(
+        pod["securityContext"]["supplementalGroups"].is_null(),
+        "{pod}"
+    );
+    assert!(
+        !pod["containers"][0]["resources"]
+            .to_string()
+            .contains("squat.ai"),
+        "{pod}"
+    );
     assert_eq!(
         objects["ClusterRole /podlight"]["rules"],
         json!([{"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["list", "watch"]}])
@@ -535,6 +584,8 @@ async fn the_helm_chart_renders_what_kustomize_does_and_each_mode_is_accepted() 
     // A wrong value fails at install, naming the value and what it may be.
     for (set, says) in [
         ("device.access=usb", "/device/access"),
+        ("device.access=wled", "device.wled"),
+        ("device.wled=http://wall", "/device/wled"),
         ("agnet.fadeMs=0", "'agnet' not allowed"),
         ("agent.brightnessCap=300", "/agent/brightnessCap"),
         ("image.digest=latest", "/image/digest"),

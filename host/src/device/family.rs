@@ -302,6 +302,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_udev_rule_covers_every_usb_family() {
+        for family in Family::ALL {
+            if let Some((vendor, product)) = family.usb_ids() {
+                let matched = format!(
+                    r#"ATTRS{{idVendor}}=="{vendor:04x}", ATTRS{{idProduct}}=="{product:04x}""#
+                );
+                assert!(
+                    crate::device::UDEV_RULE.contains(&matched),
+                    "{}: {matched}",
+                    family.label()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn every_hid_family_is_found_by_its_own_ids_only() {
         for family in Family::ALL {
             if let Some((vendor, product)) = family.usb_ids() {
