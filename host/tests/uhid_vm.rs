@@ -1,5 +1,6 @@
 //! The real USB HID path: podlight → hidapi → Linux hidraw → HID core → uhid → a
-//! virtual BlinkStick (`podlight emulate`), in a qemu VM booting Debian's kernel.
+//! virtual light (`podlight emulate`: two BlinkSticks, a blink(1) and a Luxafor
+//! Flag), in a qemu VM booting Debian's kernel.
 //! `scripts/uhid-vm` builds and boots the VM; `tests/uhid/scenario.sh` runs inside;
 //! this test reads the serial console and checks every report the stick received.
 
@@ -69,14 +70,37 @@ impl Console {
 
     /// The stick's log from `mark from` up to the next mark.
     fn stick_during(&self, from: &str) -> Vec<StickLine> {
+        self.during("stick: ", from)
+    }
+
+    /// The log of the light whose lines carry `prefix`, from `mark from` up to the
+    /// next mark.
+    fn during(&self, prefix: &str, from: &str) -> Vec<StickLine> {
         let mark = format!("mark {from}");
-        self.log("stick: ")
+        self.log(prefix)
             .into_iter()
             .skip_while(|l| l.text != mark)
             .skip(1)
             .take_while(|l| !l.text.starts_with("mark "))
             .collect()
     }
+}
+
+/// What the light showed after the last report it accepted in these lines.
+fn last_shown(lines: &[StickLine]) -> Option<String> {
+    lines.iter().rev().find_map(|l| {
+        l.text
+            .split_once(" leds=")
+            .map(|(_, leds)| leds.to_string())
+    })
+}
+
+/// `#rrggbb,…` for these LEDs.
+fn hex_leds(leds: &[(u8, u8, u8)]) -> String {
+    leds.iter()
+        .map(|(r, g, b)| format!("#{r:02x}{g:02x}{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The hex of every report the stick accepted in these lines.
@@ -124,8 +148,17 @@ fn podlight_drives_a_virtual_stick_through_hidraw_in_a_vm() {
     let (listed, rc) = console.step("devices");
     assert_eq!(rc, 0, "{listed}");
     let listed: serde_json::Value = serde_json::from_str(&listed).expect("devices --json");
-    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
-    // Sorted by serial: the Pro first.
+    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+    // Sorted by family, then serial: the BlinkSticks (the Pro first), the blink(1),
+    // the Flag, named by its node.
+    assert_eq!(listed[2]["family"], "blink1", "{listed}");
+    assert_eq!(listed[2]["serial"], "3000cafe");
+    assert_eq!(listed[2]["leds"], 2);
+    assert_eq!(listed[2]["access"], "ok");
+    assert_eq!(listed[3]["family"], "luxafor", "{listed}");
+    assert_eq!(listed[3]["leds"], 6);
+    assert_eq!(listed[3]["serial"], listed[3]["path"]);
+    assert_eq!(listed[3]["access"], "ok");
     assert_eq!(listed[0]["serial"], "BS000777-3.0");
     let strip = &listed[1];
     assert_eq!(strip["serial"], "BS012345-3.1");
@@ -222,13 +255,73 @@ fn podlight_drives_a_virtual_stick_through_hidraw_in_a_vm() {
     let (_, rc) = console.step("replug");
     assert_eq!(rc, 0, "the held `set` exits 0 on SIGTERM");
 
+    // blink(1): feature report 1, 'c' fade per LED with fade time 0, LED 1 then 2.
+    assert_eq!(console.step("blink1-red").1, 0);
+    let blink1 = console.during("blink1: ", "blink1-red");
+    let fades: Vec<String> = reports(&blink1)
+        .into_iter()
+        .filter(|r| r.starts_with("0163"))
+        .collect();
+    assert_eq!(
+        fades,
+        ["0163ff000000000100", "0163ff000000000200"],
+        "{}",
+        console.text
+    );
+    assert_eq!(last_shown(&blink1).as_deref(), Some("#ff0000,#ff0000"));
+    // Luxafor Flag: output reports through hidraw's write, leading 0 and all.
+    assert_eq!(console.step("flag-green").1, 0);
+    let flag = console.during("flag: ", "flag-green");
+    assert!(
+        flag.iter().all(|l| !l.text.starts_with("refused")),
+        "{}",
+        console.text
+    );
+    assert_eq!(
+        last_shown(&flag).as_deref(),
+        Some(hex_leds(&[(0, 255, 0); 6]).as_str())
+    );
+    // Two families as one strip: the policy's eight LEDs, two on the blink(1), six
+    // on the Flag.
+    let (shown, rc) = console.step("two-families");
+    assert_eq!(rc, 0, "{shown}");
+    assert_eq!(shown.trim(), String::from_utf8_lossy(&here.stdout).trim());
+    assert_eq!(
+        last_shown(&console.during("blink1: ", "two-families")),
+        Some(hex_leds(&leds[..2]))
+    );
+    assert_eq!(
+        last_shown(&console.during("flag: ", "two-families")),
+        Some(hex_leds(&leds[2..]))
+    );
+    // A blink(1) replugged while the frame holds still gets it again.
+    let replug = console.during("blink1: ", "blink1-replug");
+    let plugged = replug
+        .iter()
+        .position(|l| l.text.starts_with("plugged"))
+        .expect("the blink(1) was plugged back in");
+    let resent = replug[plugged..]
+        .iter()
+        .find(|l| l.text.starts_with("set "))
+        .expect("the frame was re-sent to the blink(1)");
+    let blink1_reconnect_ms = resent.ms - replug[plugged].ms;
+    assert!(
+        blink1_reconnect_ms < 1000.0,
+        "re-sent after {blink1_reconnect_ms:.0} ms"
+    );
+    assert_eq!(
+        last_shown(&replug[plugged..]).as_deref(),
+        Some("#102030,#102030")
+    );
+    assert_eq!(console.step("blink1-replug").1, 0);
+
     let booted = console
         .text
         .lines()
         .find_map(|l| l.split_once("vm: booted in ").map(|(_, t)| t))
         .unwrap_or("?");
     println!(
-        "uhid VM: boot to verdict {:.1} s (kernel up in {booted}); fade {} reports per colour change; reconnect after replug {reconnect_ms:.0} ms",
+        "uhid VM: boot to verdict {:.1} s (kernel up in {booted}); fade {} reports per colour change; reconnect after replug {reconnect_ms:.0} ms (blink(1): {blink1_reconnect_ms:.0} ms)",
         took.as_secs_f64(),
         fade.len()
     );

@@ -268,6 +268,37 @@ pub trait EmulatedLight: Send + std::fmt::Debug {
     fn received(&self) -> &[(Instant, Vec<u8>)];
 }
 
+/// The BlinkStick firmware as one light among the families (the uhid light drives
+/// every family through this trait).
+impl EmulatedLight for Firmware {
+    fn info(&self) -> DeviceInfo {
+        Firmware::info(self)
+    }
+
+    fn set_feature(&mut self, bytes: &[u8], now: Instant) -> Result<(), DeviceError> {
+        Firmware::set_feature(self, bytes, now)
+    }
+
+    fn get_feature(&mut self, id: u8, size: usize, now: Instant) -> Result<Vec<u8>, DeviceError> {
+        Firmware::get_feature(self, id, size, now)
+    }
+
+    fn write(&mut self, bytes: &[u8], _now: Instant) -> Result<(), DeviceError> {
+        Err(DeviceError::Refused {
+            id: bytes.first().copied().unwrap_or(0),
+            reason: "a BlinkStick takes feature reports only".into(),
+        })
+    }
+
+    fn leds(&self) -> Vec<Rgb> {
+        Firmware::leds(self)
+    }
+
+    fn received(&self) -> &[(Instant, Vec<u8>)] {
+        Firmware::received(self)
+    }
+}
+
 type SharedLight = Arc<Mutex<dyn EmulatedLight>>;
 
 /// Lights plugged into the emulator, by serial (identity): BlinkSticks with their
