@@ -14,6 +14,7 @@ use arbitrary::{Arbitrary, Unstructured};
 
 use crate::alerts::{NodeLabel, parse_alerts};
 use crate::device::protocol::{self, Layout, Model};
+use crate::device::wled;
 use crate::frame::{Frame, LedReason, Rgb};
 use crate::policy::untrusted::{MAX_ESCAPE, MAX_PLUGIN_TEXT, sanitize};
 use crate::policy::{
@@ -633,4 +634,49 @@ pub fn cluster_model(data: &[u8]) {
     if let Some(difference) = first_difference(sets, START_MS, &steps) {
         panic!("the incremental model and the rebuild differ: {difference}");
     }
+}
+
+/// What a WLED controller answers over HTTP (`/json/info`): read or refused, never a
+/// panic; what is kept of it is bounded and safe to show; and a frame for as many
+/// LEDs as it claims reaches every one of them through its realtime datagrams, as the
+/// controller reads them.
+pub fn wled_answer(data: &[u8]) {
+    let Ok(address) = wled::Address::parse("wled://fuzzed.invalid:8080") else {
+        return;
+    };
+    // The same bytes as an operator's address: parsed or refused with a message.
+    if let Err(message) = wled::Address::parse(&String::from_utf8_lossy(data)) {
+        assert!(!message.is_empty());
+    }
+    let info = wled::body_of(data.to_vec(), &address).and_then(|b| wled::parse_info(&b, &address));
+    let info = match info {
+        Ok(info) => info,
+        Err(error) => {
+            assert_shown_safely(&error.to_string(), 400, "a WLED refusal");
+            return;
+        }
+    };
+    assert!((1..=wled::MAX_LEDS).contains(&info.led_count), "{info:?}");
+    assert_ne!(info.udp_port, 0);
+    for text in [&info.name, &info.version, &info.mac] {
+        assert_shown_safely(text, wled::MAX_TEXT, "a WLED controller's text");
+    }
+    let layout = wled::Layout {
+        led_count: info.led_count,
+    };
+    let leds: Vec<Rgb> = (0..info.led_count)
+        .map(|i| Rgb::new(i as u8, (i >> 8) as u8, data.len() as u8))
+        .collect();
+    let mut shown = vec![Rgb::OFF; info.led_count];
+    for datagram in layout.frame_datagrams(&leds) {
+        assert!(
+            datagram.len() <= 1472,
+            "one datagram fits an Ethernet frame"
+        );
+        assert_eq!(
+            crate::device::sim::wled::apply_to_leds(&datagram, &mut shown),
+            Some(wled::TIMEOUT_SECONDS)
+        );
+    }
+    assert_eq!(shown, leds, "the strip shows the frame it was sent");
 }

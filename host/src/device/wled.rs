@@ -52,7 +52,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// nothing when a controller is gone without a trace (powered off, Wi-Fi lost).
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest controller text kept (name, version).
-const MAX_TEXT: usize = 64;
+pub const MAX_TEXT: usize = 64;
 
 /// How a WLED strip is addressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -310,6 +310,11 @@ fn http_get(address: &Address, path: &str, deadline: Duration) -> Result<Vec<u8>
             });
         }
     }
+    body_of(answer, address)
+}
+
+/// The body of a whole HTTP answer, if it is a 200: chunked bodies joined.
+pub fn body_of(mut answer: Vec<u8>, address: &Address) -> Result<Vec<u8>, WledError> {
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

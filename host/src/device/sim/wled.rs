@@ -269,11 +269,26 @@ fn serve_realtime(socket: &UdpSocket, state: &Mutex<State>, stop: &AtomicBool) {
 
 /// One realtime datagram, as WLED reads it.
 fn apply(datagram: &[u8], state: &mut State, now: Instant) {
-    let [protocol, timeout, rest @ ..] = datagram else {
+    let Some(timeout) = apply_to_leds(datagram, &mut state.leds) else {
         return;
     };
+    state.datagrams += 1;
+    state.live_until = Some(if timeout == 255 {
+        now + Duration::from_secs(365 * 24 * 3600)
+    } else {
+        now + Duration::from_secs(u64::from(timeout))
+    });
+}
+
+/// Sets the LEDs one realtime datagram (WARLS, DRGB or DNRGB) carries, as WLED does:
+/// LEDs past the strip's end are ignored. Its timeout byte, or None for a datagram
+/// WLED would not take.
+pub fn apply_to_leds(datagram: &[u8], leds: &mut [Rgb]) -> Option<u8> {
+    let [protocol, timeout, rest @ ..] = datagram else {
+        return None;
+    };
     let mut set = |index: usize, rgb: &[u8]| {
-        if let (Some(led), [r, g, b]) = (state.leds.get_mut(index), rgb) {
+        if let (Some(led), [r, g, b]) = (leds.get_mut(index), rgb) {
             *led = Rgb::new(*r, *g, *b);
         }
     };
@@ -287,7 +302,7 @@ fn apply(datagram: &[u8], state: &mut State, now: Instant) {
             .for_each(|(i, c)| set(i, c)),
         4 => {
             let [hi, lo, colours @ ..] = rest else {
-                return;
+                return None;
             };
             let start = usize::from(u16::from_be_bytes([*hi, *lo]));
             colours
@@ -295,14 +310,9 @@ fn apply(datagram: &[u8], state: &mut State, now: Instant) {
                 .enumerate()
                 .for_each(|(i, c)| set(start + i, c));
         }
-        _ => return,
+        _ => return None,
     }
-    state.datagrams += 1;
-    state.live_until = Some(if *timeout == 255 {
-        now + Duration::from_secs(365 * 24 * 3600)
-    } else {
-        now + Duration::from_secs(u64::from(*timeout))
-    });
+    Some(*timeout)
 }
 
 #[cfg(test)]
