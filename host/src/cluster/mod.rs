@@ -10,6 +10,7 @@ mod convert;
 mod expected;
 mod node_status;
 mod policies;
+mod slim;
 mod watch;
 mod watch_loop;
 
@@ -22,4 +23,5 @@ pub use convert::{node_info, pod_info};
 pub use expected::expected_agents;
 pub use node_status::ReportLeases;
 pub use policies::{PolicyConfigMapWatch, PolicyFiles, files_of};
+pub use slim::{SlimNode, SlimPod};
 pub use watch::{ClusterStatus, ListCounts, StateWatch, WatchOptions};

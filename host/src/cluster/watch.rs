@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::backoff::WatchBackoff;
 use super::cluster_scope::ClusterModel;
 use super::convert::{node_info, pod_info};
+use super::slim::{SlimNode, SlimPod, full_event};
 use super::watch_loop::{Events, Listed, WatchModel, run};
 use crate::state::{NodeInfo, PodInfo, Snapshot, wall_clock_ms};
 
@@ -203,20 +204,20 @@ fn changes(
         events.push(
             listed_then_watched(api, pods.clone(), listing, "pods", Arc::clone(status))
                 .backoff(WatchBackoff::default())
-                .map(move |event| event.map(|e| Change::Pod(index, Box::new(e))))
+                .map(move |event| event.map(|e| Change::Pod(index, Box::new(full_event(e)))))
                 .boxed(),
         );
     }
     events.push(
         listed_then_watched(
-            Api::<Node>::all(client.clone()),
+            Api::<SlimNode>::all(client.clone()),
             node,
             listing,
             "nodes",
             Arc::clone(status),
         )
         .backoff(WatchBackoff::default())
-        .map(|event| event.map(|e| Change::Node(Box::new(e))))
+        .map(|event| event.map(|e| Change::Node(Box::new(full_event(e)))))
         .boxed(),
     );
     events
@@ -302,7 +303,7 @@ fn refuses_streaming(error: &watcher::Error) -> bool {
 }
 
 /// One pod API per namespace asked for, or one for all.
-fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<Pod>> {
+fn pod_apis(client: &Client, options: &WatchOptions) -> Vec<Api<SlimPod>> {
     if options.namespaces.is_empty() {
         vec![Api::all(client.clone())]
     } else {
