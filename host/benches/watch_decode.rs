@@ -124,6 +124,16 @@ fn deployment_pod(i: usize) -> Value {
 
 /// A node as a real kubelet reports it.
 fn real_node(i: usize) -> Value {
+    let conditions: Vec<Value> = ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        .iter()
+        .map(|kind| {
+            json!({
+                "type": kind, "status": if *kind == "Ready" {"True"} else {"False"},
+                "lastHeartbeatTime": "2026-12-01T10:00:00Z", "lastTransitionTime": "2026-11-01T00:00:30Z",
+                "reason": format!("Kubelet{kind}"), "message": format!("kubelet reports {kind}")
+            })
+        })
+        .collect();
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {
@@ -138,11 +148,7 @@ fn real_node(i: usize) -> Value {
         "status": {
             "capacity": {"cpu": "2", "ephemeral-storage": "81106868Ki", "memory": "7935Mi", "pods": "110"},
             "allocatable": {"cpu": "1930m", "ephemeral-storage": "73673207738", "memory": "7133Mi", "pods": "110"},
-            "conditions": ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"].iter().map(|kind| json!({
-                "type": kind, "status": if *kind == "Ready" {"True"} else {"False"},
-                "lastHeartbeatTime": "2026-12-01T10:00:00Z", "lastTransitionTime": "2026-11-01T00:00:30Z",
-                "reason": format!("Kubelet{kind}"), "message": format!("kubelet reports {kind}")
-            })).collect::<Vec<_>>(),
+            "conditions": conditions,
             "addresses": [{"type": "InternalIP", "address": "10.0.3.17"}, {"type": "Hostname", "address": format!("node-{i:04}")}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
             "nodeInfo": {"machineID": "ec2", "systemUUID": "ec2", "bootID": "b", "kernelVersion": "6.1.0", "osImage": "Debian GNU/Linux 12",
