@@ -200,6 +200,37 @@ fn wait_ready(port: u16, limit: Duration) -> Duration {
     started.elapsed()
 }
 
+/// How long the API server takes to send a new watch of every pod its initial
+/// events, up to the bookmark that ends them, in the encoding `accept` asks for; and
+/// the bytes it sent.
+async fn initial_list_alone(client: &kube::Client, accept: &str) -> (Duration, u64) {
+    use futures::AsyncReadExt;
+    const END: &[u8] = b"k8s.io/initial-events-end";
+    let request = http::Request::get(
+        "/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=600",
+    )
+    .header(http::header::ACCEPT, accept)
+    .body(Vec::new())
+    .expect("request");
+    let started = Instant::now();
+    let body = client.request_stream(request).await.expect("watch");
+    let mut body = std::pin::pin!(body);
+    let mut bytes = 0u64;
+    // The end marker may straddle two reads: keep the last few bytes.
+    let mut window: Vec<u8> = Vec::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = body.read(&mut buffer).await.expect("read the watch");
+        assert!(read > 0, "the watch ended before its initial events");
+        window.extend_from_slice(&buffer[..read]);
+        bytes += read as u64;
+        if window.windows(END.len()).any(|w| w == END) {
+            return (started.elapsed(), bytes);
+        }
+        window.drain(..window.len().saturating_sub(END.len()));
+    }
+}
+
 /// Sum and count of a histogram in the agent's /metrics.
 fn histogram(port: u16, name: &str) -> (f64, f64) {
     let (_, text) = get(port, "/metrics").unwrap_or_default();
@@ -498,6 +529,25 @@ async fn main() {
                     task.abort();
                 }
                 tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+
+    // (c) first: the API server alone, serving every pod to a new watch (its
+    // streaming initial list, up to the bookmark that ends it) as JSON and as
+    // protobuf, read and dropped: the floor under the agent's first full frame.
+    if cases.contains('c') {
+        for round in 1..=2 {
+            for (encoding, accept) in [
+                ("JSON", "application/json"),
+                ("protobuf", "application/vnd.kubernetes.protobuf"),
+            ] {
+                let (took, bytes) = initial_list_alone(&admin, accept).await;
+                println!(
+                    "(c) API server alone, round {round}: every pod to a new watch as {encoding} in {:.1} s ({:.0} MB)",
+                    took.as_secs_f64(),
+                    bytes as f64 / 1e6
+                );
             }
         }
     }

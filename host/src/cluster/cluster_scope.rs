@@ -54,10 +54,6 @@ impl Interned {
         index
     }
 
-    fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
-    }
-
     fn name(&self, index: u32) -> &str {
         self.names.get(index as usize).map_or("", |name| name)
     }
@@ -106,6 +102,11 @@ pub(super) struct ClusterModel {
     counts: Vec<(StateCounts, StateCounts)>,
     attention: HashSet<PodKey>,
     rechecks: BTreeSet<(u64, PodKey)>,
+    /// Every node ordered by name, each with its index into `counts`: sorted again
+    /// only after a node event, so that a build after pod events (most of a
+    /// cluster's traffic) only copies the nodes and their counts.
+    nodes_by_name: Vec<(u32, NodeInfo)>,
+    nodes_changed: bool,
 }
 
 impl ClusterModel {
@@ -119,7 +120,39 @@ impl ClusterModel {
             counts: Vec::new(),
             attention: HashSet::new(),
             rechecks: BTreeSet::new(),
+            nodes_by_name: Vec::new(),
+            nodes_changed: false,
         }
+    }
+
+    /// The nodes' summaries with their pods' counts now, ordered by name.
+    fn node_summaries(&mut self) -> Vec<NodeSummary> {
+        if self.nodes_changed {
+            let node_names = &mut self.node_names;
+            let mut nodes: Vec<(u32, NodeInfo)> = self
+                .nodes
+                .values()
+                .map(|node| (node_names.intern(&node.name), node.clone()))
+                .collect();
+            nodes.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));
+            self.nodes_by_name = nodes;
+            self.nodes_changed = false;
+        }
+        self.nodes_by_name
+            .iter()
+            .map(|(index, node)| {
+                let (counts, silenced) = self
+                    .counts
+                    .get(*index as usize)
+                    .copied()
+                    .unwrap_or_default();
+                NodeSummary {
+                    node: node.clone(),
+                    counts,
+                    silenced,
+                }
+            })
+            .collect()
     }
 
     fn key(&mut self, pod: &Pod) -> PodKey {
@@ -281,9 +314,11 @@ impl WatchModel for ClusterModel {
     fn apply(&mut self, change: Change, now_ms: u64) {
         match change {
             Change::Pod(index, event) => self.apply_pod(index, *event, now_ms),
-            Change::Node(event) => self
-                .nodes
-                .apply(*event, |node| node_info(&node.name_any(), Some(node))),
+            Change::Node(event) => {
+                self.nodes
+                    .apply(*event, |node| node_info(&node.name_any(), Some(node)));
+                self.nodes_changed = true;
+            }
         }
     }
 
@@ -294,23 +329,7 @@ impl WatchModel for ClusterModel {
     /// The snapshot now, and when a pod's classification changes with time alone.
     fn snapshot(&mut self, now_ms: u64) -> (Snapshot, Option<u64>) {
         self.recheck_due(now_ms);
-        let nodes = self
-            .nodes
-            .values()
-            .map(|node| {
-                let (counts, silenced) = self
-                    .node_names
-                    .get(&node.name)
-                    .and_then(|index| self.counts.get(index as usize))
-                    .copied()
-                    .unwrap_or_default();
-                NodeSummary {
-                    node: node.clone(),
-                    counts,
-                    silenced,
-                }
-            })
-            .collect();
+        let nodes = self.node_summaries();
         let attention = self
             .attention
             .iter()

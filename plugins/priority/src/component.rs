@@ -81,15 +81,17 @@ fn judged(settings: &Settings) -> Judged {
 fn cluster_frame() -> Frame {
     SETTINGS.with(|s| {
         let settings = &s.borrow();
-        let nodes: Vec<crate::cluster::NodeView> = snapshot::nodes()
-            .into_iter()
+        // Read once: the host copies every node into the guest on each call.
+        let summaries = snapshot::nodes();
+        let nodes: Vec<crate::cluster::NodeView> = summaries
+            .iter()
             .map(|n| crate::cluster::NodeView {
                 ready: n.node.ready,
                 pressure: n.node.memory_pressure || n.node.disk_pressure || n.node.pid_pressure,
                 cordoned: n.node.unschedulable,
                 counts: counts_from(n.counts),
-                silenced: with_reasons::summary_silenced(&n),
-                node_silenced: with_reasons::summary_node_silenced(&n),
+                silenced: with_reasons::summary_silenced(n),
+                node_silenced: with_reasons::summary_node_silenced(n),
                 alerts: with_reasons::alerts_judged(Some(&n.node.name), settings),
             })
             .collect();
@@ -99,14 +101,9 @@ fn cluster_frame() -> Frame {
             snapshot::led_count(),
             snapshot::now_ms(),
         );
-        with_reasons::cluster_frame(frame, &nodes_names(), settings)
+        let names: Vec<String> = summaries.into_iter().map(|n| n.node.name).collect();
+        with_reasons::cluster_frame(frame, &names, settings)
     })
-}
-
-/// The nodes' names, in the snapshot's order.
-#[cfg(not(feature = "contract-0-2"))]
-fn nodes_names() -> Vec<String> {
-    snapshot::nodes().into_iter().map(|n| n.node.name).collect()
 }
 
 /// Contract 0.4: frames say why; snapshots carry silences.
