@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use super::backoff::WatchBackoff;
 use super::cluster_scope::ClusterModel;
 use super::convert::{node_info, pod_info};
+use super::protobuf_watch::protobuf_pod_watch;
 use super::slim::{SlimNode, SlimPod, full_event};
 use super::watch_loop::{Events, Listed, WatchModel, run};
 use crate::state::{NodeInfo, PodInfo, Snapshot, wall_clock_ms};
@@ -202,10 +203,17 @@ fn changes(
     let mut events: SelectAll<Events> = SelectAll::new();
     for (index, api) in pod_apis(client, options).into_iter().enumerate() {
         events.push(
-            listed_then_watched(api, pods.clone(), listing, "pods", Arc::clone(status))
-                .backoff(WatchBackoff::default())
-                .map(move |event| event.map(|e| Change::Pod(index, Box::new(full_event(e)))))
-                .boxed(),
+            listed_then_watched(
+                api,
+                pods.clone(),
+                listing,
+                "pods",
+                Arc::clone(status),
+                |api, config| protobuf_pod_watch(api, config).boxed(),
+            )
+            .backoff(WatchBackoff::default())
+            .map(move |event| event.map(|e| Change::Pod(index, Box::new(full_event(e)))))
+            .boxed(),
         );
     }
     events.push(
@@ -215,6 +223,7 @@ fn changes(
             listing,
             "nodes",
             Arc::clone(status),
+            |api, config| watcher(api.clone(), config.clone().streaming_lists()).boxed(),
         )
         .backoff(WatchBackoff::default())
         .map(|event| event.map(|e| Change::Node(Box::new(full_event(e)))))
@@ -222,6 +231,8 @@ fn changes(
     );
     events
 }
+
+type WatchEvents<K> = futures::stream::BoxStream<'static, watcher::Result<watcher::Event<K>>>;
 
 /// How a watch makes its lists.
 ///
@@ -239,23 +250,23 @@ enum Listing {
     Streamed,
 }
 
-/// kube-runtime's watcher, listing as `listing` says. An API server that refuses
-/// streaming (its WatchList feature off) gets the paged list instead, from then on.
+/// A watch listing as `listing` says: streamed by `streamed` (the pods' in protobuf,
+/// the nodes' by kube-runtime's watcher), paged by kube-runtime's watcher. An API
+/// server that refuses streaming (its WatchList feature off) gets the paged list
+/// instead, from then on.
 fn listed_then_watched<K>(
     api: Api<K>,
     config: watcher::Config,
     listing: Listing,
     what: &'static str,
     status: Arc<ClusterStatus>,
+    streamed: impl FnOnce(&Api<K>, &watcher::Config) -> WatchEvents<K>,
 ) -> impl futures::Stream<Item = watcher::Result<watcher::Event<K>>> + Send
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let (events, page_instead) = match listing {
-        Listing::Streamed => (
-            watcher(api.clone(), config.clone().streaming_lists()).boxed(),
-            Some((api, config)),
-        ),
+        Listing::Streamed => (streamed(&api, &config), Some((api, config))),
         Listing::Paged => (watcher(api, config).boxed(), None),
     };
     futures::stream::unfold(
