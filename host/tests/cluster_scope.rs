@@ -8,9 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams};
-use podlight::cluster::{ConnectOptions, ListCounts, StateWatch, WatchOptions, client};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use podlight::cluster::{
+    ConnectOptions, ListCounts, StateWatch, WatchOptions, client, pod_from_envelope, pod_info,
+};
 use podlight::frame::Rgb;
 use podlight::policy::Backend;
 use podlight::state::{Scope, Snapshot, StateCounts};
@@ -146,6 +148,199 @@ async fn the_cluster_watch_counts_every_node_and_lists_only_pods_in_trouble() {
     let mut rx = paged.snapshots();
     let same = wait_for_snapshot(&mut rx, WAIT, "node-a's two pods", |s| s.counts.total == 2).await;
     assert!(same.shows_the_same(&gone), "{same:?}\n{gone:?}");
+}
+
+/// Every state a policy tells apart, and everything else it reads of a pod: labels,
+/// a silence, an owner, init containers, a deletion under way, an annotation it
+/// does not read. Returns how many pods there are.
+async fn varied_pods(admin: &kube::Client, namespace: &str) -> u32 {
+    const STATES: [&str; 9] = [
+        "pending",
+        "running",
+        "unready",
+        "crashloop",
+        "imagepull",
+        "oomkilled",
+        "evicted",
+        "failed",
+        "succeeded",
+    ];
+    for (i, state) in STATES.iter().enumerate() {
+        let node = if i % 2 == 0 { "node-a" } else { "node-b" };
+        create_pod(admin, namespace, state, node, json!({"app": state})).await;
+        set_status(admin, namespace, state, status_for(state)).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), namespace);
+    let owned: Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": "owned",
+            "labels": {"app": "owned", "tier": "back"},
+            "finalizers": ["podlight.dev/test"],
+            "annotations": {
+                "podlight.dev/silence": r#"{"until": "2099-01-01T00:00:00Z", "reason": "migration", "by": "alice"}"#,
+                "kubectl.kubernetes.io/last-applied-configuration": "x".repeat(10_000)
+            },
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "c1"},
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "r1", "controller": true}
+            ]
+        },
+        "spec": {
+            "nodeName": "node-b",
+            "initContainers": [{"name": "init", "image": "registry.invalid/init:1"}],
+            "containers": [{"name": "main", "image": "registry.invalid/app:1"}]
+        }
+    }))
+    .expect("a pod");
+    pods.create(&PostParams::default(), &owned)
+        .await
+        .expect("create owned");
+    set_status(
+        admin,
+        namespace,
+        "owned",
+        json!({
+            "phase": "Running",
+            "startTime": "2026-11-25T10:00:00Z",
+            "conditions": [{"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}],
+            "initContainerStatuses": [{"name": "init", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+            "containerStatuses": [{"name": "main", "image": "m", "imageID": "", "ready": false, "restartCount": 3,
+                "state": {"running": {"startedAt": "2026-11-25T10:05:00Z"}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]
+        }),
+    )
+    .await;
+    // Kept by its finalizer: deleting, with a deletion time.
+    pods.delete("owned", &DeleteParams::default())
+        .await
+        .expect("delete owned");
+    STATES.len() as u32 + 1
+}
+
+/// The paged watch's latest snapshot, once the streamed watch shows the same.
+async fn shown_alike(
+    streamed: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    paged: &mut tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    what: &str,
+) -> Arc<Snapshot> {
+    let want = paged.borrow_and_update().clone();
+    wait_for_snapshot(streamed, WAIT, what, |s| s.shows_the_same(&want)).await
+}
+
+/// A pod as the API server sends it alone in protobuf.
+async fn protobuf_pod(admin: &kube::Client, namespace: &str, name: &str) -> bytes::Bytes {
+    use futures::AsyncReadExt;
+    let request = http::Request::get(format!("/api/v1/namespaces/{namespace}/pods/{name}"))
+        .header(http::header::ACCEPT, "application/vnd.kubernetes.protobuf")
+        .body(Vec::new())
+        .expect("request");
+    let body = admin.request_stream(request).await.expect("the pod");
+    let mut bytes = Vec::new();
+    std::pin::pin!(body)
+        .read_to_end(&mut bytes)
+        .await
+        .expect("read");
+    bytes.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_read_in_protobuf_show_a_policy_what_they_show_in_json() {
+    let mut plane = ControlPlane::start().await;
+    let admin = plane.client().await;
+    plane.namespace("web").await;
+    for node in ["node-a", "node-b"] {
+        create_node(&admin, node).await;
+        set_node_conditions(&admin, node, &[("Ready", "True")]).await;
+    }
+    let total = varied_pods(&admin, "web").await;
+
+    // Each pod read alone, both ways.
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "web");
+    let listed = pods.list(&ListParams::default()).await.expect("list");
+    assert_eq!(listed.items.len(), total as usize);
+    for json in &listed.items {
+        let name = json.metadata.name.clone().unwrap_or_default();
+        let protobuf = pod_from_envelope(protobuf_pod(&admin, "web", &name).await)
+            .unwrap_or_else(|e| panic!("{name} reads: {e}"));
+        assert_eq!(pod_info(&protobuf.0), pod_info(json), "{name}");
+        assert_eq!(
+            protobuf.0.spec.and_then(|s| s.node_name),
+            json.spec.as_ref().and_then(|s| s.node_name.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            protobuf.0.metadata.resource_version, json.metadata.resource_version,
+            "{name}"
+        );
+    }
+    let owned = pod_info(&pods.get("owned").await.expect("owned"));
+    assert!(owned.silence.is_some() && owned.deleting && owned.owner_kind == "ReplicaSet");
+
+    // The whole cluster: the streamed watch (protobuf) and the paged one (JSON, from
+    // an API server with WatchList off, on the same etcd) show the same.
+    let client_of = |path: std::path::PathBuf| async move {
+        client(&ConnectOptions {
+            kubeconfig: Some(path),
+            context: None,
+        })
+        .await
+        .expect("client")
+    };
+    let streamed = StateWatch::start_cluster(
+        client_of(plane.kubeconfig.clone()).await,
+        WatchOptions::default(),
+    );
+    let (_paged_server, other) = plane
+        .second_apiserver_with(&["--feature-gates=WatchList=false"])
+        .await;
+    let paged = StateWatch::start_cluster(
+        client_of(plane.dir().join("second.kubeconfig")).await,
+        WatchOptions::default(),
+    );
+    assert!(streamed.wait_synced(WAIT).await && paged.wait_synced(WAIT).await);
+    assert_eq!(streamed.status().lists().streamed, 2);
+    assert_eq!(paged.status().lists().paged, 2);
+    let (mut streamed_rx, mut paged_rx) = (streamed.snapshots(), paged.snapshots());
+    wait_for_snapshot(&mut paged_rx, WAIT, "every pod, paged", |s| {
+        s.counts.total == total
+    })
+    .await;
+    let first = shown_alike(&mut streamed_rx, &mut paged_rx, "every pod").await;
+    assert_eq!(first.counts.total, total);
+    assert!(!first.pods.is_empty(), "pods in trouble listed");
+
+    // Changes as the watch sends them: a status, a deletion.
+    set_status(&admin, "web", "running", status_for("crashloop")).await;
+    pods.delete("succeeded", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_for_snapshot(&mut paged_rx, WAIT, "the changes, paged", |s| {
+        s.counts.total == total - 1 && s.counts.failed == first.counts.failed + 1
+    })
+    .await;
+    shown_alike(&mut streamed_rx, &mut paged_rx, "the changes").await;
+
+    // The API server goes away; the cluster changes through the other one; its
+    // history is compacted: the watch lists again and shows the cluster as it is.
+    plane.stop_apiserver();
+    set_status(&other, "web", "pending", status_for("running")).await;
+    Api::<Pod>::namespaced(other.clone(), "web")
+        .delete("failed", &DeleteParams::default())
+        .await
+        .expect("delete");
+    plane.compact_etcd();
+    let changed = wait_for_snapshot(&mut paged_rx, WAIT, "the changes while away", |s| {
+        s.counts.total == total - 2
+    })
+    .await;
+    plane.start_apiserver().await;
+    let again = wait_for_snapshot(&mut streamed_rx, Duration::from_secs(60), "relisted", |s| {
+        s.shows_the_same(&changed)
+    })
+    .await;
+    assert_eq!(again.counts.total, total - 2);
+    assert!(streamed.status().lists().streamed > 2, "listed again");
 }
 
 /// A cluster snapshot file: nodes with their counts, and the pods in trouble.

@@ -50,7 +50,7 @@ pub enum ProtobufError {
         #[source]
         source: prost::DecodeError,
     },
-    #[error("the API server sent a watch event of unknown type {0:?}")]
+    #[error("the API server sent a watch event of unknown type `{0}`")]
     UnknownEventType(String),
     #[error("the API server sent a {0} watch event without an object")]
     NoObject(String),
@@ -481,4 +481,252 @@ struct WireTerminated {
     exit_code: Option<i32>,
     #[prost(string, optional, tag = "3")]
     reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::pod_info;
+
+    fn envelope(object: &impl Message) -> Bytes {
+        let unknown = WireUnknown {
+            raw: object.encode_to_vec().into(),
+        };
+        [MAGIC, &unknown.encode_to_vec()].concat().into()
+    }
+
+    fn framed(kind: &str, object: &impl Message) -> Vec<u8> {
+        let event = WireWatchEvent {
+            r#type: kind.to_string(),
+            object: Some(WireRawExtension {
+                raw: envelope(object),
+            }),
+        }
+        .encode_to_vec();
+        [&(event.len() as u32).to_be_bytes()[..], &event].concat()
+    }
+
+    fn text(value: &str) -> Option<String> {
+        Some(value.to_string())
+    }
+
+    fn crash_looping_pod() -> WirePod {
+        let terminated = |code, reason: &str| WireContainerState {
+            terminated: Some(WireTerminated {
+                exit_code: Some(code),
+                reason: text(reason),
+            }),
+            ..WireContainerState::default()
+        };
+        WirePod {
+            metadata: Some(WireMeta {
+                name: text("web-1"),
+                namespace: text("shop"),
+                uid: text("0b6c1f7e"),
+                resource_version: text("4711"),
+                creation_timestamp: Some(WireTime {
+                    seconds: 1_796_119_200,
+                    nanos: 0,
+                }),
+                // As the API server writes an unset pointer: not at all.
+                deletion_timestamp: None,
+                labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
+                annotations: vec![
+                    WireEntry {
+                        key: "kubectl.kubernetes.io/last-applied-configuration".into(),
+                        value: Bytes::from("x".repeat(10_000)),
+                    },
+                    WireEntry {
+                        key: SILENCE_ANNOTATION.into(),
+                        value: Bytes::from_static(br#"{"until": "2099-01-01T00:00:00Z"}"#),
+                    },
+                ],
+                owner_references: vec![WireOwnerReference {
+                    kind: text("ReplicaSet"),
+                    controller: Some(true),
+                    ..WireOwnerReference::default()
+                }],
+            }),
+            spec: Some(WirePodSpec {
+                node_name: text("node-7"),
+            }),
+            status: Some(WirePodStatus {
+                phase: text("Running"),
+                conditions: vec![WirePodCondition {
+                    r#type: text("Ready"),
+                    status: text("False"),
+                }],
+                // Unset, as the API server writes an unset string: empty.
+                reason: text(""),
+                start_time: Some(WireTime::default()),
+                container_statuses: vec![WireContainerStatus {
+                    name: text("app"),
+                    state: Some(WireContainerState {
+                        waiting: Some(WireWaiting {
+                            reason: text("CrashLoopBackOff"),
+                        }),
+                        ..WireContainerState::default()
+                    }),
+                    last_state: Some(terminated(1, "Error")),
+                    ready: Some(false),
+                    restart_count: Some(7),
+                }],
+                init_container_statuses: vec![WireContainerStatus {
+                    name: text("init"),
+                    state: Some(terminated(0, "Completed")),
+                    ready: Some(true),
+                    restart_count: Some(0),
+                    ..WireContainerStatus::default()
+                }],
+            }),
+        }
+    }
+
+    fn frames_of(bytes: &[u8], chunk: usize) -> Vec<Bytes> {
+        let mut frames = Frames::default();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            frames.push(piece);
+            while let Some(frame) = frames.next_frame().expect("frames") {
+                out.push(frame);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_watch_reads_the_same_however_its_bytes_arrive() {
+        let pod = crash_looping_pod();
+        let bookmark = WirePod {
+            metadata: Some(WireMeta {
+                resource_version: text("4800"),
+                annotations: vec![WireEntry {
+                    key: INITIAL_EVENTS_END.into(),
+                    value: Bytes::from_static(b"true"),
+                }],
+                ..WireMeta::default()
+            }),
+            ..WirePod::default()
+        };
+        let stream = [
+            framed("ADDED", &pod),
+            framed("BOOKMARK", &bookmark),
+            framed("DELETED", &pod),
+        ]
+        .concat();
+        let whole = frames_of(&stream, stream.len());
+        assert_eq!(whole.len(), 3);
+        for chunk in [1, 3, 4, 5, 1000] {
+            assert_eq!(frames_of(&stream, chunk), whole, "chunks of {chunk}");
+        }
+        let events: Vec<PodEvent> = whole
+            .into_iter()
+            .map(|f| pod_event(f).expect("an event"))
+            .collect();
+        let PodEvent::Added(added) = &events[0] else {
+            panic!("{:?}", events[0]);
+        };
+        assert_eq!(
+            events[1],
+            PodEvent::Bookmark {
+                resource_version: "4800".into(),
+                initial_events_end: true
+            }
+        );
+        assert_eq!(events[2], PodEvent::Deleted(added.clone()));
+        let info = pod_info(&added.0);
+        assert_eq!(
+            (info.namespace.as_str(), info.name.as_str()),
+            ("shop", "web-1")
+        );
+        assert_eq!(info.containers.len(), 2);
+        assert!(info.containers[0].init && !info.containers[1].init);
+        assert_eq!(info.containers[1].restart_count, 7);
+        assert_eq!(
+            info.containers[1].last_termination_reason.as_deref(),
+            Some("Error")
+        );
+        assert_eq!(info.owner_kind, "ReplicaSet");
+        assert!(info.silence.is_some());
+        assert_eq!(info.created_ms, 1_796_119_200_000);
+        let meta = &added.0.metadata;
+        assert_eq!(meta.resource_version.as_deref(), Some("4711"));
+        assert_eq!(
+            meta.annotations.as_ref().map(|a| a.len()),
+            Some(1),
+            "only the silence is kept"
+        );
+        // What the API server writes for unset fields reads as JSON's absence.
+        let status = added.0.status.as_ref().expect("a status");
+        assert_eq!(
+            (status.reason.as_ref(), status.start_time.as_ref()),
+            (None, None)
+        );
+        assert!(meta.deletion_timestamp.is_none() && !info.deleting);
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_its_bytes_are_kept() {
+        let mut frames = Frames::default();
+        frames.push(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            frames.next_frame(),
+            Err(ProtobufError::FrameTooLarge(_))
+        ));
+        // A frame at the bound waits for its bytes.
+        let mut frames = Frames::default();
+        frames.push(&(MAX_FRAME_BYTES as u32).to_be_bytes());
+        assert!(matches!(frames.next_frame(), Ok(None)));
+    }
+
+    #[test]
+    fn errors_and_strange_events_are_read_or_refused_with_their_text_made_safe() {
+        let gone = WireStatus {
+            status: text("Failure"),
+            message: text("too old resource version: 1 (4711)\u{1b}[2J\nforged line"),
+            reason: text("Expired"),
+            code: Some(410),
+        };
+        let Some(frame) = frames_of(&framed("ERROR", &gone), 1000).pop() else {
+            panic!("no frame");
+        };
+        let PodEvent::Error(status) = pod_event(frame).expect("an error event") else {
+            panic!("not an error");
+        };
+        assert_eq!(status.code, 410);
+        assert!(
+            !status.message.contains(['\u{1b}', '\n']),
+            "{}",
+            status.message
+        );
+        assert!(status.message.starts_with("too old resource version"));
+        let alone = status_from_envelope(envelope(&gone)).expect("a status");
+        assert_eq!(alone, status);
+
+        let strange = frames_of(&framed("RENAMED\u{7}", &crash_looping_pod()), 1000);
+        let error = pod_event(strange[0].clone()).expect_err("unknown type");
+        assert!(error.to_string().contains("RENAMED\\u{7}"), "{error}");
+        assert!(matches!(
+            pod_from_envelope(Bytes::from_static(b"{\"kind\":\"Pod\"}")),
+            Err(ProtobufError::NoMagic { .. })
+        ));
+        assert!(matches!(
+            pod_from_envelope(Bytes::from_static(b"k8s\0\x12\xff")),
+            Err(ProtobufError::Decode { .. })
+        ));
+        let far = WirePod {
+            metadata: Some(WireMeta {
+                creation_timestamp: Some(WireTime {
+                    seconds: i64::MAX,
+                    nanos: 0,
+                }),
+                ..WireMeta::default()
+            }),
+            ..WirePod::default()
+        };
+        assert!(matches!(
+            pod_from_envelope(envelope(&far)),
+            Err(ProtobufError::TimeOutOfRange { .. })
+        ));
+    }
 }

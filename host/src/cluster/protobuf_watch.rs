@@ -41,6 +41,10 @@ const WATCH_GRACE: Duration = Duration::from_secs(30);
 /// its whole error answer).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
 
+/// The API server's answer to a watch from a version older than it keeps (410
+/// Gone, as an answer or as an error event): list again.
+const GONE: u16 = 410;
+
 /// The most of an error answer read.
 const MAX_ERROR_ANSWER: usize = 64 * 1024;
 
@@ -117,12 +121,15 @@ impl PodWatch {
         loop {
             let Some(connection) = self.connection.as_mut() else {
                 let listing = !matches!(self.place, Place::Watching(_));
-                self.connection = Some(
-                    self.request
-                        .connect(&self.place)
-                        .await
-                        .map_err(watcher::Error::WatchStartFailed)?,
-                );
+                match self.request.connect(&self.place).await {
+                    Ok(connection) => self.connection = Some(connection),
+                    Err(error) => {
+                        if matches!(&error, kube::Error::Api(status) if status.code == GONE) {
+                            self.place = Place::Unlisted;
+                        }
+                        return Err(watcher::Error::WatchStartFailed(error));
+                    }
+                }
                 if listing {
                     self.place = Place::Listing;
                     return Ok(watcher::Event::Init);
@@ -178,8 +185,7 @@ impl PodWatch {
                 }
                 PodEvent::Error(status) => {
                     self.connection = None;
-                    // 410 Gone: the version is older than the API server keeps.
-                    if listing || status.code == 410 {
+                    if listing || status.code == GONE {
                         self.place = Place::Unlisted;
                     }
                     return Err(watcher::Error::WatchError(Box::new(status)));
