@@ -680,3 +680,66 @@ pub fn wled_answer(data: &[u8]) {
     }
     assert_eq!(shown, leds, "the strip shows the frame it was sent");
 }
+
+/// A pod watch in protobuf as an API server (or whatever answers in its place) sends
+/// it: the first byte is the size of the pieces the rest arrives in. The frames are
+/// the same however the bytes arrive; each is read as an event or refused with a
+/// message safe to show, never a panic; an error event's text is safe to show; a pod
+/// keeps no annotation but its silence.
+pub fn protobuf_watch(data: &[u8]) {
+    use crate::cluster::protobuf::{Frames, PodEvent, pod_event};
+    use crate::state::SILENCE_ANNOTATION;
+
+    let Some((piece, stream)) = split_choice(data) else {
+        return;
+    };
+    let frames_in = |size: usize| {
+        let mut frames = Frames::default();
+        let mut read = Vec::new();
+        for bytes in stream.chunks(size.max(1)) {
+            frames.push(bytes);
+            loop {
+                match frames.next_frame() {
+                    Ok(Some(frame)) => read.push(frame),
+                    Ok(None) => break,
+                    Err(error) => return (read, Some(error.to_string())),
+                }
+            }
+        }
+        (read, None)
+    };
+    let (frames, refused) = frames_in(stream.len());
+    assert_eq!(
+        frames_in(usize::from(piece)),
+        (frames.clone(), refused.clone()),
+        "the frames depend on how the bytes arrived"
+    );
+    if let Some(refused) = refused {
+        assert_shown_safely(&refused, 400, "a refused frame");
+    }
+    for frame in frames {
+        match pod_event(frame) {
+            Ok(PodEvent::Added(pod) | PodEvent::Modified(pod) | PodEvent::Deleted(pod)) => {
+                let annotations = pod.0.metadata.annotations.as_ref();
+                assert!(
+                    annotations.is_none_or(|a| a.keys().all(|k| k == SILENCE_ANNOTATION)),
+                    "{annotations:?}"
+                );
+                let info = crate::cluster::pod_info(&pod.0);
+                if let Some(problem) = &info.silence_problem {
+                    assert_shown_safely(problem, MAX_PLUGIN_TEXT, "a silence's problem");
+                }
+            }
+            Ok(PodEvent::Bookmark { .. }) => {}
+            Ok(PodEvent::Error(status)) => {
+                assert_shown_safely(&status.message, MAX_PLUGIN_TEXT, "an error event's message");
+                assert_shown_safely(&status.reason, MAX_PLUGIN_TEXT, "an error event's reason");
+            }
+            Err(error) => assert_shown_safely(
+                &error.to_string(),
+                MAX_PLUGIN_TEXT + 100,
+                "a refused watch event",
+            ),
+        }
+    }
+}

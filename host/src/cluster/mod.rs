@@ -10,7 +10,7 @@ mod convert;
 mod expected;
 mod node_status;
 mod policies;
-mod protobuf;
+pub(crate) mod protobuf;
 mod protobuf_watch;
 mod slim;
 mod watch;

@@ -60,18 +60,18 @@ pub enum ProtobufError {
 
 /// Splits a byte stream into the frames of a protobuf watch.
 #[derive(Debug, Default)]
-pub(super) struct Frames {
+pub(crate) struct Frames {
     buffer: BytesMut,
 }
 
 impl Frames {
     /// Appends bytes as they arrived.
-    pub(super) fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buffer.extend_from_slice(bytes);
     }
 
     /// The next whole frame, if its bytes have all arrived.
-    pub(super) fn next_frame(&mut self) -> Result<Option<Bytes>, ProtobufError> {
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Bytes>, ProtobufError> {
         let Some(header) = self.buffer.first_chunk::<4>() else {
             return Ok(None);
         };
@@ -91,7 +91,7 @@ impl Frames {
 
 /// One event of a pod watch.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum PodEvent {
+pub(crate) enum PodEvent {
     Added(SlimPod),
     Modified(SlimPod),
     Deleted(SlimPod),
@@ -106,7 +106,7 @@ pub(super) enum PodEvent {
 }
 
 /// One frame of a pod watch.
-pub(super) fn pod_event(frame: Bytes) -> Result<PodEvent, ProtobufError> {
+pub(crate) fn pod_event(frame: Bytes) -> Result<PodEvent, ProtobufError> {
     let event = WireWatchEvent::decode(frame).map_err(|source| ProtobufError::Decode {
         what: "watch event",
         source,
