@@ -665,6 +665,66 @@ mod tests {
         assert!(meta.deletion_timestamp.is_none() && !info.deleting);
     }
 
+    /// A watch as a real API server (v1.35) sent it: the initial events of ten
+    /// pods in every state (`varied_pods` in the cluster scope tests), the bookmark
+    /// ending them, then a status change, a deletion (the deletion time set, then
+    /// the pod gone) and the bookmark the API server sends before it ends the
+    /// watch. The fuzz target's seed;
+    /// its first byte is the fuzzer's piece size.
+    const REAL_WATCH: &[u8] =
+        include_bytes!("../../../fuzz/corpus/protobuf_watch/initial-events-then-changes");
+
+    #[test]
+    fn a_real_api_servers_watch_reads_whole() {
+        let frames = frames_of(&REAL_WATCH[1..], 4096);
+        let events: Vec<PodEvent> = frames
+            .into_iter()
+            .map(|f| pod_event(f).expect("an event"))
+            .collect();
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                PodEvent::Added(_) => "added",
+                PodEvent::Modified(_) => "modified",
+                PodEvent::Deleted(_) => "deleted",
+                PodEvent::Bookmark {
+                    initial_events_end: true,
+                    ..
+                } => "end of initial events",
+                PodEvent::Bookmark { .. } => "bookmark",
+                PodEvent::Error(_) => "error",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ["added"; 10].as_slice(),
+                &[
+                    "end of initial events",
+                    "modified",
+                    "modified",
+                    "deleted",
+                    "bookmark",
+                ]
+            ]
+            .concat()
+        );
+        let pods: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                PodEvent::Added(pod) => Some(pod_info(&pod.0)),
+                _ => None,
+            })
+            .collect();
+        let owned = pods.iter().find(|p| p.name == "owned").expect("owned");
+        assert!(owned.deleting && owned.silence.is_some(), "{owned:?}");
+        assert_eq!(owned.owner_kind, "ReplicaSet");
+        assert_eq!(owned.containers.len(), 2);
+        let crash = pods.iter().find(|p| p.name == "crashloop").expect("crashloop");
+        assert_eq!(crash.containers[0].restart_count, 4);
+        assert!(pods.iter().all(|p| p.namespace == "web" && !p.uid.is_empty()));
+    }
+
     #[test]
     fn an_oversized_frame_is_refused_before_its_bytes_are_kept() {
         let mut frames = Frames::default();
