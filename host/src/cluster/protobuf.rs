@@ -720,9 +720,15 @@ mod tests {
         assert!(owned.deleting && owned.silence.is_some(), "{owned:?}");
         assert_eq!(owned.owner_kind, "ReplicaSet");
         assert_eq!(owned.containers.len(), 2);
-        let crash = pods.iter().find(|p| p.name == "crashloop").expect("crashloop");
+        let crash = pods
+            .iter()
+            .find(|p| p.name == "crashloop")
+            .expect("crashloop");
         assert_eq!(crash.containers[0].restart_count, 4);
-        assert!(pods.iter().all(|p| p.namespace == "web" && !p.uid.is_empty()));
+        assert!(
+            pods.iter()
+                .all(|p| p.namespace == "web" && !p.uid.is_empty())
+        );
     }
 
     #[test]
