@@ -483,6 +483,20 @@ struct WireTerminated {
     reason: Option<String>,
 }
 
+/// A watch as a real API server (v1.35) sent it: the initial events of ten pods in
+/// every state (`varied_pods` in the cluster scope tests), the bookmark ending them,
+/// then a status change, a deletion (the deletion time set, then the pod gone) and
+/// the bookmark the API server sends before it ends the watch. The fuzz target's
+/// seed: its first byte is the fuzzer's piece size.
+#[cfg(test)]
+pub(super) const REAL_WATCH: &[u8] =
+    include_bytes!("../../../fuzz/corpus/protobuf_watch/initial-events-then-changes");
+
+/// An error event as the API server sends it when a watch's version is gone (410),
+/// after the fuzzer's piece size.
+#[cfg(test)]
+pub(super) const GONE_EVENT: &[u8] = include_bytes!("../../../fuzz/corpus/protobuf_watch/gone");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,15 +678,6 @@ mod tests {
         );
         assert!(meta.deletion_timestamp.is_none() && !info.deleting);
     }
-
-    /// A watch as a real API server (v1.35) sent it: the initial events of ten
-    /// pods in every state (`varied_pods` in the cluster scope tests), the bookmark
-    /// ending them, then a status change, a deletion (the deletion time set, then
-    /// the pod gone) and the bookmark the API server sends before it ends the
-    /// watch. The fuzz target's seed;
-    /// its first byte is the fuzzer's piece size.
-    const REAL_WATCH: &[u8] =
-        include_bytes!("../../../fuzz/corpus/protobuf_watch/initial-events-then-changes");
 
     #[test]
     fn a_real_api_servers_watch_reads_whole() {

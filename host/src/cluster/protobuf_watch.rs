@@ -5,7 +5,9 @@
 //! are the same): `Init`, the initial events, `InitDone` at the bookmark that ends
 //! them, then changes from the last version seen; a watch that ends is resumed from
 //! there, one that ends before its initial events are done (an API server can end it
-//! early, with nothing said) or is told its place is gone (410) lists again.
+//! early, with nothing said) or is told its place is gone (410) lists again; an end
+//! before the initial events are done, or at once without an event, is returned as
+//! an error so that the backoff spaces the next attempt.
 //! Errors are returned as that watcher's errors, so the same backoff paces retries
 //! and an API server that refuses streaming lists is recognised the same way.
 
@@ -37,6 +39,10 @@ const WATCH_SECONDS: u32 = 290;
 /// for forever.
 const WATCH_GRACE: Duration = Duration::from_secs(30);
 
+/// A watch that ends sooner than this without a single event (not even a bookmark)
+/// is a failure, paced by the backoff, not an end to resume from at once.
+const QUIET_END: Duration = Duration::from_secs(1);
+
 /// The longest wait for the API server's answer to a watch request (its headers, or
 /// its whole error answer).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(60);
@@ -57,6 +63,12 @@ pub enum ProtobufWatchError {
     Read(#[source] kube::Error),
     #[error("the watch stream from the API server is malformed")]
     Malformed(#[source] ProtobufError),
+    #[error(
+        "the API server ended the pod watch after {frames} events, before its initial events were done; listing again"
+    )]
+    EndedEarly { frames: u64 },
+    #[error("the API server ended the pod watch at once, without an event")]
+    EndedAtOnce,
     #[error("the API server answered {code} with something that is not a status: {text}")]
     UnreadableError { code: u16, text: String },
 }
@@ -112,6 +124,9 @@ struct WatchRequest {
 struct Connection {
     body: Body,
     frames: Frames,
+    /// Frames read so far, and when it opened.
+    frames_read: u64,
+    opened: Instant,
     /// When it is dropped (and resumed) whatever the API server does.
     deadline: Instant,
 }
@@ -139,12 +154,15 @@ impl PodWatch {
             let frame = match connection.next_frame().await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
+                    let (frames, open_for) = (connection.frames_read, connection.opened.elapsed());
                     self.connection = None;
                     if self.place == Place::Listing {
-                        tracing::info!(
-                            "the API server ended the pod watch before its initial events were done; listing again"
-                        );
-                        self.place = Place::Unlisted;
+                        // Not a failure of ours, but another list at once could meet
+                        // the same end: the backoff spaces them.
+                        return Err(self.failed(ProtobufWatchError::EndedEarly { frames }));
+                    }
+                    if frames == 0 && open_for < QUIET_END {
+                        return Err(self.failed(ProtobufWatchError::EndedAtOnce));
                     }
                     continue;
                 }
@@ -252,6 +270,8 @@ impl WatchRequest {
         Ok(Connection {
             body: response.into_body(),
             frames: Frames::default(),
+            frames_read: 0,
+            opened: Instant::now(),
             deadline: Instant::now() + Duration::from_secs(u64::from(WATCH_SECONDS)) + WATCH_GRACE,
         })
     }
@@ -267,6 +287,7 @@ impl Connection {
                 .next_frame()
                 .map_err(ProtobufWatchError::Malformed)?
             {
+                self.frames_read += 1;
                 return Ok(Some(frame));
             }
             let Ok(read) = timeout_at(self.deadline, self.body.frame()).await else {
@@ -327,5 +348,177 @@ async fn error_answer(code: u16, mut body: Body, deadline: Instant) -> kube::Err
             code,
             text: sanitize_bytes(&bytes, MAX_PLUGIN_TEXT),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::protobuf::{GONE_EVENT, REAL_WATCH};
+    use crate::cluster::watch::refuses_streaming;
+    use futures::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// The real watch's frames, each with its length.
+    fn real_frames() -> Vec<Vec<u8>> {
+        let mut frames = Frames::default();
+        frames.push(&REAL_WATCH[1..]);
+        let mut out = Vec::new();
+        while let Ok(Some(frame)) = frames.next_frame() {
+            out.push([&(frame.len() as u32).to_be_bytes()[..], &frame].concat());
+        }
+        out
+    }
+
+    enum Answer {
+        Watch(Vec<u8>),
+        Refuse(u16, serde_json::Value),
+    }
+
+    /// An HTTP server on loopback that answers each request with the next answer and
+    /// closes the connection; the requests' heads come out of the channel.
+    async fn scripted(answers: Vec<Answer>) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let (heads, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for answer in answers {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+                let (status, kind, body) = match answer {
+                    Answer::Watch(body) => (200, PROTOBUF, body),
+                    Answer::Refuse(code, status) => {
+                        (code, "application/json", status.to_string().into_bytes())
+                    }
+                };
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nConnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(&body).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        (port, received)
+    }
+
+    fn kind(item: &watcher::Result<watcher::Event<SlimPod>>) -> String {
+        match item {
+            Ok(watcher::Event::Init) => "init".into(),
+            Ok(watcher::Event::InitApply(_)) => "init-apply".into(),
+            Ok(watcher::Event::InitDone) => "init-done".into(),
+            Ok(watcher::Event::Apply(_)) => "apply".into(),
+            Ok(watcher::Event::Delete(_)) => "delete".into(),
+            Err(watcher::Error::WatchStartFailed(kube::Error::Api(status))) => {
+                format!("refused {}", status.code)
+            }
+            Err(watcher::Error::WatchError(status)) => format!("error event {}", status.code),
+            Err(watcher::Error::WatchFailed(kube::Error::Service(error))) => {
+                format!("failed: {error}")
+            }
+            Err(error) => format!("other: {error}"),
+        }
+    }
+
+    /// The ends and refusals a real API server gives only now and then (the tests
+    /// on a real one cover the rest), from a server that answers with the bytes a
+    /// real one sent.
+    #[tokio::test]
+    async fn the_watch_lists_resumes_and_lists_again_as_the_api_server_answers() {
+        let frames = real_frames();
+        assert_eq!(frames.len(), 15, "ten pods, the end of the list, four more");
+        let version = match crate::cluster::protobuf::pod_event(frames[11][4..].to_vec().into()) {
+            Ok(crate::cluster::protobuf::PodEvent::Modified(pod)) => {
+                pod.0.metadata.resource_version.expect("a version")
+            }
+            other => panic!("{other:?}"),
+        };
+        let refusal = |code: u16, message: &str| {
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": message, "reason": "Invalid", "code": code})
+        };
+        let (port, mut heads) = scripted(vec![
+            // A list the API server ends early, then one that completes and a change.
+            Answer::Watch(frames[..4].concat()),
+            Answer::Watch(frames[..12].concat()),
+            // Resumed: ends at once; refused as too old; listed again, told its
+            // place is gone; refused streaming.
+            Answer::Watch(Vec::new()),
+            Answer::Refuse(410, refusal(410, "too old resource version")),
+            Answer::Watch([frames[..11].concat(), GONE_EVENT[1..].to_vec()].concat()),
+            Answer::Refuse(
+                422,
+                refusal(422, "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"),
+            ),
+        ])
+        .await;
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let pods: kube::Api<SlimPod> = kube::Api::all(client);
+        let mut watch = Box::pin(protobuf_pod_watch(&pods, &watcher::Config::default()));
+        let mut seen = Vec::new();
+        let mut last = None;
+        while seen.len() < 40 {
+            let item = tokio::time::timeout(Duration::from_secs(20), watch.next())
+                .await
+                .expect("an event within 20 s")
+                .expect("the watch goes on");
+            seen.push(kind(&item));
+            if seen.last().is_some_and(|k| k == "refused 422") {
+                last = Some(item);
+                break;
+            }
+        }
+        let mut want: Vec<String> = vec!["init".into()];
+        want.extend(["init-apply"; 4].map(String::from));
+        want.push(
+            "failed: the API server ended the pod watch after 4 events, before its initial events were done; listing again"
+                .into(),
+        );
+        want.push("init".into());
+        want.extend(["init-apply"; 10].map(String::from));
+        want.extend(["init-done", "apply"].map(String::from));
+        want.push("failed: the API server ended the pod watch at once, without an event".into());
+        want.push("refused 410".into());
+        want.push("init".into());
+        want.extend(["init-apply"; 10].map(String::from));
+        want.extend(["init-done", "error event 410", "refused 422"].map(String::from));
+        assert_eq!(seen, want);
+        let last = last.expect("refused");
+        assert!(refuses_streaming(&last.expect_err("an error")));
+
+        let heads: Vec<String> = std::iter::from_fn(|| heads.try_recv().ok()).collect();
+        assert_eq!(heads.len(), 6);
+        for head in &heads {
+            assert!(head.starts_with("GET /api/v1/pods?"), "{head}");
+            assert!(
+                head.to_lowercase()
+                    .contains("accept: application/vnd.kubernetes.protobuf"),
+                "{head}"
+            );
+        }
+        let listing = |head: &str| head.contains("sendInitialEvents=true");
+        let listings: Vec<bool> = heads.iter().map(|h| listing(h)).collect();
+        assert_eq!(listings, [true, true, false, false, true, true]);
+        for resumed in &heads[2..4] {
+            let query = resumed.split_whitespace().nth(1).unwrap_or_default();
+            assert!(
+                query
+                    .split(['?', '&'])
+                    .any(|p| p == format!("resourceVersion={version}")),
+                "{resumed}"
+            );
+        }
     }
 }

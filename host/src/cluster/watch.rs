@@ -304,7 +304,7 @@ where
 /// The API server's answer to a streaming list when its WatchList feature is off:
 /// `422 … sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch
 /// unless the WatchList feature gate is enabled`.
-fn refuses_streaming(error: &watcher::Error) -> bool {
+pub(super) fn refuses_streaming(error: &watcher::Error) -> bool {
     let status = match error {
         watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.as_ref(),
         watcher::Error::WatchError(status) => status.as_ref(),
