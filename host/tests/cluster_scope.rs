@@ -18,7 +18,8 @@ use podlight::policy::Backend;
 use podlight::state::{Scope, Snapshot, StateCounts};
 use serde_json::json;
 use support::cluster::{
-    create_node, create_pod, set_node_conditions, set_status, status_for, wait_for_snapshot,
+    POD_STATES, create_node, create_pod, set_node_conditions, set_status, status_for,
+    wait_for_snapshot,
 };
 use support::control_plane::ControlPlane;
 use support::{PRIORITY_0_2_WASM, PRIORITY_0_3_WASM, engine, sample_snapshots};
@@ -154,18 +155,7 @@ async fn the_cluster_watch_counts_every_node_and_lists_only_pods_in_trouble() {
 /// a silence, an owner, init containers, a deletion under way, an annotation it
 /// does not read. Returns how many pods there are.
 async fn varied_pods(admin: &kube::Client, namespace: &str) -> u32 {
-    const STATES: [&str; 9] = [
-        "pending",
-        "running",
-        "unready",
-        "crashloop",
-        "imagepull",
-        "oomkilled",
-        "evicted",
-        "failed",
-        "succeeded",
-    ];
-    for (i, state) in STATES.iter().enumerate() {
+    for (i, state) in POD_STATES.iter().enumerate() {
         let node = if i % 2 == 0 { "node-a" } else { "node-b" };
         create_pod(admin, namespace, state, node, json!({"app": state})).await;
         set_status(admin, namespace, state, status_for(state)).await;
@@ -215,7 +205,7 @@ async fn varied_pods(admin: &kube::Client, namespace: &str) -> u32 {
     pods.delete("owned", &DeleteParams::default())
         .await
         .expect("delete owned");
-    STATES.len() as u32 + 1
+    POD_STATES.len() as u32 + 1
 }
 
 /// The paged watch's latest snapshot, once the streamed watch shows the same.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use podlight::cluster::{ConnectOptions, StateWatch, WatchOptions, client};
 use serde_json::json;
 use support::cluster::{
-    create_node, create_pod, delete_pod, set_node_conditions, set_status, states, status_for,
-    wait_for_snapshot,
+    POD_STATES, create_node, create_pod, delete_pod, set_node_conditions, set_status, states,
+    status_for, wait_for_snapshot,
 };
 use support::control_plane::ControlPlane;
 
@@ -45,17 +45,7 @@ async fn only_this_nodes_pods_in_every_state_then_deletion() {
     create_node(&admin, "node-b").await;
     plane.namespace("shop").await;
     plane.namespace("batch").await;
-    let states_to_drive = [
-        "pending",
-        "running",
-        "unready",
-        "crashloop",
-        "imagepull",
-        "oomkilled",
-        "evicted",
-        "failed",
-        "succeeded",
-    ];
+    let states_to_drive = POD_STATES;
     for state in states_to_drive {
         create_pod(&admin, "shop", state, "node-a", json!({"app": state})).await;
     }

@@ -326,17 +326,16 @@ async fn error_answer(code: u16, mut body: Body, deadline: Instant) -> kube::Err
         }
     }
     bytes.truncate(MAX_ERROR_ANSWER);
-    let status = status_from_envelope(Bytes::from(bytes.clone()))
-        .ok()
-        .or_else(|| {
-            serde_json::from_slice::<kube::core::Status>(&bytes)
-                .ok()
-                .map(|mut status| {
-                    status.message = sanitize(&status.message, MAX_PLUGIN_TEXT);
-                    status.reason = sanitize(&status.reason, MAX_PLUGIN_TEXT);
-                    status
-                })
-        });
+    let bytes = Bytes::from(bytes);
+    let status = status_from_envelope(bytes.clone()).ok().or_else(|| {
+        serde_json::from_slice::<kube::core::Status>(&bytes)
+            .ok()
+            .map(|mut status| {
+                status.message = sanitize(&status.message, MAX_PLUGIN_TEXT);
+                status.reason = sanitize(&status.reason, MAX_PLUGIN_TEXT);
+                status
+            })
+    });
     match status {
         Some(mut status) => {
             if status.code == 0 {

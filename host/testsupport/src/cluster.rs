@@ -101,6 +101,19 @@ fn ready_condition(ready: bool) -> Value {
 }
 
 /// Status bodies for each state the tests drive.
+/// Every state [`status_for`] writes: each one a policy tells apart.
+pub const POD_STATES: [&str; 9] = [
+    "pending",
+    "running",
+    "unready",
+    "crashloop",
+    "imagepull",
+    "oomkilled",
+    "evicted",
+    "failed",
+    "succeeded",
+];
+
 pub fn status_for(state: &str) -> Value {
     let running = json!({"running": {"startedAt": "2026-11-25T10:00:00Z"}});
     match state {
